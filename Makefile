@@ -1,0 +1,29 @@
+# The two commands: `make demo` runs the main job, `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test bench clean system-deps
+
+# Debian packages the project needs (installed only when missing; needs root).
+system-deps:
+	@command -v $(PYTHON) >/dev/null && $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-pip)
+
+$(BIN)/.installed: pyproject.toml | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/anchorpipe demo
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/merkle.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,110 @@
+"""The ``anchorpipe`` command line. Catches only anchorpipe's own errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from pipelines import __version__
+from pipelines.core.commitment import check_agency, content_sha256
+from pipelines.core.proof import parse_proof
+from pipelines.core.verify import verify_proof
+from pipelines.errors import AnchorpipeError, InputError, VerificationError
+
+EXIT_VALID, EXIT_INVALID, EXIT_UNUSABLE = 0, 1, 2
+
+
+def fail(message: str, code: int = EXIT_UNUSABLE) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="anchorpipe")
+def main() -> None:
+    """anchorpipe: seal records into Merkle batches, anchor them, verify their proofs."""
+
+
+@main.command()
+@click.argument("records", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--agency", required=True, help="Agency name (a-z 0-9 . _ -, at most 63).")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the proofs; must not exist or be empty.")
+def seal(records: Path, agency: str, out: Path) -> None:
+    """Seal RECORDS.jsonl into one batch and write a proof per record.
+
+    Each line is {"id": ..., "content": <any JSON>} or {"id": ..., "sha256": "<hex>"}.
+    Proofs go to OUT/<percent-encoded id>.json, the batch root to OUT/_batch.json.
+    If any line is bad, every bad line is reported and nothing is written.
+    """
+    from pipelines import offline
+    from pipelines.records import read_jsonl
+
+    try:
+        check_agency(agency)
+        offline.check_out_dir(out)
+        size = records.stat().st_size
+        with records.open("rb") as fh, click.progressbar(length=size, label="reading", file=sys.stderr) as bar:
+            inputs = read_jsonl(fh, progress=bar.update)
+        batch = offline.seal_records(agency, inputs)
+        with click.progressbar(length=batch.size, label="writing proofs", file=sys.stderr) as bar:
+            offline.write_proofs(batch, out, progress=bar.update)
+    except AnchorpipeError as exc:
+        fail(str(exc))
+    click.echo(f"sealed {batch.size} records into batch {batch.id}")
+    click.echo(f"root {batch.root.hex()}")
+    click.echo(f"proofs in {out}")
+
+
+@main.command()
+@click.argument("proof_file", metavar="PROOF.json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--record", "record", type=click.Path(dir_okay=False, path_type=Path),
+              help="The record's content as JSON; its RFC 8785 canonical SHA-256 must match.")
+@click.option("--record-bytes", "record_bytes", type=click.Path(dir_okay=False, path_type=Path),
+              help="A file whose raw bytes' SHA-256 must match (for records sealed by sha256).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, quiet: bool) -> None:
+    """Verify PROOF.json offline.
+
+    Exit status: 0 valid, 1 invalid (the reason is printed), 2 unusable input.
+    """
+    try:
+        proof = parse_proof(_read(proof_file))
+        digest = None
+        if record is not None and record_bytes is not None:
+            raise InputError("give --record or --record-bytes, not both")
+        if record is not None:
+            digest = content_sha256(_load_json(record))
+        elif record_bytes is not None:
+            digest = hashlib.sha256(_read(record_bytes)).digest()
+        report = verify_proof(proof, content_sha256=digest)
+    except VerificationError as exc:
+        fail(f"INVALID: {exc}", EXIT_INVALID)
+    except AnchorpipeError as exc:
+        fail(str(exc))
+    if not quiet:
+        for line in report.checks:
+            click.echo(f"ok: {line}")
+        click.echo("VALID")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _load_json(path: Path) -> object:
+    try:
+        return json.loads(_read(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not JSON: {exc}") from exc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The pure core: Merkle trees, record commitments, proof format, verification. No I/O."""

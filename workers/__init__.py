@@ -1,0 +1,1 @@
+"""The Celery application (worker stack); see docs."""
