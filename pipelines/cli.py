@@ -92,6 +92,28 @@ def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, qui
         click.echo("VALID")
 
 
+@main.command()
+@click.option("--records", default=10_000, show_default=True, type=click.IntRange(1, 10_000_000),
+              help="How many generated records to push through.")
+@click.option("--export", "export", type=click.Path(file_okay=False, path_type=Path),
+              help="Write every proof here (default: a temporary folder).")
+def demo(records: int, export: Path | None) -> None:
+    """Run the main job on embedded defaults and verify every proof."""
+    from pipelines.demo import run_demo
+
+    def progress(label: str, length: int):
+        return click.progressbar(length=length, label=label, file=sys.stderr)
+
+    try:
+        if export is not None:
+            from pipelines.offline import check_out_dir
+
+            check_out_dir(export)
+        run_demo(records, export, click.echo, progress)
+    except AnchorpipeError as exc:
+        fail(str(exc), EXIT_INVALID if isinstance(exc, VerificationError) else EXIT_UNUSABLE)
+
+
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()

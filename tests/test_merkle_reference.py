@@ -27,9 +27,11 @@ def test_every_inclusion_path_matches_and_verifies(n):
     leaves = _leaves(n)
     ref = ReferenceTree(leaves)
     tree = merkle.Tree([merkle.leaf_hash(x) for x in leaves])
+    every = tree.all_paths()
     for i in range(n):
         path = tree.path(i)
         assert path == ref.path(i, 0, n)
+        assert list(every[i]) == path
         assert merkle.inclusion_proof(tree.node, i, n) == path
         merkle.verify_inclusion(i, n, tree.levels[0][i], path, tree.root)
 

@@ -13,7 +13,7 @@ anything is hashed, and every failure raises :class:`VerificationError`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from pipelines.errors import VerificationError
 
@@ -32,6 +32,12 @@ NodeGetter = Callable[[int, int], bytes]
 def leaf_hash(data: bytes) -> bytes:
     """Return the RFC 9162 hash of one leaf's data."""
     return _sha256(LEAF_PREFIX + data).digest()
+
+
+def leaf_hashes(datas: Iterable[bytes]) -> list[bytes]:
+    """RFC 9162 leaf hashes of many leaves (one comprehension: no per-leaf call overhead)."""
+    sha, prefix = _sha256, LEAF_PREFIX
+    return [sha(prefix + d).digest() for d in datas]
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
@@ -54,12 +60,13 @@ class Tree:
         """Precondition: at least one leaf hash, each of 32 bytes (checked)."""
         if not leaf_hashes:
             raise ValueError("a tree needs at least one leaf")
-        if any(len(h) != HASH_SIZE for h in leaf_hashes):
+        if set(map(len, leaf_hashes)) != {HASH_SIZE}:
             raise ValueError(f"every leaf hash must be {HASH_SIZE} bytes")
         level = list(leaf_hashes)
         self.levels: list[list[bytes]] = [level]
+        sha, prefix = _sha256, NODE_PREFIX
         while len(level) > 1:
-            up = [_sha256(NODE_PREFIX + a + b).digest() for a, b in zip(level[0::2], level[1::2])]
+            up = [sha(prefix + a + b).digest() for a, b in zip(level[0::2], level[1::2])]
             if len(level) & 1:
                 up.append(level[-1])
             self.levels.append(up)
@@ -84,6 +91,21 @@ class Tree:
                 path.append(level[sibling])
             index >>= 1
         return path
+
+    def all_paths(self) -> list[tuple[bytes, ...]]:
+        """Every leaf's inclusion path, in leaf order, in O(n) Python steps.
+
+        Works top-down: a node's path is its sibling followed by its parent's
+        path, so each level costs one tuple concatenation per node (done in C).
+        """
+        upper: list[tuple[bytes, ...]] = [()]
+        for level in reversed(self.levels[:-1]):
+            paired = len(level) & ~1
+            paths = [(level[j ^ 1],) + upper[j >> 1] for j in range(paired)]
+            if paired < len(level):  # a promoted last node has no sibling here
+                paths.append(upper[-1])
+            upper = paths
+        return upper
 
     def node(self, level: int, index: int) -> bytes:
         """A :data:`NodeGetter` over this tree (perfect subtrees only)."""

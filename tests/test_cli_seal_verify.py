@@ -1,0 +1,116 @@
+"""`anchorpipe seal` and `anchorpipe verify`, run as the installed command."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.core.proof import parse_proof
+from pipelines.core.verify import verify_proof
+from pipelines.offline import proof_filename
+
+CLI = [sys.executable, "-m", "pipelines.cli"]
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def write_records(path: Path, records: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.fixture
+def sealed(tmp_path: Path) -> Path:
+    records = [{"id": f"case/{i}", "content": {"n": i, "text": "é" * i}} for i in range(50)]
+    records.append({"id": "raw.pdf", "sha256": hashlib.sha256(b"%PDF-1.7 raw").hexdigest().upper()})
+    records.append({"id": "_batch", "content": None})
+    write_records(tmp_path / "in.jsonl", records)
+    res = run("seal", "in.jsonl", "--agency", "dept-x", "--out", "out", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "sealed 52 records" in res.stdout
+    return tmp_path
+
+
+def test_seal_writes_one_verifiable_proof_per_record(sealed: Path):
+    out = sealed / "out"
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == 53 and "_batch.json" in names
+    summary = json.loads((out / "_batch.json").read_text())
+    proofs = [n for n in names if n != "_batch.json"]
+    for name in proofs:
+        proof = parse_proof((out / name).read_bytes())
+        verify_proof(proof)
+        assert proof.batch.root == summary["root"]
+    for name in proofs[::10]:  # and through the command itself
+        res = run("verify", f"out/{name}", cwd=sealed)
+        assert res.returncode == 0 and res.stdout.endswith("VALID\n"), res.stderr
+
+
+def test_verify_checks_the_record_content(sealed: Path):
+    (sealed / "rec.json").write_text(json.dumps({"text": "é" * 7, "n": 7}))
+    assert run("verify", "out/" + proof_filename("case/7"), "--record", "rec.json", cwd=sealed).returncode == 0
+    res = run("verify", "out/" + proof_filename("case/8"), "--record", "rec.json", cwd=sealed)
+    assert res.returncode == 1 and "INVALID" in res.stderr
+    (sealed / "raw.pdf").write_bytes(b"%PDF-1.7 raw")
+    assert run("verify", "out/raw.pdf.json", "--record-bytes", "raw.pdf", cwd=sealed).returncode == 0
+
+
+def test_tampered_proof_is_invalid_and_garbage_is_unusable(sealed: Path):
+    doc = json.loads((sealed / "out" / "case%2F3.json").read_text())
+    doc["batch"]["path"][0] = "0" * 64
+    (sealed / "t.json").write_text(json.dumps(doc))
+    res = run("verify", "t.json", cwd=sealed)
+    assert res.returncode == 1 and "inclusion proof leads to root" in res.stderr
+    (sealed / "g.json").write_text("{not json")
+    assert run("verify", "g.json", cwd=sealed).returncode == 2
+    assert run("verify", "missing.json", cwd=sealed).returncode == 2
+
+
+def test_bad_lines_are_all_reported_and_nothing_is_written(tmp_path: Path):
+    (tmp_path / "in.jsonl").write_text(
+        '{"id": "ok", "content": 1}\n'
+        '{"id": 5, "content": 1}\n'
+        "\n"
+        '{"id": "ok", "content": 2}\n'
+        '{"id": "x", "sha256": "zz"}\n'
+        "{broken\n"
+    )
+    res = run("seal", "in.jsonl", "--agency", "dept-x", "--out", "out", cwd=tmp_path)
+    assert res.returncode == 2
+    for fragment in ("line 2: record id must be a string", "line 4: record id 'ok' already on line 1",
+                     "line 5: field 'sha256'", "line 6: not JSON"):
+        assert fragment in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_seal_refuses_a_non_empty_output_folder(sealed: Path):
+    before = sorted(p.name for p in (sealed / "out").iterdir())
+    res = run("seal", "in.jsonl", "--agency", "dept-x", "--out", "out", cwd=sealed)
+    assert res.returncode == 2 and "not empty" in res.stderr
+    assert sorted(p.name for p in (sealed / "out").iterdir()) == before
+
+
+def test_bad_agency_is_refused(tmp_path: Path):
+    write_records(tmp_path / "in.jsonl", [{"id": "a", "content": 1}])
+    res = run("seal", "in.jsonl", "--agency", "Not Valid", "--out", "out", cwd=tmp_path)
+    assert res.returncode == 2 and "agency name" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "record_id,name",
+    [("a/b", "a%2Fb.json"), ("..", "%2E..json"), (".hidden", "%2Ehidden.json"), ("_x", "%5Fx.json"),
+     ("é", "%C3%A9.json"), ("a b", "a%20b.json")],
+)
+def test_proof_filenames_are_path_safe(record_id, name):
+    assert proof_filename(record_id) == name
+
+
+def test_long_ids_get_hashed_names():
+    name = proof_filename("x" * 256)
+    assert name == "_sha256-" + hashlib.sha256(b"x" * 256).hexdigest() + ".json"
