@@ -34,12 +34,20 @@ def main() -> None:
 @click.option("--agency", required=True, help="Agency name (a-z 0-9 . _ -, at most 63).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the proofs; must not exist or be empty.")
-def seal(records: Path, agency: str, out: Path) -> None:
+@click.option("--log", "log_location", metavar="LOCATION",
+              help="Anchor the batch in the built-in log at this folder or s3://bucket/prefix (created if absent).")
+@click.option("--log-key", "log_key", type=click.Path(dir_okay=False, path_type=Path),
+              help="The log's private key file (from 'anchorpipe log keygen'); needed with --log.")
+@click.option("--s3-endpoint", envvar="ANCHORPIPE_S3_ENDPOINT", help="S3 endpoint URL for non-AWS services.")
+def seal(records: Path, agency: str, out: Path, log_location: str | None, log_key: Path | None,
+         s3_endpoint: str | None) -> None:
     """Seal RECORDS.jsonl into one batch and write a proof per record.
 
     Each line is {"id": ..., "content": <any JSON>} or {"id": ..., "sha256": "<hex>"}.
     Proofs go to OUT/<percent-encoded id>.json, the batch root to OUT/_batch.json.
     If any line is bad, every bad line is reported and nothing is written.
+    With --log, the batch is anchored in the built-in log first and every proof
+    carries its signed receipt.
     """
     from pipelines import offline
     from pipelines.records import read_jsonl
@@ -47,16 +55,22 @@ def seal(records: Path, agency: str, out: Path) -> None:
     try:
         check_agency(agency)
         offline.check_out_dir(out)
+        if (log_location is None) != (log_key is None):
+            raise InputError("--log and --log-key go together")
+        log = _open_log(log_location, log_key, s3_endpoint, create=True) if log_location else None
         size = records.stat().st_size
         with records.open("rb") as fh, click.progressbar(length=size, label="reading", file=sys.stderr) as bar:
             inputs = read_jsonl(fh, progress=bar.update)
         batch = offline.seal_records(agency, inputs)
+        anchors = [offline.anchor_in_log(batch, log)] if log else None
         with click.progressbar(length=batch.size, label="writing proofs", file=sys.stderr) as bar:
-            offline.write_proofs(batch, out, progress=bar.update)
+            offline.write_proofs(batch, out, anchors=anchors, progress=bar.update)
     except AnchorpipeError as exc:
         fail(str(exc))
     click.echo(f"sealed {batch.size} records into batch {batch.id}")
     click.echo(f"root {batch.root.hex()}")
+    if anchors:
+        click.echo(f"anchored as entry {anchors[0]['index']} of log {anchors[0]['origin']}")
     click.echo(f"proofs in {out}")
 
 
@@ -66,10 +80,15 @@ def seal(records: Path, agency: str, out: Path) -> None:
               help="The record's content as JSON; its RFC 8785 canonical SHA-256 must match.")
 @click.option("--record-bytes", "record_bytes", type=click.Path(dir_okay=False, path_type=Path),
               help="A file whose raw bytes' SHA-256 must match (for records sealed by sha256).")
+@click.option("--log-vkey", "log_vkeys", multiple=True, metavar="VKEY",
+              help="A pinned verifier key of the built-in log (the text, or a file holding it). Repeatable.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, quiet: bool) -> None:
+def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log_vkeys: tuple[str, ...],
+           quiet: bool) -> None:
     """Verify PROOF.json offline.
 
+    Checks the leaf commitment, the path to the batch root and, with --log-vkey,
+    every log receipt (signed checkpoint and the batch's inclusion in the log).
     Exit status: 0 valid, 1 invalid (the reason is printed), 2 unusable input.
     """
     try:
@@ -81,7 +100,8 @@ def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, qui
             digest = content_sha256(_load_json(record))
         elif record_bytes is not None:
             digest = hashlib.sha256(_read(record_bytes)).digest()
-        report = verify_proof(proof, content_sha256=digest)
+        keys = [_load_vkey(v) for v in log_vkeys] or None
+        report = verify_proof(proof, content_sha256=digest, log_keys=keys)
     except VerificationError as exc:
         fail(f"INVALID: {exc}", EXIT_INVALID)
     except AnchorpipeError as exc:
@@ -89,7 +109,9 @@ def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, qui
     if not quiet:
         for line in report.checks:
             click.echo(f"ok: {line}")
-        click.echo("VALID")
+        for line in report.unchecked:
+            click.echo(f"NOT CHECKED: {line}")
+        click.echo("VALID" if not report.unchecked else "VALID (batch inclusion only: give --log-vkey to check anchors)")
 
 
 @main.command()
@@ -114,6 +136,30 @@ def demo(records: int, export: Path | None) -> None:
         fail(str(exc), EXIT_INVALID if isinstance(exc, VerificationError) else EXIT_UNUSABLE)
 
 
+def _load_vkey(value: str):
+    from pipelines.core.note import Verifier
+
+    path = Path(value)
+    return Verifier.parse(_read(path).decode("utf-8", "replace") if path.is_file() else value)
+
+
+def _load_signer(path: Path):
+    from pipelines.core.note import Signer
+
+    return Signer.parse(_read(path).decode("utf-8", "replace"))
+
+
+def _open_log(location: str, key_file: Path, s3_endpoint: str | None, *, create: bool = False):
+    from pipelines.storage import open_store
+    from pipelines.tlog import TransparencyLog
+
+    store = open_store(location, s3_endpoint=s3_endpoint)
+    signer = _load_signer(key_file)
+    if create:
+        TransparencyLog.create(store, [signer])
+    return TransparencyLog.open(store, [signer])
+
+
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -127,6 +173,10 @@ def _load_json(path: Path) -> object:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path} is not JSON: {exc}") from exc
 
+
+from pipelines.cli_log import log  # noqa: E402  (the `log` command group registers on main)
+
+main.add_command(log)
 
 if __name__ == "__main__":
     main()

@@ -15,8 +15,10 @@ from urllib.parse import quote
 
 from pipelines.core.batch import Commitment, SealedBatch
 from pipelines.core.commitment import SALT_SIZE, check_agency
+from pipelines.core.logentry import batch_entry
 from pipelines.errors import InputError
 from pipelines.records import RecordInput
+from pipelines.tlog import TransparencyLog
 
 MAX_FILENAME = 200
 BATCH_FILE = "_batch.json"
@@ -53,6 +55,12 @@ def seal_records(agency: str, records: list[RecordInput]) -> SealedBatch:
     sealed_at = now_timestamp()
     commitments = [Commitment(agency, r.id, r.content_sha256, secrets.token_bytes(SALT_SIZE)) for r in records]
     return SealedBatch(new_batch_id(sealed_at), sealed_at, commitments)
+
+
+def anchor_in_log(batch: SealedBatch, log: TransparencyLog) -> dict[str, object]:
+    """Append the batch's entry to the built-in log and return its receipt."""
+    log.append([(batch.id, batch_entry(batch.id, batch.root, batch.size, batch.sealed_at))])
+    return log.receipt(batch.id, log.head())
 
 
 def batch_summary(batch: SealedBatch) -> dict[str, object]:

@@ -9,8 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipelines.core import merkle
+from pipelines.core.anchors import TlogAnchor
+from pipelines.core.checkpoint import open_checkpoint
 from pipelines.core.commitment import record_leaf_hash
-from pipelines.core.proof import Proof
+from pipelines.core.logentry import batch_entry
+from pipelines.core.note import Verifier
+from pipelines.core.proof import BatchInclusion, Proof
 from pipelines.errors import VerificationError
 
 
@@ -19,16 +23,21 @@ class Report:
     """What a successful verification checked, in order."""
 
     checks: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
 
     def ok(self, line: str) -> None:
         self.checks.append(line)
 
 
-def verify_proof(proof: Proof, *, content_sha256: bytes | None = None) -> Report:
+def verify_proof(
+    proof: Proof, *, content_sha256: bytes | None = None, log_keys: list[Verifier] | None = None
+) -> Report:
     """Verify ``proof`` offline; raise :class:`VerificationError` on the first failed step.
 
     ``content_sha256``: the digest of the record as the auditor holds it; when
-    given, it must equal the digest the proof commits to.
+    given, it must equal the digest the proof commits to. ``log_keys``: the
+    built-in log's verifier keys the auditor pins; without them a ``tlog``
+    anchor is reported as unchecked, never as valid.
     """
     report = Report()
     rec = proof.record
@@ -48,4 +57,23 @@ def verify_proof(proof: Proof, *, content_sha256: bytes | None = None) -> Report
     b = proof.batch
     merkle.verify_inclusion(b.index, b.size, leaf, [bytes.fromhex(h) for h in b.path], bytes.fromhex(b.root))
     report.ok(f"leaf {b.index} of {b.size} is included in batch {b.id} with root {b.root}")
+    # Step 4: every anchor receipt holds.
+    for n, anchor in enumerate(proof.anchors):
+        if log_keys is None:
+            report.unchecked.append(f"anchor {n} ({anchor.type} {anchor.origin}): no log key pinned")
+            continue
+        report.ok(verify_tlog_anchor(anchor, b, log_keys))
     return report
+
+
+def verify_tlog_anchor(anchor: TlogAnchor, batch: BatchInclusion, log_keys: list[Verifier]) -> str:
+    """Check a ``tlog`` receipt: signed checkpoint, then the batch's entry under its root."""
+    # 4a: the checkpoint is signed by a pinned key and names the anchor's log.
+    cp = open_checkpoint(anchor.checkpoint, log_keys, anchor.origin)
+    # 4b: the log entry is exactly this batch's id, root, size and seal time.
+    entry = batch_entry(batch.id, bytes.fromhex(batch.root), batch.size, batch.sealed_at)
+    # 4c: the entry is at the anchor's index in the checkpointed tree.
+    merkle.verify_inclusion(
+        anchor.index, cp.size, merkle.leaf_hash(entry), [bytes.fromhex(h) for h in anchor.path], cp.root
+    )
+    return f"batch is entry {anchor.index} of log {cp.origin!r} at signed size {cp.size}"

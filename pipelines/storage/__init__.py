@@ -1,0 +1,76 @@
+"""The storage port: where the log (and later the archive) keeps its objects.
+
+Two backends implement :class:`ObjectStore`: a local folder (:mod:`.local`) and
+any S3-compatible service (:mod:`.s3`). :func:`open_store` picks one from a
+location string.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol
+
+from pipelines.errors import InputError
+
+_KEY = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+
+
+def check_key(key: str) -> str:
+    """Keys are ``/``-separated segments of ``A-Z a-z 0-9 . _ -``, none of them ``.`` or ``..``."""
+    if not _KEY.match(key) or any(seg in (".", "..") for seg in key.split("/")):
+        raise ValueError(f"invalid object key {key!r}")
+    return key
+
+
+class ObjectStore(Protocol):
+    """A key → bytes store. Contract for every backend:
+
+    - When a put returns, the object is durable: it survives a crash of this
+      process and of the machine, and every later read sees it.
+    - ``put_immutable`` creates an object once. Putting identical bytes again
+      succeeds (so a retried step is harmless); different bytes raise
+      :class:`ConflictError` and change nothing.
+    - ``put_if_version`` is a compare-and-swap: it writes only if the object's
+      current version is ``version`` (``None``: only if it does not exist), and
+      raises :class:`ConflictError` otherwise. Exactly one of two racing
+      writers with the same expected version wins.
+    - Failures raise :class:`StorageError`, with ``transient`` set when a retry
+      may succeed. A failed put may or may not have persisted: callers order
+      their writes so that either outcome is safe.
+    """
+
+    def describe(self) -> str:
+        """Where the store is, for messages (never with credentials)."""
+        ...
+
+    def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None if it does not exist."""
+        ...
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and an opaque version for :meth:`put_if_version`, or None."""
+        ...
+
+    def put_immutable(self, key: str, data: bytes) -> None:
+        """Create ``key`` with ``data`` unless it already holds exactly ``data``."""
+        ...
+
+    def put_if_version(self, key: str, data: bytes, version: str | None) -> str:
+        """Replace ``key`` if its version is ``version`` (None: create); return the new version."""
+        ...
+
+
+def open_store(location: str, *, s3_endpoint: str | None = None) -> ObjectStore:
+    """A store for ``location``: ``s3://bucket[/prefix]`` or a local folder path."""
+    if location.startswith("s3://"):
+        from pipelines.storage.s3 import S3Store
+
+        bucket, _, prefix = location[5:].partition("/")
+        if not bucket:
+            raise InputError(f"location {location!r} names no bucket")
+        return S3Store.connect(bucket, prefix.strip("/"), endpoint_url=s3_endpoint)
+    if "://" in location:
+        raise InputError(f"location {location!r}: want a folder or s3://bucket/prefix")
+    from pipelines.storage.local import LocalStore
+
+    return LocalStore(location)

@@ -1,0 +1,112 @@
+"""Any S3-compatible service as an :class:`ObjectStore` (AWS S3, MinIO, Ceph RGW, moto...).
+
+Create-once puts send ``If-None-Match: *``; on 412 the object is read back and
+compared, so an identical re-put succeeds. The compare-and-swap sends
+``If-Match: <ETag>`` (S3 conditional writes). Every put carries a SHA-256
+checksum the server verifies; immutable objects can be put under Object Lock
+retention (COMPLIANCE mode) and server-side encryption.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
+
+from pipelines.errors import ConflictError, StorageError
+from pipelines.storage import check_key
+
+_CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+_TRANSIENT = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError",
+              "ServiceUnavailable", "503", "500"}
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """Per-deployment S3 settings (see pipelines.config)."""
+
+    retention_days: int | None = None  # Object Lock COMPLIANCE retention for immutable objects
+    sse: str | None = None  # "AES256" or "aws:kms"
+    kms_key_id: str | None = None
+
+
+class S3Store:
+    def __init__(self, client: Any, bucket: str, prefix: str = "", options: S3Options | None = None) -> None:
+        self.client, self.bucket, self.prefix = client, bucket, prefix
+        self.options = options or S3Options()
+
+    @classmethod
+    def connect(cls, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
+                options: S3Options | None = None, region: str | None = None) -> S3Store:
+        config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
+        client = boto3.client("s3", endpoint_url=endpoint_url, config=config, region_name=region or "us-east-1")
+        return cls(client, bucket, prefix, options)
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _error(self, action: str, key: str, exc: Exception) -> StorageError:
+        if isinstance(exc, ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if code in _CONFLICT or status in _CONFLICT:
+                return ConflictError(f"{action} {key} in {self.describe()}: precondition failed ({code})")
+            transient = code in _TRANSIENT or status in _TRANSIENT
+            return StorageError(f"{action} {key} in {self.describe()} failed: {code} {status}", transient=transient)
+        transient = isinstance(exc, (BotoConnectionError, BotoCoreError))
+        return StorageError(f"{action} {key} in {self.describe()} failed: {type(exc).__name__}", transient=transient)
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return resp["Body"].read(), resp["ETag"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise self._error("reading", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("reading", key, exc) from exc
+
+    def get(self, key: str) -> bytes | None:
+        found = self.get_versioned(key)
+        return None if found is None else found[0]
+
+    def _put(self, key: str, data: bytes, *, immutable: bool, **conditions: str) -> str:
+        extra: dict[str, Any] = {}
+        if self.options.sse:
+            extra["ServerSideEncryption"] = self.options.sse
+            if self.options.kms_key_id:
+                extra["SSEKMSKeyId"] = self.options.kms_key_id
+        if immutable and self.options.retention_days:
+            extra["ObjectLockMode"] = "COMPLIANCE"
+            extra["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(days=self.options.retention_days)
+        resp = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
+                                      ChecksumAlgorithm="SHA256", **conditions, **extra)
+        return resp["ETag"]
+
+    def put_immutable(self, key: str, data: bytes) -> None:
+        try:
+            self._put(key, data, immutable=True, IfNoneMatch="*")
+            return
+        except (ClientError, BotoCoreError) as exc:
+            err = self._error("writing", key, exc)
+            if not isinstance(err, ConflictError):
+                raise err from exc
+        existing = self.get(key)  # 412: someone wrote it first; identical bytes are success
+        if existing != data:
+            raise ConflictError(f"{key} already exists in {self.describe()} with different content")
+
+    def put_if_version(self, key: str, data: bytes, version: str | None) -> str:
+        condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
+        try:
+            return self._put(key, data, immutable=False, **condition)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("writing", key, exc) from exc

@@ -1,0 +1,214 @@
+"""The built-in ledger: an append-only C2SP tlog-tiles log of batch entries on an ObjectStore.
+
+Layout under the store (see docs/ledgers.md):
+
+- ``checkpoint``: the signed checkpoint, the only mutable object;
+- ``tile/<L>/<N>[.p/<W>]`` and ``tile/entries/<N>[.p/<W>]``: C2SP tlog-tiles;
+- ``anchorpipe/sequenced/<size>``: the entries appended to the log at ``size``
+  (an entry bundle), written once before any tile, so a crashed append is
+  finished the same way by whoever comes next;
+- ``anchorpipe/batches/<batch id>``: the batch's log index and leaf hash, so
+  anchoring a batch again returns its first index instead of a second entry.
+
+One sequencer at a time: every append stages at the current size with a
+create-once put and publishes the checkpoint with a compare-and-swap on its
+version, so two racing sequencers cannot fork the log.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pipelines.core import merkle, tiles
+from pipelines.core.checkpoint import Checkpoint, open_checkpoint
+from pipelines.core.logentry import parse_batch_entry
+from pipelines.core.note import Signer, Verifier, sign_note
+from pipelines.errors import AnchorpipeError, ConflictError, StorageError, VerificationError
+from pipelines.storage import ObjectStore
+
+CHECKPOINT = "checkpoint"
+SEQUENCED = "anchorpipe/sequenced/{size}"
+BATCH = "anchorpipe/batches/{batch_id}"
+MAX_ROUNDS = 20
+
+
+class LogStateError(AnchorpipeError):
+    """The stored log disagrees with its checkpoint, or is missing: refuse to go on."""
+
+
+@dataclass(frozen=True)
+class Head:
+    """A verified checkpoint, its signed note, and its storage version."""
+
+    checkpoint: Checkpoint
+    note: str
+    version: str
+
+
+class LogReader:
+    """Read-only access to a log, trusting only the pinned ``verifiers`` (for auditors)."""
+
+    def __init__(self, store: ObjectStore, verifiers: list[Verifier], origin: str | None = None) -> None:
+        self.store, self.verifiers, self.origin = store, verifiers, origin
+
+    def head(self) -> Head:
+        found = self.store.get_versioned(CHECKPOINT)
+        if found is None:
+            raise LogStateError(f"no log at {self.store.describe()} (no checkpoint)")
+        note = found[0].decode("utf-8", "replace")
+        return Head(open_checkpoint(note, self.verifiers, self.origin), note, found[1])
+
+    def read_tile(self, level: int, index: int, width: int) -> bytes:
+        return self._must(tiles.tile_path(level, index, width))
+
+    def read_bundle(self, index: int, width: int) -> bytes:
+        return self._must(tiles.entries_path(index, width))
+
+    def _must(self, key: str) -> bytes:
+        data = self.store.get(key)
+        if data is None:
+            raise LogStateError(f"{key} is missing from {self.store.describe()}")
+        return data
+
+    def tree(self, size: int) -> tiles.TiledTree:
+        return tiles.TiledTree(size, self.read_tile)
+
+    def check_tiles(self, head: Head) -> None:
+        """Recompute the checkpoint's root from the tiles; raise LogStateError on any mismatch."""
+        try:
+            root = self.tree(head.checkpoint.size).root()
+        except ValueError as exc:
+            raise LogStateError(f"tiles of {self.store.describe()} are malformed: {exc}") from exc
+        if root != head.checkpoint.root:
+            raise LogStateError(
+                f"tiles of {self.store.describe()} give root {root.hex()} at size {head.checkpoint.size}, "
+                f"the checkpoint says {head.checkpoint.root.hex()}"
+            )
+
+    def consistency(self, old: Checkpoint, head: Head) -> list[bytes]:
+        """A consistency proof from ``old`` to ``head``, checked before it is returned."""
+        new = head.checkpoint
+        if old.origin != new.origin:
+            raise VerificationError(f"checkpoints are of different logs: {old.origin!r} and {new.origin!r}")
+        if old.size > new.size:
+            raise VerificationError(f"old checkpoint size {old.size} is beyond the log's size {new.size}")
+        if old.size == 0:
+            return []
+        proof = self.tree(new.size).consistency_proof(old.size)
+        merkle.verify_consistency(old.size, new.size, proof, old.root, new.root)
+        return proof
+
+    def batch_index(self, batch_id: str) -> tuple[int, str] | None:
+        raw = self.store.get(BATCH.format(batch_id=batch_id))
+        if raw is None:
+            return None
+        doc = json.loads(raw)
+        return doc["index"], doc["leaf_hash"]
+
+    def receipt(self, batch_id: str, head: Head, tree: tiles.TiledTree | None = None) -> dict[str, object]:
+        """The ``tlog`` anchor receipt of a batch at checkpoint ``head`` (see docs/ledgers.md)."""
+        found = self.batch_index(batch_id)
+        if found is None or found[0] >= head.checkpoint.size:
+            raise LogStateError(f"batch {batch_id} is not in the log at size {head.checkpoint.size}")
+        tree = tree or self.tree(head.checkpoint.size)
+        return {
+            "type": "tlog",
+            "origin": head.checkpoint.origin,
+            "index": found[0],
+            "path": [h.hex() for h in tree.inclusion_proof(found[0])],
+            "checkpoint": head.note,
+        }
+
+
+class TransparencyLog(LogReader):
+    """The sequencer: appends batch entries and signs checkpoints with ``signers``."""
+
+    def __init__(self, store: ObjectStore, signers: list[Signer]) -> None:
+        if not signers:
+            raise ValueError("a sequencer needs at least one signer key")
+        super().__init__(store, [s.verifier() for s in signers], signers[0].name)
+        self.signers = signers
+
+    @classmethod
+    def create(cls, store: ObjectStore, signers: list[Signer]) -> TransparencyLog:
+        """Initialise an empty log (size 0); an existing log with the same key is left as it is."""
+        log = cls(store, signers)
+        empty = sign_note(Checkpoint(log.origin, 0, merkle.EMPTY_ROOT).text(), signers)
+        try:
+            store.put_if_version(CHECKPOINT, empty.encode(), None)
+        except ConflictError:
+            log.head()  # exists: it must verify with our key and origin
+        return log
+
+    @classmethod
+    def open(cls, store: ObjectStore, signers: list[Signer]) -> TransparencyLog:
+        """Open an existing log, refusing to run if storage disagrees with the checkpoint.
+
+        An append that a crash interrupted after its commit point 1 is finished here.
+        """
+        log = cls(store, signers)
+        head = log.head()
+        log.check_tiles(head)
+        if log.store.get(SEQUENCED.format(size=head.checkpoint.size)) is not None:
+            log.append([])
+        return log
+
+    def append(self, items: list[tuple[str, bytes]]) -> dict[str, int]:
+        """Append ``(batch id, entry)`` items; return every batch's log index.
+
+        Idempotent per batch id: a batch already in the log keeps its index and
+        gets no second entry; the same batch id with a different entry raises
+        ConflictError. Returns once a checkpoint covering every item is published.
+        """
+        indices: dict[str, int] = {}
+        for _ in range(MAX_ROUNDS):
+            head = self.head()
+            size = head.checkpoint.size
+            staged = self.store.get(SEQUENCED.format(size=size))
+            if staged is not None:  # an append at this size was begun: finish it first
+                self._publish(head, tiles.unbundle(staged))
+                continue
+            pending = []
+            for batch_id, entry in items:
+                known = self.batch_index(batch_id)
+                if known is None:
+                    pending.append(entry)
+                elif known[1] != merkle.leaf_hash(entry).hex():
+                    raise ConflictError(f"batch {batch_id} is already in the log with a different entry")
+                elif known[0] < size:
+                    indices[batch_id] = known[0]
+                else:
+                    break  # staged by a racing sequencer since we read the head: reload
+            else:
+                if not pending:
+                    return indices
+                try:
+                    # Commit point 1: positions size.. of these entries are decided for good.
+                    self.store.put_immutable(SEQUENCED.format(size=size), tiles.bundle(pending))
+                except ConflictError:
+                    continue  # another sequencer staged first; finish its append next round
+                self._publish(head, pending)
+        raise StorageError(f"could not append to {self.store.describe()}: the log kept changing", transient=True)
+
+    def _publish(self, head: Head, entries: list[bytes]) -> None:
+        """Write index objects and tiles for staged ``entries``, then swap in the new checkpoint."""
+        old = head.checkpoint
+        for offset, entry in enumerate(entries):
+            batch_id = parse_batch_entry(entry)[0]
+            doc = {"index": old.size + offset, "leaf_hash": merkle.leaf_hash(entry).hex()}
+            self.store.put_immutable(BATCH.format(batch_id=batch_id), json.dumps(doc, sort_keys=True).encode())
+        writes = tiles.append(old.size, entries, self.read_tile, self.read_bundle)
+        for key, data in writes.items():
+            self.store.put_immutable(key, data)
+        new_size = old.size + len(entries)
+        tree = tiles.TiledTree(new_size, lambda lv, i, w: writes.get(tiles.tile_path(lv, i, w)) or self.read_tile(lv, i, w))
+        root = tree.root()
+        if old.size:  # never sign a checkpoint that does not extend the previous one
+            merkle.verify_consistency(old.size, new_size, tree.consistency_proof(old.size), old.root, root)
+        note = sign_note(Checkpoint(old.origin, new_size, root).text(), self.signers)
+        try:
+            # Commit point 2: the new checkpoint is published.
+            self.store.put_if_version(CHECKPOINT, note.encode(), head.version)
+        except ConflictError:
+            pass  # a racing sequencer published this same staged append; the caller reloads
