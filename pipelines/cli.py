@@ -117,10 +117,16 @@ def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log
 @main.command()
 @click.option("--records", default=10_000, show_default=True, type=click.IntRange(1, 10_000_000),
               help="How many generated records to push through.")
+@click.option("--batch-size", default=1_000, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Records per sealed batch.")
 @click.option("--export", "export", type=click.Path(file_okay=False, path_type=Path),
-              help="Write every proof here (default: a temporary folder).")
-def demo(records: int, export: Path | None) -> None:
-    """Run the main job on embedded defaults and verify every proof."""
+              help="Keep the proofs, the log and its verifier key (log.vkey) in this folder.")
+def demo(records: int, batch_size: int, export: Path | None) -> None:
+    """Run the main job on embedded defaults and verify every proof.
+
+    Seals generated records in batches, anchors each batch in a fresh built-in
+    log, and verifies every proof as an auditor would.
+    """
     from pipelines.demo import run_demo
 
     def progress(label: str, length: int):
@@ -131,7 +137,7 @@ def demo(records: int, export: Path | None) -> None:
             from pipelines.offline import check_out_dir
 
             check_out_dir(export)
-        run_demo(records, export, click.echo, progress)
+        run_demo(records, batch_size, export, click.echo, progress)
     except AnchorpipeError as exc:
         fail(str(exc), EXIT_INVALID if isinstance(exc, VerificationError) else EXIT_UNUSABLE)
 

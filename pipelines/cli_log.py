@@ -113,6 +113,8 @@ def consistency(location: str, old_checkpoint: Path, log_vkeys: tuple[str, ...],
         old = open_checkpoint(_read(old_checkpoint).decode("utf-8", "replace"), reader.verifiers)
         head = reader.head()
         proof = reader.consistency(old, head)
+    except VerificationError as exc:
+        _fail(VerificationError(f"NOT CONSISTENT: {exc}"))
     except AnchorpipeError as exc:
         _fail(exc)
     click.echo(f"consistent: size {old.size} -> {head.checkpoint.size} ({len(proof)} proof hashes)")

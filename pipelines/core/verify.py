@@ -7,10 +7,11 @@ Each step either passes, adding a line to the report, or raises
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pipelines.core import merkle
 from pipelines.core.anchors import TlogAnchor
-from pipelines.core.checkpoint import open_checkpoint
+from pipelines.core.checkpoint import Checkpoint, open_checkpoint
 from pipelines.core.commitment import record_leaf_hash
 from pipelines.core.logentry import batch_entry
 from pipelines.core.note import Verifier
@@ -66,10 +67,16 @@ def verify_proof(
     return report
 
 
+@lru_cache(maxsize=64)
+def _open_checkpoint(note: str, keys: tuple[Verifier, ...], origin: str) -> Checkpoint:
+    """Checkpoints repeat across a batch's proofs: verify each signature once (failures are not cached)."""
+    return open_checkpoint(note, list(keys), origin)
+
+
 def verify_tlog_anchor(anchor: TlogAnchor, batch: BatchInclusion, log_keys: list[Verifier]) -> str:
     """Check a ``tlog`` receipt: signed checkpoint, then the batch's entry under its root."""
     # 4a: the checkpoint is signed by a pinned key and names the anchor's log.
-    cp = open_checkpoint(anchor.checkpoint, log_keys, anchor.origin)
+    cp = _open_checkpoint(anchor.checkpoint, tuple(log_keys), anchor.origin)
     # 4b: the log entry is exactly this batch's id, root, size and seal time.
     entry = batch_entry(batch.id, bytes.fromhex(batch.root), batch.size, batch.sealed_at)
     # 4c: the entry is at the anchor's index in the checkpointed tree.

@@ -1,0 +1,115 @@
+"""`anchorpipe log ...`, `seal --log` and `verify --log-vkey`, run as commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from pipelines.core.checkpoint import Checkpoint
+from pipelines.core.note import Signer, sign_note
+from tests.test_cli_seal_verify import run, write_records
+
+
+@pytest.fixture
+def logged(tmp_path: Path) -> Path:
+    res = run("log", "keygen", "log.key", "--origin", "records.example.gov/log", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (tmp_path / "log.vkey").write_text(res.stdout)
+    assert run("log", "init", "thelog", "--log-key", "log.key", cwd=tmp_path).returncode == 0
+    for n in (1, 2):
+        write_records(tmp_path / f"in{n}.jsonl", [{"id": f"r{i}", "content": {"n": i, "batch": n}} for i in range(7)])
+        res = run("seal", f"in{n}.jsonl", "--agency", "dept-x", "--out", f"out{n}", "--log", "thelog",
+                  "--log-key", "log.key", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert f"anchored as entry {n - 1} of log records.example.gov/log" in res.stdout
+        if n == 1:
+            (tmp_path / "cp1").write_bytes((tmp_path / "thelog" / "checkpoint").read_bytes())
+    return tmp_path
+
+
+def test_keygen_writes_a_private_key_only_its_owner_reads(logged: Path):
+    key = logged / "log.key"
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert key.read_text().startswith("PRIVATE+KEY+records.example.gov/log+")
+    vkey = (logged / "log.vkey").read_text()
+    assert vkey.startswith("records.example.gov/log+") and "PRIVATE" not in vkey
+    res = run("log", "keygen", "log.key", cwd=logged)
+    assert res.returncode != 0 and "not overwriting" in res.stderr
+
+
+def test_every_proof_verifies_with_its_log_receipt(logged: Path):
+    for n in (1, 2):
+        for proof in sorted((logged / f"out{n}").glob("r*.json")):
+            res = run("verify", str(proof), "--log-vkey", "log.vkey", cwd=logged)
+            assert res.returncode == 0, res.stderr
+            assert f"batch is entry {n - 1} of log 'records.example.gov/log'" in res.stdout
+            assert res.stdout.endswith("VALID\n")
+
+
+def test_without_a_pinned_key_the_anchor_is_reported_unchecked(logged: Path):
+    res = run("verify", "out1/r0.json", cwd=logged)
+    assert res.returncode == 0 and "NOT CHECKED" in res.stdout
+
+
+def test_wrong_key_or_forged_checkpoint_is_invalid(logged: Path):
+    other = Signer.generate("records.example.gov/log")
+    (logged / "other.vkey").write_text(other.verifier().text())
+    res = run("verify", "out1/r0.json", "--log-vkey", "other.vkey", cwd=logged)
+    assert res.returncode == 1 and "not signed by any trusted key" in res.stderr
+    # A checkpoint the attacker signs with its own key cannot replace the log's.
+    doc = json.loads((logged / "out1/r0.json").read_text())
+    doc["anchors"][0]["checkpoint"] = sign_note(Checkpoint("records.example.gov/log", 1, b"\x00" * 32).text(), [other])
+    (logged / "forged.json").write_text(json.dumps(doc))
+    assert run("verify", "forged.json", "--log-vkey", "log.vkey", cwd=logged).returncode == 1
+    # Moving the batch to another log index breaks the inclusion proof.
+    doc = json.loads((logged / "out1/r0.json").read_text())
+    doc["anchors"][0]["index"] = 1
+    (logged / "moved.json").write_text(json.dumps(doc))
+    res = run("verify", "moved.json", "--log-vkey", "log.vkey", cwd=logged)
+    assert res.returncode == 1
+
+
+def test_log_show_and_consistency(logged: Path):
+    res = run("log", "show", "thelog", "--log-vkey", "log.vkey", cwd=logged)
+    assert res.returncode == 0 and "size   2" in res.stdout and "tiles agree" in res.stdout
+    res = run("log", "consistency", "thelog", "cp1", "--log-vkey", "log.vkey", cwd=logged)
+    assert res.returncode == 0 and "consistent: size 1 -> 2" in res.stdout
+    assert run("log", "show", "thelog", cwd=logged).returncode == 2  # nothing trusted without a key
+
+
+def test_a_fork_is_detected_by_consistency(logged: Path):
+    """A checkpoint of the same size-1 log with another root, even validly signed, is not consistent."""
+    key = Signer.parse((logged / "log.key").read_text())
+    (logged / "fork").write_text(sign_note(Checkpoint("records.example.gov/log", 1, b"\x07" * 32).text(), [key]))
+    res = run("log", "consistency", "thelog", "fork", "--log-vkey", "log.vkey", cwd=logged)
+    assert res.returncode == 1 and "NOT CONSISTENT" in res.stderr
+
+
+def test_tampered_tiles_are_refused_by_show_and_by_the_sequencer(logged: Path):
+    tile = logged / "thelog" / "tile/0/000.p/2"
+    data = bytearray(tile.read_bytes())
+    data[0] ^= 0xFF
+    tile.write_bytes(bytes(data))
+    res = run("log", "show", "thelog", "--log-vkey", "log.vkey", cwd=logged)
+    assert res.returncode == 2 and "the checkpoint says" in res.stderr
+    res = run("seal", "in1.jsonl", "--agency", "dept-x", "--out", "out3", "--log", "thelog", "--log-key", "log.key",
+              cwd=logged)
+    assert res.returncode == 2 and not (logged / "out3").exists()
+
+
+def test_demo_seals_anchors_and_verifies_everything(tmp_path: Path):
+    res = run("demo", "--records", "450", "--batch-size", "100", "--export", "exp", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "sealed 450 records in 5 batches" in res.stdout
+    assert "verified 450 proofs with their log receipts: every one VALID" in res.stdout
+    assert "consistent from size 1 to 5" in res.stdout
+    proofs = sorted((tmp_path / "exp" / "proofs").rglob("*.json"))
+    assert len([p for p in proofs if p.name != "_batch.json"]) == 450
+    res = run("verify", str(proofs[-1]), "--log-vkey", "exp/log.vkey", cwd=tmp_path)
+    assert res.returncode == 0 and res.stdout.endswith("VALID\n")
+    res = run("log", "show", "exp/log", "--log-vkey", "exp/log.vkey", cwd=tmp_path)
+    assert res.returncode == 0 and "size   5" in res.stdout
