@@ -36,10 +36,11 @@ def main() -> None:
               help="Folder for the proofs; must not exist or be empty.")
 @click.option("--log", "log_location", metavar="LOCATION",
               help="Anchor the batch in the built-in log at this folder or s3://bucket/prefix (created if absent).")
-@click.option("--log-key", "log_key", type=click.Path(dir_okay=False, path_type=Path),
-              help="The log's private key file (from 'anchorpipe log keygen'); needed with --log.")
+@click.option("--log-key", "log_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The log's private key file (from 'anchorpipe log keygen'); needed with --log. "
+                   "Repeat to sign with several keys while rotating.")
 @click.option("--s3-endpoint", envvar="ANCHORPIPE_S3_ENDPOINT", help="S3 endpoint URL for non-AWS services.")
-def seal(records: Path, agency: str, out: Path, log_location: str | None, log_key: Path | None,
+def seal(records: Path, agency: str, out: Path, log_location: str | None, log_keys: tuple[Path, ...],
          s3_endpoint: str | None) -> None:
     """Seal RECORDS.jsonl into one batch and write a proof per record.
 
@@ -55,9 +56,9 @@ def seal(records: Path, agency: str, out: Path, log_location: str | None, log_ke
     try:
         check_agency(agency)
         offline.check_out_dir(out)
-        if (log_location is None) != (log_key is None):
+        if (log_location is None) != (not log_keys):
             raise InputError("--log and --log-key go together")
-        log = _open_log(log_location, log_key, s3_endpoint, create=True) if log_location else None
+        log = _open_log(log_location, log_keys, s3_endpoint, create=True) if log_location else None
         size = records.stat().st_size
         with records.open("rb") as fh, click.progressbar(length=size, label="reading", file=sys.stderr) as bar:
             inputs = read_jsonl(fh, progress=bar.update)
@@ -155,15 +156,15 @@ def _load_signer(path: Path):
     return Signer.parse(_read(path).decode("utf-8", "replace"))
 
 
-def _open_log(location: str, key_file: Path, s3_endpoint: str | None, *, create: bool = False):
+def _open_log(location: str, key_files: tuple[Path, ...], s3_endpoint: str | None, *, create: bool = False):
     from pipelines.storage import open_store
     from pipelines.tlog import TransparencyLog
 
     store = open_store(location, s3_endpoint=s3_endpoint)
-    signer = _load_signer(key_file)
+    signers = [_load_signer(k) for k in key_files]
     if create:
-        TransparencyLog.create(store, [signer])
-    return TransparencyLog.open(store, [signer])
+        TransparencyLog.create(store, signers)
+    return TransparencyLog.open(store, signers)
 
 
 def _read(path: Path) -> bytes:

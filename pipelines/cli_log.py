@@ -65,15 +65,15 @@ def keygen(keyfile: Path, origin: str) -> None:
 
 @log.command()
 @location_arg
-@click.option("--log-key", "log_key", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The log's private key file.")
+@click.option("--log-key", "log_keys", required=True, multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The log's private key file (repeatable).")
 @endpoint_opt
-def init(location: str, log_key: Path, s3_endpoint: str | None) -> None:
+def init(location: str, log_keys: tuple[Path, ...], s3_endpoint: str | None) -> None:
     """Create an empty log at LOCATION (a size-0 signed checkpoint). Safe to repeat."""
     from pipelines.cli import _open_log
 
     try:
-        tlog = _open_log(location, log_key, s3_endpoint, create=True)
+        tlog = _open_log(location, log_keys, s3_endpoint, create=True)
         head = tlog.head()
     except AnchorpipeError as exc:
         _fail(exc)

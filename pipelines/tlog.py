@@ -25,7 +25,7 @@ from pipelines.core.checkpoint import Checkpoint, open_checkpoint
 from pipelines.core.logentry import parse_batch_entry
 from pipelines.core.note import Signer, Verifier, sign_note
 from pipelines.errors import AnchorpipeError, ConflictError, StorageError, VerificationError
-from pipelines.storage import ObjectStore
+from pipelines.storage import ObjectStore, get_all, put_all
 
 CHECKPOINT = "checkpoint"
 SEQUENCED = "anchorpipe/sequenced/{size}"
@@ -100,11 +100,12 @@ class LogReader:
         return proof
 
     def batch_index(self, batch_id: str) -> tuple[int, str] | None:
-        raw = self.store.get(BATCH.format(batch_id=batch_id))
-        if raw is None:
-            return None
-        doc = json.loads(raw)
-        return doc["index"], doc["leaf_hash"]
+        """The batch's log index and entry leaf hash, or None if it was never staged."""
+        return self.batch_indexes([batch_id])[0]
+
+    def batch_indexes(self, batch_ids: list[str]) -> list[tuple[int, str] | None]:
+        raws = get_all(self.store, [BATCH.format(batch_id=b) for b in batch_ids])
+        return [None if raw is None else _index_doc(raw) for raw in raws]
 
     def receipt(self, batch_id: str, head: Head, tree: tiles.TiledTree | None = None) -> dict[str, object]:
         """The ``tlog`` anchor receipt of a batch at checkpoint ``head`` (see docs/ledgers.md)."""
@@ -119,6 +120,11 @@ class LogReader:
             "path": [h.hex() for h in tree.inclusion_proof(found[0])],
             "checkpoint": head.note,
         }
+
+
+def _index_doc(raw: bytes) -> tuple[int, str]:
+    doc = json.loads(raw)
+    return doc["index"], doc["leaf_hash"]
 
 
 class TransparencyLog(LogReader):
@@ -170,8 +176,7 @@ class TransparencyLog(LogReader):
                 self._publish(head, tiles.unbundle(staged))
                 continue
             pending = []
-            for batch_id, entry in items:
-                known = self.batch_index(batch_id)
+            for (batch_id, entry), known in zip(items, self.batch_indexes([b for b, _ in items])):
                 if known is None:
                     pending.append(entry)
                 elif known[1] != merkle.leaf_hash(entry).hex():
@@ -194,13 +199,12 @@ class TransparencyLog(LogReader):
     def _publish(self, head: Head, entries: list[bytes]) -> None:
         """Write index objects and tiles for staged ``entries``, then swap in the new checkpoint."""
         old = head.checkpoint
-        for offset, entry in enumerate(entries):
-            batch_id = parse_batch_entry(entry)[0]
-            doc = {"index": old.size + offset, "leaf_hash": merkle.leaf_hash(entry).hex()}
-            self.store.put_immutable(BATCH.format(batch_id=batch_id), json.dumps(doc, sort_keys=True).encode())
         writes = tiles.append(old.size, entries, self.read_tile, self.read_bundle)
-        for key, data in writes.items():
-            self.store.put_immutable(key, data)
+        indexes = {}
+        for offset, entry in enumerate(entries):
+            doc = {"index": old.size + offset, "leaf_hash": merkle.leaf_hash(entry).hex()}
+            indexes[BATCH.format(batch_id=parse_batch_entry(entry)[0])] = json.dumps(doc, sort_keys=True).encode()
+        put_all(self.store, {**indexes, **writes})
         new_size = old.size + len(entries)
         tree = tiles.TiledTree(new_size, lambda lv, i, w: writes.get(tiles.tile_path(lv, i, w)) or self.read_tile(lv, i, w))
         root = tree.root()

@@ -113,3 +113,14 @@ def test_demo_seals_anchors_and_verifies_everything(tmp_path: Path):
     assert res.returncode == 0 and res.stdout.endswith("VALID\n")
     res = run("log", "show", "exp/log", "--log-vkey", "exp/log.vkey", cwd=tmp_path)
     assert res.returncode == 0 and "size   5" in res.stdout
+
+
+def test_key_rotation_signs_with_both_keys(logged: Path):
+    res = run("log", "keygen", "new.key", "--origin", "records.example.gov/log", cwd=logged)
+    (logged / "new.vkey").write_text(res.stdout)
+    res = run("seal", "in1.jsonl", "--agency", "dept-x", "--out", "out3", "--log", "thelog",
+              "--log-key", "new.key", "--log-key", "log.key", cwd=logged)
+    assert res.returncode == 0, res.stderr
+    for vkey in ("log.vkey", "new.vkey"):  # auditors pinning either key accept the new proofs
+        assert run("verify", "out3/r1.json", "--log-vkey", vkey, cwd=logged).returncode == 0
+    assert run("verify", "out1/r1.json", "--log-vkey", "new.vkey", cwd=logged).returncode == 1

@@ -103,7 +103,7 @@ def test_s3_errors_are_translated(s3_endpoint, monkeypatch):
 
 
 def test_s3_unreachable_endpoint_is_transient(monkeypatch):
-    from tests.conftest import free_port
+    from pipelines.services import free_port
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")

@@ -60,6 +60,34 @@ class ObjectStore(Protocol):
         ...
 
 
+def get_all(store: ObjectStore, keys: list[str], workers: int = 16) -> list[bytes | None]:
+    """``get`` every key, concurrently; results in the order of ``keys``."""
+    if len(keys) <= 1 or workers <= 1:
+        return [store.get(k) for k in keys]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(keys))) as pool:
+        return list(pool.map(store.get, keys))
+
+
+def put_all(store: ObjectStore, objects: dict[str, bytes], workers: int = 16) -> None:
+    """``put_immutable`` every object, concurrently (S3 latency dominates); re-raise the first failure.
+
+    Returns only when every put has finished, so a caller's next step (a commit
+    point) never overtakes a write still in flight.
+    """
+    if len(objects) <= 1 or workers <= 1:
+        for key, data in objects.items():
+            store.put_immutable(key, data)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(objects))) as pool:
+        futures = [pool.submit(store.put_immutable, key, data) for key, data in objects.items()]
+    for future in futures:
+        future.result()
+
+
 def open_store(location: str, *, s3_endpoint: str | None = None) -> ObjectStore:
     """A store for ``location``: ``s3://bucket[/prefix]`` or a local folder path."""
     if location.startswith("s3://"):

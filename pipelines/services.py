@@ -1,0 +1,60 @@
+"""Starting local services as child processes (for the demo, benchmarks and tests).
+
+Each service runs in the foreground as our child on a free port, with its data
+in a folder we own, so stopping it is a kill of one PID.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from collections.abc import Iterator
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited with status {proc.returncode} before listening on port {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s")
+
+
+@contextmanager
+def child(args: list[str], port: int, log_file: Path) -> Iterator[subprocess.Popen]:
+    """Run ``args`` as a child until the block ends; wait until it listens on ``port``."""
+    with log_file.open("w") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(port, proc)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
+def moto_s3(workdir: Path) -> Iterator[str]:
+    """moto's standalone S3 server on a free port; yields its endpoint URL."""
+    port = free_port()
+    args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with child(args, port, workdir / "moto.log"):
+        yield f"http://127.0.0.1:{port}"
