@@ -181,9 +181,11 @@ def _load_json(path: Path) -> object:
         raise InputError(f"{path} is not JSON: {exc}") from exc
 
 
-from pipelines.cli_log import log  # noqa: E402  (the `log` command group registers on main)
+from pipelines.cli_log import log  # noqa: E402  (command groups register on main)
+from pipelines.cli_service import agency, auditor, proof  # noqa: E402
 
-main.add_command(log)
+for _group in (log, agency, auditor, proof):
+    main.add_command(_group)
 
 if __name__ == "__main__":
     main()

@@ -51,6 +51,10 @@ class FaultyStore:
     def get(self, key: str) -> bytes | None:
         return self.objects.get(key)
 
+    def get_range(self, key: str, start: int, length: int) -> bytes | None:
+        data = self.objects.get(key)
+        return None if data is None else data[start:start + length]
+
     def get_versioned(self, key: str) -> tuple[bytes, str] | None:
         data = self.objects.get(key)
         return None if data is None else (data, hashlib.sha256(data).hexdigest())

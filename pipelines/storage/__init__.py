@@ -51,6 +51,10 @@ class ObjectStore(Protocol):
         """The object's bytes and an opaque version for :meth:`put_if_version`, or None."""
         ...
 
+    def get_range(self, key: str, start: int, length: int) -> bytes | None:
+        """``length`` bytes of the object from byte ``start`` (one ranged GET), or None if absent."""
+        ...
+
     def put_immutable(self, key: str, data: bytes) -> None:
         """Create ``key`` with ``data`` unless it already holds exactly ``data``."""
         ...

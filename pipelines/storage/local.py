@@ -36,6 +36,16 @@ class LocalStore:
         except OSError as exc:
             raise StorageError(f"cannot read {key} in {self.root}: {exc.strerror}") from exc
 
+    def get_range(self, key: str, start: int, length: int) -> bytes | None:
+        try:
+            with self._path(key).open("rb") as fh:
+                fh.seek(start)
+                return fh.read(length)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {key} in {self.root}: {exc.strerror}") from exc
+
     def get_versioned(self, key: str) -> tuple[bytes, str] | None:
         data = self.get(key)
         return None if data is None else (data, hashlib.sha256(data).hexdigest())

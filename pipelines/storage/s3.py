@@ -64,9 +64,16 @@ class S3Store:
         transient = isinstance(exc, (BotoConnectionError, BotoCoreError))
         return StorageError(f"{action} {key} in {self.describe()} failed: {type(exc).__name__}", transient=transient)
 
+    def get_range(self, key: str, start: int, length: int) -> bytes | None:
+        found = self._get(key, Range=f"bytes={start}-{start + length - 1}")
+        return None if found is None else found[0]
+
     def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        return self._get(key)
+
+    def _get(self, key: str, **extra: str) -> tuple[bytes, str] | None:
         try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key), **extra)
             return resp["Body"].read(), resp["ETag"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):

@@ -1,0 +1,110 @@
+"""The proof archive on an ObjectStore: few PUTs per record, two GETs per lookup.
+
+Layout under the archive location (docs/archive.md):
+
+- ``proofs/<batch id>.ndjson``: every proof of a batch, one JSON document a line,
+  written once;
+- ``ids/<agency>/<h>.json``: a directory shard, ``h`` the first hex digit of
+  SHA-256(UTF-8 record id): ``{"format": "anchorpipe.directory/1", "entries":
+  {id: [batch id, byte offset, byte length]}}``, updated by compare-and-swap.
+
+An auditor with read access finds a proof with two GETs: the shard, then a
+ranged GET of the bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+
+from pipelines.core.batch import SealedBatch
+from pipelines.core.proof import Proof, parse_proof
+from pipelines.errors import ConflictError, InputError, StorageError
+from pipelines.storage import ObjectStore
+
+DIRECTORY_FORMAT = "anchorpipe.directory/1"
+CAS_ROUNDS = 50
+
+Location = tuple[str, int, int]  # (batch id, offset, length)
+
+
+def bundle_key(batch_id: str) -> str:
+    return f"proofs/{batch_id}.ndjson"
+
+
+def shard_key(agency: str, record_id: str) -> str:
+    return f"ids/{agency}/{hashlib.sha256(record_id.encode()).hexdigest()[0]}.json"
+
+
+def build_bundle(batch: SealedBatch, anchors: list[dict[str, object]]) -> tuple[bytes, list[Location]]:
+    """The batch's NDJSON bundle and each record's (batch id, offset, length) in it, in leaf order."""
+    parts, locations, offset = [], [], 0
+    for i in range(batch.size):
+        line = json.dumps(batch.proof(i, anchors), separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        parts.append(line)
+        locations.append((batch.id, offset, len(line) - 1))
+        offset += len(line)
+    return b"".join(parts), locations
+
+
+def write_batch(store: ObjectStore, batch: SealedBatch, anchors: list[dict[str, object]]) -> list[Location]:
+    """Write the batch's bundle once (an identical re-write succeeds) and return the locations."""
+    data, locations = build_bundle(batch, anchors)
+    store.put_immutable(bundle_key(batch.id), data)
+    return locations
+
+
+def update_directory(store: ObjectStore, entries: Iterable[tuple[str, str, Location]]) -> int:
+    """Add ``(agency, record id, location)`` entries to their shards; return how many shards were written.
+
+    Idempotent: an entry already present with the same location is skipped; a
+    different location for the same id is a ConflictError (ids are unique per agency).
+    """
+    shards: dict[str, dict[str, Location]] = defaultdict(dict)
+    for agency, rid, loc in entries:
+        shards[shard_key(agency, rid)][rid] = loc
+    written = 0
+    for key, new in sorted(shards.items()):
+        written += _merge_shard(store, key, new)
+    return written
+
+
+def _merge_shard(store: ObjectStore, key: str, new: dict[str, Location]) -> int:
+    for _ in range(CAS_ROUNDS):
+        found = store.get_versioned(key)
+        doc = json.loads(found[0]) if found else {"format": DIRECTORY_FORMAT, "entries": {}}
+        entries = doc["entries"]
+        missing = {}
+        for rid, loc in new.items():
+            old = entries.get(rid)
+            if old is None:
+                missing[rid] = list(loc)
+            elif tuple(old) != tuple(loc):
+                raise ConflictError(f"{key}: record {rid!r} is already archived in batch {old[0]}")
+        if not missing:
+            return 0
+        entries.update(missing)
+        try:
+            store.put_if_version(key, json.dumps(doc, separators=(",", ":")).encode(), found[1] if found else None)
+            return 1
+        except ConflictError:
+            continue  # another archiver updated the shard: merge again
+    raise StorageError(f"{key}: too much contention updating the directory", transient=True)
+
+
+def fetch_proof(store: ObjectStore, agency: str, record_id: str) -> Proof:
+    """Find and parse a record's archived proof: two GETs. InputError if it is not archived."""
+    shard = store.get(shard_key(agency, record_id))
+    entry = json.loads(shard)["entries"].get(record_id) if shard else None
+    if entry is None:
+        raise InputError(f"no archived proof for agency {agency!r} record {record_id!r}")
+    batch_id, offset, length = entry
+    raw = store.get_range(bundle_key(batch_id), offset, length)
+    if raw is None:
+        raise StorageError(f"{bundle_key(batch_id)} is missing from {store.describe()}")
+    proof = parse_proof(raw)
+    if (proof.record.agency, proof.record.id) != (agency, record_id):
+        raise StorageError(f"directory entry for {record_id!r} points at another record's proof")
+    return proof

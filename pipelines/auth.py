@@ -1,0 +1,70 @@
+"""API keys: agencies submit and read their own records; auditors read the agencies they are granted.
+
+A key is shown once, when created; Redis keeps only its SHA-256 (``ap:keys``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+
+from pipelines.core.commitment import check_agency
+from pipelines.errors import InputError
+from pipelines.state import State
+
+KEY_PREFIX = "ap_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # "agency" or "auditor"
+    name: str
+    agencies: tuple[str, ...]
+
+    def can_submit(self, agency: str) -> bool:
+        return self.kind == "agency" and agency == self.name
+
+    def can_read(self, agency: str) -> bool:
+        return agency in self.agencies
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _create(state: State, principal: Principal) -> str:
+    token = KEY_PREFIX + secrets.token_urlsafe(32)
+    doc = {"kind": principal.kind, "name": principal.name, "agencies": list(principal.agencies)}
+    state._call(state.r.hset, "ap:keys", _digest(token), json.dumps(doc))
+    return token
+
+
+def add_agency(state: State, name: str) -> str:
+    """Create a key for agency ``name``; return the key (shown once, never stored)."""
+    check_agency(name)
+    state._call(state.r.sadd, "ap:agencies", name)
+    return _create(state, Principal("agency", name, (name,)))
+
+
+def add_auditor(state: State, name: str, agencies: list[str]) -> str:
+    """Create a read-only key for auditor ``name`` over ``agencies`` (which must exist)."""
+    if not name or len(name) > 128:
+        raise InputError("auditor name must be 1-128 characters")
+    if not agencies:
+        raise InputError("grant the auditor at least one agency (--agency)")
+    known = state._call(state.r.smembers, "ap:agencies")
+    unknown = [a for a in agencies if a not in known]
+    if unknown:
+        raise InputError(f"unknown agencies: {', '.join(unknown)}")
+    return _create(state, Principal("auditor", name, tuple(agencies)))
+
+
+def authenticate(state: State, token: str) -> Principal | None:
+    """The principal holding ``token``, or None."""
+    raw = state._call(state.r.hget, "ap:keys", _digest(token))
+    if raw is None:
+        return None
+    doc = json.loads(raw)
+    return Principal(doc["kind"], doc["name"], tuple(doc["agencies"]))

@@ -1,0 +1,90 @@
+"""Every setting of the service, read from the environment in one place and validated at start.
+
+Each setting is ``ANCHORPIPE_<NAME>``, except ``SENTRY_DSN``. See
+docs/operations.md for the list with defaults and examples.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipelines.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ANCHORPIPE_", extra="ignore", frozen=True)
+
+    #: Redis holding accepted records (must persist: AOF). Required.
+    redis_url: str
+    #: Celery broker; defaults to redis_url.
+    broker_url: str | None = None
+    #: Where proofs are archived: s3://bucket/prefix or a folder. Required.
+    archive: str
+    #: Where the built-in log lives; defaults to <archive>/log.
+    log: str | None = None
+    #: The log's private key file (the sequencer needs it; nothing else reads it).
+    log_key_file: str | None = None
+    #: S3 endpoint for non-AWS services (MinIO, Ceph RGW, moto).
+    s3_endpoint: str | None = None
+    #: Object Lock COMPLIANCE retention, in days, for archived objects (0: none).
+    s3_retention_days: int = Field(0, ge=0)
+    #: Server-side encryption: "", "AES256" or "aws:kms"; with aws:kms, s3_kms_key_id.
+    s3_sse: str = ""
+    s3_kms_key_id: str | None = None
+    #: A batch is sealed when it has this many records ...
+    batch_max: int = Field(10_000, ge=1, le=1_000_000)
+    #: ... or when its oldest record has waited this long (seconds).
+    batch_interval: float = Field(1.0, gt=0, le=3600)
+    #: Largest request body the intake API accepts, in bytes.
+    max_body_bytes: int = Field(64 << 20, ge=1024)
+    #: Most records in one request.
+    max_records_per_request: int = Field(50_000, ge=1)
+    #: Celery's visibility timeout (seconds): above the longest task, or a task runs twice.
+    visibility_timeout: int = Field(3600, ge=5)
+    #: How often (seconds) the Redis transport looks for unacknowledged messages to restore.
+    unacked_restore_interval: float = Field(100.0, gt=0)
+    #: The reconciler re-drives any batch stuck in one stage longer than this (seconds).
+    reconcile_after: float = Field(60.0, gt=0)
+    #: Start even if Redis does not persist (tests and demos only).
+    allow_volatile_redis: bool = False
+    #: Sentry DSN, from SENTRY_DSN.
+    sentry_dsn: SecretStr | None = Field(None, validation_alias="SENTRY_DSN")
+    #: Prometheus metrics port for workers (0: none).
+    metrics_port: int = Field(0, ge=0, le=65535)
+
+    @field_validator("s3_sse")
+    @classmethod
+    def _sse(cls, v: str) -> str:
+        if v not in ("", "AES256", "aws:kms"):
+            raise ValueError(f"want '', 'AES256' or 'aws:kms', got {v!r}")
+        return v
+
+    @property
+    def log_location(self) -> str:
+        return self.log or self.archive.rstrip("/") + "/log"
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or self.redis_url
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment; raise ConfigError naming every bad setting."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "?"
+            name = name if name == "SENTRY_DSN" else f"ANCHORPIPE_{name}"
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()

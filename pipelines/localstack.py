@@ -1,0 +1,128 @@
+"""The whole pipeline on one machine: Redis (AOF), an S3 server, the API, workers and beat.
+
+Used by ``anchorpipe demo``, the end-to-end tests and the benchmarks. Every
+process is our child in its own process group (so a kill takes its pool
+children too), listens on a free port, and keeps its data in ``workdir``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.core.note import Signer
+from pipelines.errors import ConfigError
+from pipelines.services import free_port, moto_s3, wait_for_port
+
+BUCKET = "anchorpipe"
+
+#: name → (queues, concurrency). The anchor queue has exactly one consumer: the log's sequencer.
+DEFAULT_WORKERS = {"stages": ("seal,archive,reconcile", 2), "sequencer": ("anchor", 1)}
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    env: dict[str, str]
+    redis_url: str
+    s3_endpoint: str
+    api_url: str
+    signer: Signer
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def archive(self) -> str:
+        return self.env["ANCHORPIPE_ARCHIVE"]
+
+    def spawn(self, name: str, args: list[str], port: int | None = None) -> subprocess.Popen:
+        log = (self.workdir / f"{name}.log").open("a")
+        proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self.procs[name] = proc
+        if port is not None:
+            wait_for_port(port, proc)
+        return proc
+
+    def start_worker(self, name: str, queues: str, concurrency: int, env: dict[str, str] | None = None) -> None:
+        args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues, "-c", str(concurrency),
+                "-n", f"{name}@%h", "--loglevel", "WARNING", "--without-gossip", "--without-mingle"]
+        if env:
+            saved, self.env = self.env, {**self.env, **env}
+            try:
+                self.spawn(name, args)
+            finally:
+                self.env = saved
+        else:
+            self.spawn(name, args)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the whole process group of ``name`` and reap it."""
+        proc = self.procs.pop(name)
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            self.kill(name, signal.SIGTERM)
+
+
+def _redis(workdir: Path, stack: ExitStack) -> str:
+    if shutil.which("redis-server") is None:
+        raise ConfigError("redis-server is not installed (Debian: apt-get install -y redis-server)")
+    port = free_port()
+    data = workdir / "redis"
+    data.mkdir()
+    args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--appendonly", "yes",
+            "--appendfsync", "always", "--dir", str(data), "--save", "", "--daemonize", "no"]
+    log = (workdir / "redis.log").open("w")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    stack.callback(lambda: (proc.terminate(), proc.wait(timeout=10), log.close()))
+    wait_for_port(port, proc)
+    return f"redis://127.0.0.1:{port}/0"
+
+
+@contextmanager
+def local_stack(workdir: Path, *, workers: dict[str, tuple[str, int]] | None = None, beat: bool = True,
+                **settings: str) -> Iterator[Stack]:
+    """Start everything; ``settings`` are extra ANCHORPIPE_* values (e.g. BATCH_INTERVAL="0.5")."""
+    import boto3
+
+    with ExitStack() as stack:
+        redis_url = _redis(workdir, stack)
+        endpoint = stack.enter_context(moto_s3(workdir))
+        signer = Signer.generate("anchorpipe.local/log")
+        key_file = workdir / "log.key"
+        key_file.write_text(signer.text() + "\n")
+        key_file.chmod(0o600)
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": "anchorpipe", "AWS_SECRET_ACCESS_KEY": "anchorpipe",
+               "AWS_DEFAULT_REGION": "us-east-1", "ANCHORPIPE_REDIS_URL": redis_url,
+               "ANCHORPIPE_ARCHIVE": f"s3://{BUCKET}/archive", "ANCHORPIPE_S3_ENDPOINT": endpoint,
+               "ANCHORPIPE_LOG_KEY_FILE": str(key_file)}
+        env.update({f"ANCHORPIPE_{k.upper()}": str(v) for k, v in settings.items()})
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="anchorpipe",
+                     aws_secret_access_key="anchorpipe").create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=True)
+        api_port = free_port()
+        stack_ = Stack(workdir, env, redis_url, endpoint, f"http://127.0.0.1:{api_port}", signer)
+        stack.callback(stack_.stop)
+        stack_.spawn("api", [sys.executable, "-m", "uvicorn", "pipelines.api:app", "--host", "127.0.0.1",
+                             "--port", str(api_port), "--log-level", "warning"], port=api_port)
+        for name, (queues, concurrency) in (DEFAULT_WORKERS if workers is None else workers).items():
+            stack_.start_worker(name, queues, concurrency)
+        if beat:
+            stack_.spawn("beat", [sys.executable, "-m", "celery", "-A", "workers.app", "beat", "--loglevel",
+                                  "WARNING", "-s", str(workdir / "beat-schedule")])
+        yield stack_

@@ -1,0 +1,55 @@
+"""Prometheus metrics of the API and the workers (one registry per process; see docs/operations.md).
+
+Counters and histograms are incremented where the work happens. Gauges about
+shared state (pending depth, oldest pending age per agency, queue lengths) are
+read from Redis when scraped, by :class:`StateCollector`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+ACCEPTED = Counter("anchorpipe_records_accepted", "Records accepted (new, not duplicates)", ["agency"])
+DUPLICATES = Counter("anchorpipe_records_duplicate", "Records submitted again with the same content", ["agency"])
+SEALED = Counter("anchorpipe_records_sealed", "Records sealed into a batch")
+BATCHES_ANCHORED = Counter("anchorpipe_batches_anchored", "Batches anchored in the built-in log")
+ARCHIVED = Counter("anchorpipe_records_archived", "Records whose proof is archived")
+FAILED = Counter("anchorpipe_task_failures", "Task failures", ["task", "kind"])
+DEAD_LETTERS = Counter("anchorpipe_dead_letters", "Work moved to the dead-letter list", ["task"])
+BATCH_SIZE = Histogram("anchorpipe_batch_size", "Records per sealed batch",
+                       buckets=(1, 10, 100, 1_000, 5_000, 10_000, 50_000, 100_000))
+STAGE_SECONDS = Histogram("anchorpipe_stage_seconds", "Time spent in a stage", ["stage"], buckets=LATENCY_BUCKETS)
+ACCEPT_TO_ARCHIVED = Histogram("anchorpipe_accept_to_archived_seconds", "From accept to archived proof",
+                               buckets=LATENCY_BUCKETS)
+QUEUES = ("seal", "anchor", "archive", "reconcile")
+
+
+class StateCollector:
+    """Gauges read from Redis at scrape time: pending depth, oldest pending age, queue lengths."""
+
+    def __init__(self, state) -> None:
+        self.state = state
+
+    def collect(self):
+        depth = GaugeMetricFamily("anchorpipe_pending_records", "Accepted records not yet sealed")
+        depth.add_metric([], self.state.pending_depth())
+        yield depth
+        age = GaugeMetricFamily("anchorpipe_oldest_pending_seconds", "Age of the oldest unsealed record",
+                                labels=["agency"])
+        now = time.time() * 1000
+        for agency, ms in self.state.oldest_pending().items():
+            age.add_metric([agency], (now - ms) / 1000)
+        yield age
+        queues = GaugeMetricFamily("anchorpipe_queue_length", "Messages waiting in a Celery queue", labels=["queue"])
+        for q in QUEUES:
+            queues.add_metric([q], self.state.r.llen(q))
+        yield queues
+        stuck = GaugeMetricFamily("anchorpipe_batches_in_stage", "Batches waiting in a stage", labels=["stage"])
+        for s in ("claimed", "sealed", "anchored"):
+            stuck.add_metric([s], self.state.r.zcard(f"ap:stage:{s}"))
+        yield stuck

@@ -1,0 +1,241 @@
+"""The pipeline's durable state in Redis (with AOF): accepted records, pending pool, batches.
+
+Keys (all prefixed ``ap:``):
+
+- ``rec:<agency>`` hash: record id → ``<content sha256 hex>:<salt hex>:<accepted ms>``
+- ``recbatch:<agency>`` hash: record id → batch id, set when the record is claimed
+- ``pending`` list: ``<accepted ms>\\x1f<agency>\\x1f<id>``, oldest first
+- ``batch:<id>`` hash: state, sealed_at, size, created, root, anchor (receipt JSON)
+- ``batch:<id>:members`` list: ``<agency>\\x1f<id>`` in leaf order
+- ``stage:<state>`` sorted sets (claimed, sealed, anchored): batch id → last change ms
+- ``deadletter`` list: JSON of work that failed permanently
+
+Accepting and claiming are Lua scripts, so each is all-or-nothing. A batch's
+membership, salts and seal time are fixed when it is claimed, so every later
+stage is a pure function of this state and may run any number of times.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import redis
+
+from pipelines.core.batch import Commitment, SealedBatch
+from pipelines.errors import AnchorpipeError, InputError, StorageError
+
+SEP = "\x1f"
+STATES = ("claimed", "sealed", "anchored")
+
+_ACCEPT = """
+local rec, pending, agency, now = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local out = {}
+for i = 3, #ARGV, 3 do
+  local old = redis.call('HGET', rec, ARGV[i])
+  if old and string.sub(old, 1, 64) ~= ARGV[i + 1] then
+    return {'conflict', ARGV[i]}
+  end
+  out[#out + 1] = old or false
+end
+local depth = redis.call('LLEN', pending)
+for i = 3, #ARGV, 3 do
+  local n = (i - 3) / 3 + 1
+  if not out[n] then
+    local value = ARGV[i + 1] .. ':' .. ARGV[i + 2] .. ':' .. now
+    if redis.call('HSETNX', rec, ARGV[i], value) == 1 then
+      redis.call('RPUSH', pending, now .. '\\31' .. agency .. '\\31' .. ARGV[i])
+    end
+    out[n] = redis.call('HGET', rec, ARGV[i])
+  end
+end
+return {'ok', depth, unpack(out)}
+"""
+
+_CLAIM = """
+local pending, batch, now, max, ripe_before, sealed_at = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local depth = redis.call('LLEN', pending)
+if depth == 0 then return 0 end
+if depth < max then
+  local head = redis.call('LINDEX', pending, 0)
+  local first = tonumber(string.match(head, '^(%d+)'))
+  if first > ripe_before then return 0 end
+end
+local items = redis.call('LPOP', pending, max)
+local members = 'ap:batch:' .. batch .. ':members'
+for _, item in ipairs(items) do
+  local _, _, agency, id = string.find(item, '^%d+\\31([^\\31]*)\\31(.*)$')
+  redis.call('RPUSH', members, agency .. '\\31' .. id)
+  redis.call('HSET', 'ap:recbatch:' .. agency, id, batch)
+end
+redis.call('HSET', 'ap:batch:' .. batch, 'state', 'claimed', 'sealed_at', sealed_at, 'size', #items, 'created', now)
+redis.call('ZADD', 'ap:stage:claimed', now, batch)
+return #items
+"""
+
+
+class PersistenceError(AnchorpipeError):
+    """Redis would not keep accepted records across a restart."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """One record's stored state after an accept: digest, salt, accept time, and whether it is new."""
+
+    id: str
+    content_sha256: bytes
+    salt: bytes
+    accepted_ms: int
+    duplicate: bool
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class State:
+    """Typed access to the pipeline's Redis state; every Redis error becomes a transient StorageError."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        self._accept = client.register_script(_ACCEPT)
+        self._claim = client.register_script(_CLAIM)
+
+    @classmethod
+    def connect(cls, url: str) -> State:
+        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30))
+
+    def check_persistence(self) -> None:
+        """Refuse a Redis that would lose accepted records on restart (no AOF)."""
+        try:
+            aof = self.r.config_get("appendonly").get("appendonly")
+        except redis.RedisError as exc:
+            raise StorageError(f"cannot reach Redis: {exc}", transient=True) from exc
+        if aof != "yes":
+            raise PersistenceError("Redis has appendonly=no: accepted records would not survive a restart")
+
+    def accept(self, agency: str, records: list[tuple[str, bytes, bytes]]) -> tuple[list[Accepted], int]:
+        """Store ``(id, content sha256, salt)`` records atomically; return their states and the prior depth.
+
+        Idempotent per (agency, id): a record already stored with the same digest
+        keeps its first salt and is marked duplicate. A stored id with another
+        digest raises ConflictRecord and nothing of the request is written.
+        """
+        argv: list[str] = [agency, str(now_ms())]
+        for rid, digest, salt in records:
+            argv += [rid, digest.hex(), salt.hex()]
+        try:
+            reply = self._accept(keys=[f"ap:rec:{agency}", "ap:pending"], args=argv)
+        except redis.RedisError as exc:
+            raise StorageError(f"Redis failed while accepting records: {exc}", transient=True) from exc
+        if reply[0] == "conflict":
+            raise ConflictRecord(reply[1])
+        out = []
+        for (rid, digest, salt), value in zip(records, reply[2:]):
+            stored_digest, stored_salt, ms = value.split(":")
+            duplicate = stored_salt != salt.hex()
+            out.append(Accepted(rid, bytes.fromhex(stored_digest), bytes.fromhex(stored_salt), int(ms), duplicate))
+        return out, int(reply[1])
+
+    def claim(self, batch_id: str, max_size: int, interval_s: float, sealed_at: str) -> int:
+        """Claim up to ``max_size`` pending records into a new batch if they are ripe; return how many."""
+        now = now_ms()
+        ripe_before = now - int(interval_s * 1000)
+        try:
+            return int(self._claim(keys=["ap:pending"], args=[batch_id, now, max_size, ripe_before, sealed_at]))
+        except redis.RedisError as exc:
+            raise StorageError(f"Redis failed while claiming: {exc}", transient=True) from exc
+
+    def batch(self, batch_id: str) -> dict[str, str]:
+        return self._call(self.r.hgetall, f"ap:batch:{batch_id}")
+
+    def load_batch(self, batch_id: str) -> SealedBatch:
+        """Rebuild the sealed tree of a claimed batch from its members and their stored salts."""
+        info = self.batch(batch_id)
+        if not info:
+            raise InputError(f"no batch {batch_id}")
+        members = [m.split(SEP, 1) for m in self._call(self.r.lrange, f"ap:batch:{batch_id}:members", 0, -1)]
+        by_agency: dict[str, list[str]] = {}
+        for agency, rid in members:
+            by_agency.setdefault(agency, []).append(rid)
+        values: dict[tuple[str, str], str] = {}
+        for agency, ids in by_agency.items():
+            for rid, value in zip(ids, self._call(self.r.hmget, f"ap:rec:{agency}", ids)):
+                values[(agency, rid)] = value
+        commitments = []
+        for agency, rid in members:
+            digest, salt, _ = values[(agency, rid)].split(":")
+            commitments.append(Commitment(agency, rid, bytes.fromhex(digest), bytes.fromhex(salt)))
+        return SealedBatch(batch_id, info["sealed_at"], commitments)
+
+    def accepted_ms(self, batch: SealedBatch) -> list[int]:
+        """When each record of ``batch`` was accepted (for latency metrics)."""
+        pipe = self.r.pipeline(transaction=False)
+        for c in batch.commitments:
+            pipe.hget(f"ap:rec:{c.agency}", c.record_id)
+        return [int(v.rsplit(":", 1)[1]) for v in self._call(pipe.execute)]
+
+    def advance(self, batch_id: str, state: str, archived_records: int = 0, **fields: str) -> None:
+        """Record that a batch reached ``state`` (sealed, anchored or archived), with its new fields."""
+        pipe = self.r.pipeline(transaction=True)
+        if archived_records:
+            pipe.incrby("ap:archived_records", archived_records)
+        pipe.hset(f"ap:batch:{batch_id}", mapping={"state": state, "updated": str(now_ms()), **fields})
+        for s in STATES:
+            pipe.zrem(f"ap:stage:{s}", batch_id)
+        if state in STATES:
+            pipe.zadd(f"ap:stage:{state}", {batch_id: now_ms()})
+        self._call(pipe.execute)
+
+    def in_stage(self, state: str, older_than_ms: int | None = None, limit: int = 1000) -> list[str]:
+        top = "+inf" if older_than_ms is None else older_than_ms
+        return self._call(self.r.zrangebyscore, f"ap:stage:{state}", "-inf", top, start=0, num=limit)
+
+    def record(self, agency: str, rid: str) -> tuple[str, str | None] | None:
+        """(stored value, batch id or None) of a record, or None if it was never accepted."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hget(f"ap:rec:{agency}", rid)
+        pipe.hget(f"ap:recbatch:{agency}", rid)
+        value, batch_id = self._call(pipe.execute)
+        return None if value is None else (value, batch_id)
+
+    def archived_records(self) -> int:
+        return int(self._call(self.r.get, "ap:archived_records") or 0)
+
+    def mark_checkpoint(self) -> None:
+        self._call(self.r.set, "ap:checkpoint_ms", now_ms())
+
+    def checkpoint_age(self) -> float | None:
+        """Seconds since the anchor stage last published a checkpoint, or None if never."""
+        ms = self._call(self.r.get, "ap:checkpoint_ms")
+        return None if ms is None else (now_ms() - int(ms)) / 1000
+
+    def dead_letter(self, what: str, args: object, error: str) -> None:
+        doc = {"task": what, "args": args, "error": error, "at": now_ms()}
+        self._call(self.r.rpush, "ap:deadletter", json.dumps(doc))
+
+    def pending_depth(self) -> int:
+        return int(self._call(self.r.llen, "ap:pending"))
+
+    def oldest_pending(self, scan: int = 10_000) -> dict[str, int]:
+        """Accept time (ms) of the oldest pending record per agency, within the first ``scan`` entries."""
+        oldest: dict[str, int] = {}
+        for item in self._call(self.r.lrange, "ap:pending", 0, scan - 1):
+            ms, agency, _ = item.split(SEP, 2)
+            oldest.setdefault(agency, int(ms))
+        return oldest
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise StorageError(f"Redis failed: {exc}", transient=True) from exc
+
+
+class ConflictRecord(InputError):
+    """A record id is already stored with different content."""
+
+    def __init__(self, record_id: str) -> None:
+        super().__init__(f"record {record_id!r} was already accepted with different content")
+        self.record_id = record_id

@@ -1,0 +1,53 @@
+"""The Celery application: settings, routing, beat schedule. Configuration comes from pipelines.config."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from pipelines.config import settings
+from pipelines.monitoring import init_sentry
+
+QUEUES = ("seal", "anchor", "archive", "reconcile")
+
+
+def create_app() -> Celery:
+    cfg = settings()
+    app = Celery("anchorpipe", broker=cfg.broker, include=["workers.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_backend=None,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="reconcile",
+        task_routes={
+            "anchorpipe.seal": {"queue": "seal"},
+            "anchorpipe.anchor": {"queue": "anchor"},
+            "anchorpipe.archive": {"queue": "archive"},
+            "anchorpipe.reconcile": {"queue": "reconcile"},
+        },
+        broker_transport_options={
+            "visibility_timeout": cfg.visibility_timeout,
+            "unacked_restore_interval": cfg.unacked_restore_interval,
+            "unacked_restore_throttle": 1,
+        },
+        broker_connection_retry_on_startup=True,
+        beat_schedule={
+            # Sealing is driven by a short tick: a no-op Lua call unless a batch is ripe.
+            "seal-tick": {"task": "anchorpipe.seal", "schedule": min(cfg.batch_interval / 4, 0.25)},
+            "reconcile": {"task": "anchorpipe.reconcile", "schedule": max(cfg.reconcile_after / 4, 1.0)},
+        },
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = create_app()
+
+
+@worker_process_init.connect
+def _init_child(**_: object) -> None:
+    init_sentry(settings())

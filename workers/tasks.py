@@ -1,0 +1,84 @@
+"""Thin Celery tasks: ids in, the work in pipelines.stages, the next stage published after commit.
+
+Transient errors (anchorpipe errors with ``transient``) are retried with
+exponential backoff and jitter; anything else goes to the dead-letter list and
+the ``anchorpipe_dead_letters`` metric, and the reconciler leaves it to people.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from pipelines import metrics
+from pipelines.config import settings
+from pipelines.errors import AnchorpipeError
+from pipelines.stages import Pipeline
+from workers.app import app
+
+MAX_RETRIES = 8
+
+
+@functools.lru_cache(maxsize=1)
+def pipeline() -> Pipeline:
+    return Pipeline.from_settings(settings())
+
+
+class Transient(Exception):
+    """Raised to make Celery retry: wraps a transient anchorpipe error."""
+
+
+def stage(name: str):
+    """Register a stage task with the retry and dead-letter policy."""
+
+    def wrap(fn):
+        @app.task(name=f"anchorpipe.{name}", bind=True, acks_late=True, reject_on_worker_lost=True,
+                  autoretry_for=(Transient,), retry_backoff=True, retry_backoff_max=60, retry_jitter=True,
+                  max_retries=MAX_RETRIES)
+        @functools.wraps(fn)
+        def task(self, *args):
+            try:
+                return fn(*args)
+            except AnchorpipeError as exc:
+                kind = "transient" if exc.transient else "permanent"
+                metrics.FAILED.labels(name, kind).inc()
+                if exc.transient and self.request.retries < MAX_RETRIES:
+                    raise Transient(str(exc)) from exc
+                pipeline().state.dead_letter(name, list(args), str(exc))
+                metrics.DEAD_LETTERS.labels(name).inc()
+                raise
+
+        return task
+
+    return wrap
+
+
+@stage("seal")
+def seal() -> None:
+    sealed = pipeline().seal_ripe()
+    if sealed:
+        anchor.delay(sealed)
+
+
+@stage("anchor")
+def anchor(batch_ids: list[str]) -> None:
+    anchored = pipeline().anchor(batch_ids)
+    if anchored:
+        archive.delay(anchored)
+
+
+@stage("archive")
+def archive(batch_ids: list[str]) -> None:
+    pipeline().archive(batch_ids)
+
+
+@stage("reconcile")
+def reconcile() -> None:
+    """Re-drive batches stuck in a stage (a lost message, a crashed worker past its retries)."""
+    p = pipeline()
+    stuck = p.stuck()
+    for batch_id in stuck["claimed"]:
+        p.seal(batch_id)
+    if stuck["claimed"] or stuck["sealed"]:
+        anchor.delay(stuck["claimed"] + stuck["sealed"])
+    if stuck["anchored"]:
+        archive.delay(stuck["anchored"])
