@@ -51,6 +51,9 @@ class FaultyStore:
     def get(self, key: str) -> bytes | None:
         return self.objects.get(key)
 
+    def list_keys(self, prefix: str) -> list[str]:
+        return sorted(k for k in self.objects if k.startswith(prefix))
+
     def get_range(self, key: str, start: int, length: int) -> bytes | None:
         data = self.objects.get(key)
         return None if data is None else data[start:start + length]

@@ -102,7 +102,7 @@ def test_tampered_tiles_are_refused_by_show_and_by_the_sequencer(logged: Path):
 
 
 def test_demo_seals_anchors_and_verifies_everything(tmp_path: Path):
-    res = run("demo", "--records", "450", "--batch-size", "100", "--export", "exp", cwd=tmp_path)
+    res = run("demo", "--offline", "--records", "450", "--batch-size", "100", "--export", "exp", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "sealed 450 records in 5 batches" in res.stdout
     assert "verified 450 proofs with their log receipts: every one VALID" in res.stdout

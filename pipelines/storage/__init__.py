@@ -51,6 +51,10 @@ class ObjectStore(Protocol):
         """The object's bytes and an opaque version for :meth:`put_if_version`, or None."""
         ...
 
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key starting with ``prefix``, sorted (for export and audits, not for hot paths)."""
+        ...
+
     def get_range(self, key: str, start: int, length: int) -> bytes | None:
         """``length`` bytes of the object from byte ``start`` (one ranged GET), or None if absent."""
         ...

@@ -36,6 +36,12 @@ class LocalStore:
         except OSError as exc:
             raise StorageError(f"cannot read {key} in {self.root}: {exc.strerror}") from exc
 
+    def list_keys(self, prefix: str) -> list[str]:
+        if not self.root.exists():
+            return []
+        keys = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+        return sorted(k for k in keys if k.startswith(prefix) and not k.split("/")[-1].startswith("."))
+
     def get_range(self, key: str, start: int, length: int) -> bytes | None:
         try:
             with self._path(key).open("rb") as fh:

@@ -64,6 +64,16 @@ class S3Store:
         transient = isinstance(exc, (BotoConnectionError, BotoCoreError))
         return StorageError(f"{action} {key} in {self.describe()} failed: {type(exc).__name__}", transient=transient)
 
+    def list_keys(self, prefix: str) -> list[str]:
+        base = f"{self.prefix}/" if self.prefix else ""
+        keys = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base + prefix):
+                keys += [obj["Key"][len(base):] for obj in page.get("Contents", [])]
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("listing", prefix, exc) from exc
+        return sorted(keys)
+
     def get_range(self, key: str, start: int, length: int) -> bytes | None:
         found = self._get(key, Range=f"bytes={start}-{start + length - 1}")
         return None if found is None else found[0]
