@@ -9,6 +9,7 @@ BIN    := $(VENV)/bin
 system-deps:
 	@command -v $(PYTHON) >/dev/null && $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-pip)
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 
 $(BIN)/.installed: pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
@@ -16,14 +17,16 @@ $(BIN)/.installed: pyproject.toml | system-deps
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-demo: $(BIN)/.installed
+demo: $(BIN)/.installed system-deps
 	$(BIN)/anchorpipe demo
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed system-deps
 	$(BIN)/python -m pytest
 
-bench: $(BIN)/.installed
+bench: $(BIN)/.installed system-deps
 	$(BIN)/python bench/merkle.py
+	$(BIN)/python bench/translog.py
+	$(BIN)/python bench/e2e.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

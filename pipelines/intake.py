@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from pipelines.errors import InputError
-from pipelines.records import RecordInput, parse_record
+from pipelines.records import FieldError, RecordInput, parse_record
 
 
 @dataclass(frozen=True)
@@ -22,13 +22,6 @@ class BodyError(InputError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"record {p.index} {p.field}: {p.message}" for p in problems[:10]))
-
-
-def _field_of(message: str) -> str:
-    for name in ("sha256", "content", "id"):
-        if f"'{name}'" in message or message.startswith(f"record {name}") or f"field '{name}'" in message:
-            return name
-    return "record"
 
 
 def parse_body(body: bytes, content_type: str, max_records: int) -> list[RecordInput]:
@@ -55,8 +48,8 @@ def parse_body(body: bytes, content_type: str, max_records: int) -> list[RecordI
     for i, obj in enumerate(objects):
         try:
             record = parse_record(obj)
-        except InputError as exc:
-            problems.append(Problem(i, _field_of(str(exc)), str(exc)))
+        except FieldError as exc:
+            problems.append(Problem(i, exc.field, str(exc)))
             continue
         first = seen.setdefault(record.id, (i, record.content_sha256))
         if first[1] != record.content_sha256:

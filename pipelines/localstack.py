@@ -8,7 +8,6 @@ children too), listens on a free port, and keeps its data in ``workdir``.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.core.note import Signer
-from pipelines.errors import ConfigError
-from pipelines.services import free_port, moto_s3, wait_for_port
+from pipelines.services import free_port, moto_s3, redis_server, wait_for_port
 
 BUCKET = "anchorpipe"
 
@@ -80,21 +78,6 @@ class Stack:
             self.kill(name, signal.SIGTERM)
 
 
-def _redis(workdir: Path, stack: ExitStack) -> str:
-    if shutil.which("redis-server") is None:
-        raise ConfigError("redis-server is not installed (Debian: apt-get install -y redis-server)")
-    port = free_port()
-    data = workdir / "redis"
-    data.mkdir()
-    args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--appendonly", "yes",
-            "--appendfsync", "always", "--dir", str(data), "--save", "", "--daemonize", "no"]
-    log = (workdir / "redis.log").open("w")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    stack.callback(lambda: (proc.terminate(), proc.wait(timeout=10), log.close()))
-    wait_for_port(port, proc)
-    return f"redis://127.0.0.1:{port}/0"
-
-
 @contextmanager
 def local_stack(workdir: Path, *, workers: dict[str, tuple[str, int]] | None = None, beat: bool = True,
                 **settings: str) -> Iterator[Stack]:
@@ -102,7 +85,7 @@ def local_stack(workdir: Path, *, workers: dict[str, tuple[str, int]] | None = N
     import boto3
 
     with ExitStack() as stack:
-        redis_url = _redis(workdir, stack)
+        redis_url = stack.enter_context(redis_server(workdir))
         endpoint = stack.enter_context(moto_s3(workdir))
         signer = Signer.generate("anchorpipe.local/log")
         key_file = workdir / "log.key"

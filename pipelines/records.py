@@ -10,6 +10,14 @@ from pipelines.core.commitment import check_record_id, content_sha256, parse_sha
 from pipelines.errors import InputError, RecordError
 
 
+class FieldError(InputError):
+    """A record is invalid because of ``field`` (id, content, sha256, or record for its shape)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True, slots=True)
 class RecordInput:
     """One record as an agency submitted it: its id and its content's SHA-256."""
@@ -25,21 +33,28 @@ def parse_record(obj: object) -> RecordInput:
     ``sha256`` is a digest the agency computed itself (64 hex digits).
     """
     if not isinstance(obj, dict):
-        raise InputError(f"a record must be a JSON object, got {type(obj).__name__}")
+        raise FieldError("record", f"a record must be a JSON object, got {type(obj).__name__}")
     extra = set(obj) - {"id", "content", "sha256"}
     if extra:
-        raise InputError(f"unknown field(s) {sorted(extra)}; a record has id and content or sha256")
+        raise FieldError("record", f"unknown field(s) {sorted(extra)}; a record has id and content or sha256")
     if "id" not in obj:
-        raise InputError("field 'id' is missing")
-    record_id = check_record_id(obj["id"])
+        raise FieldError("id", "field 'id' is missing")
+    record_id = _field("id", check_record_id, obj["id"])
     if ("content" in obj) == ("sha256" in obj):
-        raise InputError("give exactly one of 'content' and 'sha256'")
+        raise FieldError("content", "give exactly one of 'content' and 'sha256'")
     if "content" in obj:
-        return RecordInput(record_id, content_sha256(obj["content"]))
+        return RecordInput(record_id, _field("content", content_sha256, obj["content"]))
+    return RecordInput(record_id, _field("sha256", parse_sha256_hex, obj["sha256"]))
+
+
+def _field(name: str, check, value):
     try:
-        return RecordInput(record_id, parse_sha256_hex(obj["sha256"]))
+        return check(value)
+    except FieldError:
+        raise
     except InputError as exc:
-        raise InputError(f"field 'sha256': {exc}") from None
+        message = str(exc) if name == "id" else f"field '{name}': {exc}"
+        raise FieldError(name, message) from None
 
 
 def read_jsonl(lines: Iterable[bytes], progress: Callable[[int], None] | None = None) -> list[RecordInput]:

@@ -52,6 +52,24 @@ def child(args: list[str], port: int, log_file: Path) -> Iterator[subprocess.Pop
 
 
 @contextmanager
+def redis_server(workdir: Path, *, appendonly: bool = True) -> Iterator[str]:
+    """A private redis-server (AOF, fsync on every write) on a free port; yields its URL."""
+    import shutil
+
+    from pipelines.errors import ConfigError
+
+    if shutil.which("redis-server") is None:
+        raise ConfigError("redis-server is not installed (Debian: apt-get install -y redis-server)")
+    port = free_port()
+    data = workdir / f"redis-{port}"
+    data.mkdir(parents=True)
+    args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data), "--save", "",
+            "--appendonly", "yes" if appendonly else "no", "--appendfsync", "always", "--daemonize", "no"]
+    with child(args, port, workdir / f"redis-{port}.log"):
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+@contextmanager
 def moto_s3(workdir: Path) -> Iterator[str]:
     """moto's standalone S3 server on a free port; yields its endpoint URL."""
     port = free_port()

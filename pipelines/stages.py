@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from pipelines import archive, metrics
+from pipelines import archive, faultpoints, metrics
 from pipelines.config import Settings
 from pipelines.core.logentry import batch_entry
 from pipelines.offline import new_batch_id, now_timestamp
@@ -73,6 +73,7 @@ class Pipeline:
             if not self.state.claim(batch_id, self.cfg.batch_max, self.cfg.batch_interval, sealed_at):
                 break
             # Commit point: the batch's members, salts and seal time are fixed in Redis.
+            faultpoints.reached("seal.claimed")
             self.seal(batch_id)
             sealed.append(batch_id)
         return sealed
@@ -100,6 +101,7 @@ class Pipeline:
         items = [(b, batch_entry(b, bytes.fromhex(infos[b]["root"]), int(infos[b]["size"]), infos[b]["sealed_at"]))
                  for b in ids]
         log.append(items)  # idempotent per batch id: a re-run never makes a second entry
+        faultpoints.reached("anchor.appended")
         head = log.head()
         self.state.mark_checkpoint()
         tree = log.tree(head.checkpoint.size)
@@ -122,7 +124,9 @@ class Pipeline:
             entries += [(c.agency, c.record_id, loc) for c, loc in zip(batch.commitments, locations)]
             accepted += self.state.accepted_ms(batch)
             done[b] = batch.size
+        faultpoints.reached("archive.bundled")
         archive.update_directory(self.store, entries)
+        faultpoints.reached("archive.indexed")
         # Commit point: every proof is archived and findable; only then is the batch done.
         for b, size in done.items():
             self.state.advance(b, "archived", archived_records=size)

@@ -50,7 +50,9 @@ for i = 3, #ARGV, 3 do
     out[n] = redis.call('HGET', rec, ARGV[i])
   end
 end
-return {'ok', depth, unpack(out)}
+local reply = {'ok', depth}
+for n = 1, #out do reply[n + 2] = out[n] end
+return reply
 """
 
 _CLAIM = """

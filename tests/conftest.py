@@ -28,3 +28,22 @@ def s3_bucket(s3_endpoint, monkeypatch):
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
     return s3_endpoint, name
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A private redis-server with AOF, on a free port."""
+    from pipelines.services import redis_server
+
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def clean_redis(redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield redis_url
+    client.close()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 from pipelines.config import settings
 from pipelines.monitoring import init_sentry
+
+if settings().metrics_port and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    # Prefork children each count on their own; the main process serves their sum.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="anchorpipe-metrics-")
 
 QUEUES = ("seal", "anchor", "archive", "reconcile")
 
@@ -51,3 +58,15 @@ app = create_app()
 @worker_process_init.connect
 def _init_child(**_: object) -> None:
     init_sentry(settings())
+
+
+@worker_ready.connect
+def _serve_metrics(**_: object) -> None:
+    port = settings().metrics_port
+    if port:
+        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        start_http_server(port, registry=registry)

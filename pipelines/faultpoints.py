@@ -1,0 +1,20 @@
+"""Named points inside the stages where crash tests stop a worker.
+
+When ``ANCHORPIPE_FAULT_PAUSE`` names a point, the process reaching it creates
+``$ANCHORPIPE_FAULT_DIR/<point>`` and stalls, so a test can kill -9 it at exactly
+that step. Unset (always, outside tests), a point costs one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+POINTS = ("seal.claimed", "anchor.appended", "archive.bundled", "archive.indexed")
+
+
+def reached(point: str) -> None:
+    if os.environ.get("ANCHORPIPE_FAULT_PAUSE") == point:
+        Path(os.environ.get("ANCHORPIPE_FAULT_DIR", "."), point).touch()
+        time.sleep(3600)

@@ -1,0 +1,154 @@
+"""The intake API against a real Redis (AOF): acceptance, idempotency, isolation, rejections."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from pipelines.api import create_app
+from pipelines.auth import add_agency, add_auditor
+from pipelines.config import Settings
+from pipelines.core.commitment import content_sha256, record_leaf_hash
+from pipelines.errors import ConfigError
+from pipelines.state import PersistenceError, State
+
+
+@pytest.fixture
+def env(clean_redis, tmp_path):
+    cfg = Settings(redis_url=clean_redis, archive=str(tmp_path / "archive"), max_body_bytes=2_000_000,
+                   max_records_per_request=20_000)
+    state = State.connect(clean_redis)
+    keys = {"a": add_agency(state, "agency-a"), "b": add_agency(state, "agency-b")}
+    keys["auditor"] = add_auditor(state, "audit-office", ["agency-a"])
+    return TestClient(create_app(cfg)), keys, state
+
+
+def post(client, key, body, content_type="application/json"):
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return client.post("/v1/records", content=data, headers={"Authorization": f"Bearer {key}",
+                                                             "Content-Type": content_type})
+
+
+def stored(state: State, agency: str) -> dict:
+    return state.r.hgetall(f"ap:rec:{agency}")
+
+
+def test_one_record_array_and_ndjson_are_accepted(env):
+    client, keys, state = env
+    r1 = post(client, keys["a"], {"id": "one", "content": {"x": 1}})
+    r2 = post(client, keys["a"], [{"id": "two", "content": [1, 2]}, {"id": "three", "sha256": "ab" * 32}])
+    r3 = post(client, keys["a"], '{"id": "four", "content": "x"}\n\n{"id": "five", "content": null}\n',
+              "application/x-ndjson")
+    assert [r.status_code for r in (r1, r2, r3)] == [202, 202, 202]
+    assert r3.json()["accepted"] == 2 and r3.json()["receipts"][1]["proof_url"] == "/v1/records/five"
+    assert sorted(stored(state, "agency-a")) == ["five", "four", "one", "three", "two"]
+    assert state.pending_depth() == 5
+    value = stored(state, "agency-a")["one"]
+    digest, salt, _ = value.split(":")
+    assert digest == content_sha256({"x": 1}).hex()
+    leaf = record_leaf_hash("agency-a", "one", bytes.fromhex(digest), bytes.fromhex(salt)).hex()
+    assert r1.json()["receipts"][0]["leaf_hash"] == leaf
+
+
+def test_ten_thousand_records_in_one_request(env):
+    client, keys, state = env
+    body = "\n".join(json.dumps({"id": f"r{i}", "sha256": f"{i:064x}"}) for i in range(10_000))
+    resp = post(client, keys["a"], body, "application/x-ndjson")
+    assert resp.status_code == 202 and resp.json()["accepted"] == 10_000
+    assert len(stored(state, "agency-a")) == 10_000 and state.pending_depth() == 10_000
+
+
+def test_same_record_again_returns_the_same_receipt(env):
+    client, keys, state = env
+    first = post(client, keys["a"], {"id": "r", "content": {"v": 1}}).json()["receipts"][0]
+    again = post(client, keys["a"], [{"id": "r", "content": {"v": 1}}, {"id": "s", "content": 2}]).json()
+    assert again["receipts"][0]["leaf_hash"] == first["leaf_hash"]
+    assert again["receipts"][0]["status"] == "duplicate" and again["duplicates"] == 1
+    assert state.pending_depth() == 2  # r once, s once
+
+
+def test_conflicting_content_is_409_and_stores_nothing_of_the_request(env):
+    client, keys, state = env
+    post(client, keys["a"], {"id": "r", "content": {"v": 1}})
+    before = stored(state, "agency-a")
+    resp = post(client, keys["a"], [{"id": "new", "content": 1}, {"id": "r", "content": {"v": 2}}])
+    assert resp.status_code == 409 and resp.json()["id"] == "r"
+    assert stored(state, "agency-a") == before and state.pending_depth() == 1
+
+
+def test_malformed_records_are_422_with_index_and_field(env):
+    client, keys, state = env
+    resp = post(client, keys["a"], [{"id": "ok", "content": 1}, {"id": 7, "content": 1}, {"id": "x"},
+                                    {"id": "y", "sha256": "nothex"}, {"id": "ok", "content": 2}])
+    assert resp.status_code == 422
+    got = {(d["index"], d["field"]) for d in resp.json()["detail"]}
+    assert got == {(1, "id"), (2, "content"), (3, "sha256"), (4, "id")}
+    assert stored(state, "agency-a") == {} and state.pending_depth() == 0
+    assert post(client, keys["a"], b"{nope").status_code == 422
+    assert post(client, keys["a"], b"[]").status_code == 422
+
+
+def test_oversized_bodies_are_413(env):
+    client, keys, state = env
+    body = "\n".join(json.dumps({"id": f"r{i}", "content": "x" * 100}) for i in range(20_000))
+    assert post(client, keys["a"], body, "application/x-ndjson").status_code == 413
+    assert state.pending_depth() == 0
+
+
+def test_keys_agencies_and_auditors(env):
+    client, keys, state = env
+    post(client, keys["a"], {"id": "secret", "content": {"ssn": "123"}})
+    assert client.post("/v1/records", json={"id": "x", "content": 1}).status_code == 401
+    assert post(client, "ap_not-a-key-at-all-xxxxxxxxxxxxxxxx", {"id": "x", "content": 1}).status_code == 401
+    # Agency B can neither read A's record nor reach it by naming A.
+    hb = {"Authorization": f"Bearer {keys['b']}"}
+    assert client.get("/v1/records/secret", headers=hb).status_code == 404
+    assert client.get("/v1/records/secret", params={"agency": "agency-a"}, headers=hb).status_code == 404
+    # B submitting the same id writes only into B's namespace; A's record is untouched.
+    a_before = stored(state, "agency-a")
+    assert post(client, keys["b"], {"id": "secret", "content": {"ssn": "999"}}).status_code == 202
+    assert stored(state, "agency-a") == a_before
+    # The auditor reads A (granted), not B, and cannot submit.
+    hx = {"Authorization": f"Bearer {keys['auditor']}"}
+    resp = client.get("/v1/records/secret", params={"agency": "agency-a"}, headers=hx)
+    assert resp.status_code == 200 and resp.json()["status"] == "pending"
+    assert client.get("/v1/records/secret", params={"agency": "agency-b"}, headers=hx).status_code == 404
+    assert post(client, keys["auditor"], {"id": "z", "content": 1}).status_code == 403
+    # Keys are stored only as hashes.
+    dump = json.dumps(state.r.hgetall("ap:keys"))
+    assert all(k not in dump for k in keys.values())
+
+
+def test_health_readiness_and_metrics(env):
+    client, keys, state = env
+    post(client, keys["a"], [{"id": f"m{i}", "content": i} for i in range(3)])
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["redis"] == "ok"
+    text = client.get("/metrics").text
+    assert 'anchorpipe_records_accepted_total{agency="agency-a"}' in text
+    assert "anchorpipe_pending_records 3.0" in text
+    assert 'anchorpipe_oldest_pending_seconds{agency="agency-a"}' in text
+
+
+def test_a_redis_that_does_not_persist_is_refused(tmp_path):
+    from pipelines.services import redis_server
+
+    with redis_server(tmp_path, appendonly=False) as url:
+        with pytest.raises(PersistenceError, match="appendonly=no"):
+            create_app(Settings(redis_url=url, archive=str(tmp_path / "a")))
+        create_app(Settings(redis_url=url, archive=str(tmp_path / "a"), allow_volatile_redis=True))
+
+
+def test_settings_errors_name_the_variable(monkeypatch):
+    from pipelines.config import load_settings
+
+    monkeypatch.delenv("ANCHORPIPE_REDIS_URL", raising=False)
+    monkeypatch.setenv("ANCHORPIPE_ARCHIVE", "/tmp/x")
+    monkeypatch.setenv("ANCHORPIPE_BATCH_MAX", "zero")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "ANCHORPIPE_REDIS_URL" in str(err.value) and "ANCHORPIPE_BATCH_MAX" in str(err.value)
