@@ -27,7 +27,6 @@ from pipelines.core.batch import Commitment, SealedBatch
 from pipelines.errors import AnchorpipeError, InputError, StorageError
 
 SEP = "\x1f"
-STATES = ("claimed", "sealed", "anchored")
 
 _ACCEPT = """
 local rec, pending, agency, now = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
@@ -77,6 +76,23 @@ return #items
 """
 
 
+_ADVANCE = """
+local batch, state, now, count = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
+local old = redis.call('HGET', batch, 'state')
+if old == 'archived' then return 0 end
+for i = 4, #ARGV, 2 do redis.call('HSET', batch, ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', batch, 'state', state, 'updated', now)
+local id = string.sub(batch, 10)
+for _, s in ipairs({'claimed', 'sealed', 'anchored'}) do redis.call('ZREM', 'ap:stage:' .. s, id) end
+if state == 'archived' then
+  redis.call('INCRBY', 'ap:archived_records', count)
+else
+  redis.call('ZADD', 'ap:stage:' .. state, now, id)
+end
+return 1
+"""
+
+
 class PersistenceError(AnchorpipeError):
     """Redis would not keep accepted records across a restart."""
 
@@ -103,6 +119,7 @@ class State:
         self.r = client
         self._accept = client.register_script(_ACCEPT)
         self._claim = client.register_script(_CLAIM)
+        self._advance = client.register_script(_ADVANCE)
 
     @classmethod
     def connect(cls, url: str) -> State:
@@ -178,17 +195,16 @@ class State:
             pipe.hget(f"ap:rec:{c.agency}", c.record_id)
         return [int(v.rsplit(":", 1)[1]) for v in self._call(pipe.execute)]
 
-    def advance(self, batch_id: str, state: str, archived_records: int = 0, **fields: str) -> None:
-        """Record that a batch reached ``state`` (sealed, anchored or archived), with its new fields."""
-        pipe = self.r.pipeline(transaction=True)
-        if archived_records:
-            pipe.incrby("ap:archived_records", archived_records)
-        pipe.hset(f"ap:batch:{batch_id}", mapping={"state": state, "updated": str(now_ms()), **fields})
-        for s in STATES:
-            pipe.zrem(f"ap:stage:{s}", batch_id)
-        if state in STATES:
-            pipe.zadd(f"ap:stage:{state}", {batch_id: now_ms()})
-        self._call(pipe.execute)
+    def advance(self, batch_id: str, state: str, archived_records: int = 0, **fields: str) -> bool:
+        """Record that a batch reached ``state`` (sealed, anchored or archived), with its new fields.
+
+        Atomic; a batch already archived is left alone (returns False), so a
+        racing re-run never counts its records twice.
+        """
+        args: list[object] = [state, now_ms(), archived_records]
+        for k, v in fields.items():
+            args += [k, v]
+        return bool(self._call(self._advance, keys=[f"ap:batch:{batch_id}"], args=args))
 
     def in_stage(self, state: str, older_than_ms: int | None = None, limit: int = 1000) -> list[str]:
         top = "+inf" if older_than_ms is None else older_than_ms

@@ -1,0 +1,153 @@
+"""The stages in-process against a real Redis, with fault-injecting stores for the archive and log."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from pipelines import archive
+from pipelines.config import Settings
+from pipelines.core.commitment import content_sha256
+from pipelines.core.logentry import parse_batch_entry
+from pipelines.core.verify import verify_proof
+from pipelines.stages import Pipeline
+from pipelines.state import State
+from pipelines.tlog import TransparencyLog
+from tests.faults import Crash, FaultyStore
+from tests.test_tlog import SIGNER, audit
+
+
+
+class CountingStore(FaultyStore):
+    """Counts GETs, to check the auditor's lookup cost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets = 0
+
+    def copy(self) -> CountingStore:
+        other = CountingStore()
+        other.objects = dict(self.objects)
+        return other
+
+    def get_versioned(self, key):
+        self.gets += 1
+        return super().get_versioned(key)
+
+    def get(self, key):
+        self.gets += 1
+        return super().get(key)
+
+    def get_range(self, key, start, length):
+        self.gets += 1
+        return super().get_range(key, start, length)
+
+
+@pytest.fixture
+def pipe(clean_redis):
+    cfg = Settings(redis_url=clean_redis, archive="memory", batch_max=1000, batch_interval=0.001)
+    store, log_store = CountingStore(), FaultyStore()
+    p = Pipeline(cfg, State.connect(clean_redis), store, TransparencyLog.create(log_store, [SIGNER]))
+    p.log_store = log_store
+    return p
+
+
+def accept(p: Pipeline, agency: str, n: int, start: int = 0) -> None:
+    records = [(f"rec-{i}", content_sha256({"i": i}), secrets.token_bytes(32)) for i in range(start, start + n)]
+    p.state.accept(agency, records)
+
+
+def run_all(p: Pipeline) -> list[str]:
+    sealed = p.seal_ripe()
+    anchored = p.anchor(sealed)
+    return p.archive(anchored)
+
+
+def log_batch_ids(p: Pipeline) -> list[str]:
+    _, entries = audit(None, p.log_store.get)
+    return [parse_batch_entry(e)[0] for e in entries]
+
+
+def test_records_flow_to_verifiable_archived_proofs(pipe):
+    accept(pipe, "agency-a", 2500)
+    accept(pipe, "agency-b", 10)
+    done = run_all(pipe)
+    assert len(done) == 3  # batches of at most 1000
+    assert pipe.state.archived_records() == 2510
+    assert sorted(log_batch_ids(pipe)) == sorted(done)
+    for agency, i in [("agency-a", 0), ("agency-a", 2499), ("agency-b", 9)]:
+        proof = archive.fetch_proof(pipe.store, agency, f"rec-{i}")
+        verify_proof(proof, content_sha256=content_sha256({"i": i}), log_keys=[SIGNER.verifier()])
+
+
+def test_auditor_lookup_costs_two_gets(pipe):
+    accept(pipe, "agency-a", 50)
+    run_all(pipe)
+    pipe.store.gets = 0
+    archive.fetch_proof(pipe.store, "agency-a", "rec-17")
+    assert pipe.store.gets == 2
+
+
+def test_puts_per_thousand_records_at_high_rates(clean_redis):
+    cfg = Settings(redis_url=clean_redis, archive="memory", batch_max=10_000, batch_interval=0.001)
+    store, log_store = FaultyStore(), FaultyStore()
+    p = Pipeline(cfg, State.connect(clean_redis), store, TransparencyLog.create(log_store, [SIGNER]))
+    accept(p, "agency-a", 10_000)
+    before = len(store.writes) + len(log_store.writes)
+    run_all(p)
+    puts = len(store.writes) + len(log_store.writes) - before
+    assert puts / 10 <= 5, f"{puts} PUTs for 10,000 records"
+
+
+def test_every_stage_can_run_again_without_effect(pipe):
+    accept(pipe, "agency-a", 30)
+    sealed = pipe.seal_ripe()
+    pipe.seal(sealed[0])  # again
+    pipe.anchor(sealed)
+    assert pipe.anchor(sealed) == []  # already anchored: nothing appended
+    pipe.archive(sealed)
+    assert pipe.archive(sealed) == []
+    assert log_batch_ids(pipe) == sealed
+    assert pipe.state.archived_records() == 30
+    assert pipe.seal_ripe() == []  # nothing pending
+
+
+@pytest.mark.parametrize("key,mode", [("proofs/*", "lost"), ("proofs/*", "persisted"), ("ids/*", "lost"),
+                                      ("ids/*", "persisted")])
+def test_archive_crashes_are_redriven_without_duplicates(pipe, key, mode):
+    accept(pipe, "agency-a", 40)
+    sealed = pipe.seal_ripe()
+    pipe.anchor(sealed)
+    pipe.store.fail(key, mode)
+    with pytest.raises(Crash):
+        pipe.archive(sealed)
+    assert pipe.state.batch(sealed[0])["state"] == "anchored"
+    assert pipe.archive(sealed) == sealed
+    assert pipe.state.archived_records() == 40
+    for i in range(40):
+        assert archive.fetch_proof(pipe.store, "agency-a", f"rec-{i}").record.id == f"rec-{i}"
+
+
+def test_anchor_crash_after_append_does_not_anchor_twice(pipe):
+    accept(pipe, "agency-a", 20)
+    sealed = pipe.seal_ripe()
+    pipe.log_store.fail("checkpoint", "persisted")  # the append lands, the reply is lost
+    with pytest.raises(Crash):
+        pipe.anchor(sealed)
+    assert pipe.anchor(sealed) == sealed
+    assert log_batch_ids(pipe) == sealed
+
+
+def test_claimed_batch_is_sealed_by_the_reconciler_path(pipe):
+    accept(pipe, "agency-a", 5)
+    pipe.state.claim("manual-batch", 1000, 0.0, "2026-11-28T12:00:00Z")  # a sealer died right after claiming
+    pipe.cfg = pipe.cfg.model_copy(update={"reconcile_after": 0.001})
+    import time
+
+    time.sleep(0.01)
+    stuck = pipe.stuck()
+    assert stuck["claimed"] == ["manual-batch"]
+    pipe.seal("manual-batch")
+    pipe.archive(pipe.anchor(["manual-batch"]))
+    assert pipe.state.archived_records() == 5
