@@ -6,7 +6,7 @@ import os
 import tempfile
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import celeryd_init, worker_ready
 
 from pipelines.config import settings
 from pipelines.monitoring import init_sentry
@@ -55,8 +55,9 @@ def create_app() -> Celery:
 app = create_app()
 
 
-@worker_process_init.connect
-def _init_child(**_: object) -> None:
+@celeryd_init.connect
+def _init_sentry(**_: object) -> None:
+    # In the main process, before the pool forks: the Celery integration patches the task tracer.
     init_sentry(settings())
 
 
