@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+
+import orjson
 
 from pipelines.errors import InputError
 from pipelines.records import FieldError, RecordInput, parse_record
@@ -31,13 +32,13 @@ def parse_body(body: bytes, content_type: str, max_records: int) -> list[RecordI
         for n, line in enumerate(body.splitlines()):
             if line.strip():
                 try:
-                    objects.append(json.loads(line))
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    objects.append(orjson.loads(line))
+                except orjson.JSONDecodeError as exc:
                     raise BodyError([Problem(len(objects), "record", f"line {n + 1} is not JSON: {exc}")]) from None
     else:
         try:
-            doc = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
             raise BodyError([Problem(0, "body", f"not JSON: {exc}")]) from None
         objects = doc if isinstance(doc, list) else [doc]
     if not objects:

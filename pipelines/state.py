@@ -171,6 +171,10 @@ class State:
 
     def load_batch(self, batch_id: str) -> SealedBatch:
         """Rebuild the sealed tree of a claimed batch from its members and their stored salts."""
+        return self.load_batch_with_times(batch_id)[0]
+
+    def load_batch_with_times(self, batch_id: str) -> tuple[SealedBatch, list[int]]:
+        """The sealed batch and when each of its records was accepted (ms), in leaf order."""
         info = self.batch(batch_id)
         if not info:
             raise InputError(f"no batch {batch_id}")
@@ -182,18 +186,12 @@ class State:
         for agency, ids in by_agency.items():
             for rid, value in zip(ids, self._call(self.r.hmget, f"ap:rec:{agency}", ids)):
                 values[(agency, rid)] = value
-        commitments = []
+        commitments, accepted = [], []
         for agency, rid in members:
-            digest, salt, _ = values[(agency, rid)].split(":")
+            digest, salt, ms = values[(agency, rid)].split(":")
             commitments.append(Commitment(agency, rid, bytes.fromhex(digest), bytes.fromhex(salt)))
-        return SealedBatch(batch_id, info["sealed_at"], commitments)
-
-    def accepted_ms(self, batch: SealedBatch) -> list[int]:
-        """When each record of ``batch`` was accepted (for latency metrics)."""
-        pipe = self.r.pipeline(transaction=False)
-        for c in batch.commitments:
-            pipe.hget(f"ap:rec:{c.agency}", c.record_id)
-        return [int(v.rsplit(":", 1)[1]) for v in self._call(pipe.execute)]
+            accepted.append(int(ms))
+        return SealedBatch(batch_id, info["sealed_at"], commitments), accepted
 
     def advance(self, batch_id: str, state: str, archived_records: int = 0, **fields: str) -> bool:
         """Record that a batch reached ``state`` (sealed, anchored or archived), with its new fields.
