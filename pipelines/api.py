@@ -6,7 +6,6 @@ in Redis (AOF); a rejected request stores nothing.
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Annotated, Any
 
@@ -19,9 +18,9 @@ from pipelines import metrics
 from pipelines.archive import fetch_proof
 from pipelines.auth import Principal, authenticate
 from pipelines.config import Settings, settings
-from pipelines.core.commitment import SALT_SIZE, check_agency, record_leaf_hash
+from pipelines.core.commitment import check_agency, record_leaf_hash
 from pipelines.errors import AnchorpipeError, InputError
-from pipelines.intake import BodyError, parse_body
+from pipelines.intake import BodyError, parse_body, store_records
 from pipelines.monitoring import init_sentry
 from pipelines.stages import open_archive
 from pipelines.state import ConflictRecord, State
@@ -71,9 +70,8 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
         except BodyError as exc:
             detail = [{"index": p.index, "field": p.field, "message": p.message} for p in exc.problems[:100]]
             return JSONResponse({"detail": detail, "errors": len(exc.problems)}, status_code=422)
-        fresh = [(r.id, r.content_sha256, secrets.token_bytes(SALT_SIZE)) for r in records]
         try:
-            stored, _ = state.accept(who.name, fresh)
+            stored = store_records(state, who.name, records)
         except ConflictRecord as exc:
             return JSONResponse({"detail": str(exc), "id": exc.record_id}, status_code=409)
         new = sum(not s.duplicate for s in stored)

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     unacked_restore_interval: float = Field(100.0, gt=0)
     #: The reconciler re-drives any batch stuck in one stage longer than this (seconds).
     reconcile_after: float = Field(60.0, gt=0)
+    #: The sources file (TOML) of agency systems to pull from; none by default.
+    sources: str | None = None
+    #: Pulling pauses while more than this many accepted records wait to be sealed (backpressure).
+    pull_max_pending: int = Field(1_000_000, ge=1)
+    #: A source's run lock expires this many seconds after its holder stops renewing it.
+    source_lock_ttl: float = Field(300.0, gt=0)
     #: Start even if Redis does not persist (tests and demos only).
     allow_volatile_redis: bool = False
     #: Sentry DSN, from SENTRY_DSN.

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import orjson
 
+from pipelines.core.commitment import SALT_SIZE
 from pipelines.errors import InputError
 from pipelines.records import FieldError, RecordInput, parse_record
+from pipelines.state import Accepted, State
 
 
 @dataclass(frozen=True)
@@ -59,3 +62,9 @@ def parse_body(body: bytes, content_type: str, max_records: int) -> list[RecordI
     if problems:
         raise BodyError(problems)
     return records
+
+
+def store_records(state: State, agency: str, records: list[RecordInput]) -> list[Accepted]:
+    """The one way records enter: fresh salts, then one atomic, idempotent accept (see State.accept)."""
+    fresh = [(r.id, r.content_sha256, secrets.token_bytes(SALT_SIZE)) for r in records]
+    return state.accept(agency, fresh)[0]

@@ -22,7 +22,7 @@ from pipelines.services import free_port, moto_s3, redis_server, wait_for_port
 BUCKET = "anchorpipe"
 
 #: name → (queues, concurrency). The anchor queue has exactly one consumer: the log's sequencer.
-DEFAULT_WORKERS = {"stages": ("seal,archive,reconcile", 2), "sequencer": ("anchor", 1)}
+DEFAULT_WORKERS = {"stages": ("seal,archive,reconcile,pull", 2), "sequencer": ("anchor", 1)}
 
 
 @dataclass

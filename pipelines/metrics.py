@@ -26,7 +26,11 @@ BATCH_SIZE = Histogram("anchorpipe_batch_size", "Records per sealed batch",
 STAGE_SECONDS = Histogram("anchorpipe_stage_seconds", "Time spent in a stage", ["stage"], buckets=LATENCY_BUCKETS)
 ACCEPT_TO_ARCHIVED = Histogram("anchorpipe_accept_to_archived_seconds", "From accept to archived proof",
                                buckets=LATENCY_BUCKETS)
-QUEUES = ("seal", "anchor", "archive", "reconcile")
+PULLED = Counter("anchorpipe_records_pulled", "Records pulled from a source and accepted", ["source"])
+QUARANTINED = Counter("anchorpipe_records_quarantined", "Source items set aside as invalid", ["source"])
+PULL_FAILURES = Counter("anchorpipe_pull_failures", "Source runs that failed", ["source"])
+PULL_PAUSED = Counter("anchorpipe_pull_paused", "Source runs skipped by backpressure", ["source"])
+QUEUES = ("seal", "anchor", "archive", "reconcile", "pull")
 
 
 class StateCollector:

@@ -47,3 +47,32 @@ def clean_redis(redis_url):
     client.flushdb()
     yield redis_url
     client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A private PostgreSQL (initdb in a temp folder, free port), run as the postgres user."""
+    import glob
+    import shutil
+    import subprocess
+
+    from pipelines.services import child, free_port
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not bins or shutil.which("runuser") is None:
+        pytest.skip("PostgreSQL server binaries are not installed")
+    import tempfile
+    from pathlib import Path
+
+    data = Path(tempfile.mkdtemp(prefix="anchorpipe-pg-"))  # outside pytest's root-only folders
+    shutil.chown(data, "postgres", "postgres")
+    subprocess.run(["runuser", "-u", "postgres", "--", f"{bins[-1]}/initdb", "-D", str(data / "db"), "-A", "trust",
+                    "-U", "postgres"], check=True, capture_output=True)
+    port = free_port()
+    args = ["runuser", "-u", "postgres", "--", f"{bins[-1]}/postgres", "-D", str(data / "db"), "-p", str(port),
+            "-k", str(data), "-h", "127.0.0.1"]
+    try:
+        with child(args, port, tmp_path_factory.mktemp("pglog") / "pg.log"):
+            yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        shutil.rmtree(data, ignore_errors=True)

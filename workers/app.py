@@ -15,7 +15,7 @@ if settings().metrics_port and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     # Prefork children each count on their own; the main process serves their sum.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="anchorpipe-metrics-")
 
-QUEUES = ("seal", "anchor", "archive", "reconcile")
+QUEUES = ("seal", "anchor", "archive", "reconcile", "pull")
 
 
 def create_app() -> Celery:
@@ -35,6 +35,7 @@ def create_app() -> Celery:
             "anchorpipe.anchor": {"queue": "anchor"},
             "anchorpipe.archive": {"queue": "archive"},
             "anchorpipe.reconcile": {"queue": "reconcile"},
+            "anchorpipe.pull": {"queue": "pull"},
         },
         broker_transport_options={
             "visibility_timeout": cfg.visibility_timeout,
@@ -49,7 +50,18 @@ def create_app() -> Celery:
         },
         worker_hijack_root_logger=False,
     )
+    app.conf.beat_schedule.update(_pull_schedule(cfg))
     return app
+
+
+def _pull_schedule(cfg) -> dict:
+    """One beat entry per configured source, at its interval (the file is validated here, at start)."""
+    if not cfg.sources:
+        return {}
+    from pipelines.sources.config import load_sources
+
+    return {f"pull-{name}": {"task": "anchorpipe.pull", "schedule": s.interval, "args": [name]}
+            for name, s in load_sources(cfg.sources).items()}
 
 
 app = create_app()

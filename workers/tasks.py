@@ -82,3 +82,16 @@ def reconcile() -> None:
         anchor.delay(stuck["claimed"] + stuck["sealed"])
     if stuck["anchored"]:
         archive.delay(stuck["anchored"])
+
+
+@stage("pull")
+def pull(name: str) -> None:
+    """One scheduled run of a configured source (skipped while another run holds its lock)."""
+    from pipelines.pull import SourceRunner
+    from pipelines.sources.config import load_sources
+
+    cfg = settings()
+    sources = load_sources(cfg.sources) if cfg.sources else {}
+    if name in sources:
+        SourceRunner(sources[name], pipeline().state, max_pending=cfg.pull_max_pending,
+                     lock_ttl=cfg.source_lock_ttl).run()

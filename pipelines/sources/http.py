@@ -1,0 +1,91 @@
+"""A JSON feed over HTTP(S), paged by a cursor parameter."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from pipelines.errors import AnchorpipeError, StorageError
+from pipelines.sources import Mapping, Page, dig
+from pipelines.sources.config import HttpSource
+
+MAX_RETRY_AFTER = 120.0
+
+
+class FeedError(StorageError):
+    """The feed answered badly; ``retry_after`` carries a 429's Retry-After in seconds."""
+
+    def __init__(self, message: str, *, transient: bool, retry_after: float | None = None) -> None:
+        super().__init__(message, transient=transient)
+        self.retry_after = retry_after
+
+
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, FeedError) and exc.retry_after is not None:
+        return min(exc.retry_after, MAX_RETRY_AFTER)
+    return wait_random_exponential(multiplier=0.2, max=10)(state)
+
+
+class HttpFeed:
+    def __init__(self, cfg: HttpSource, transport: httpx.BaseTransport | None = None) -> None:
+        self.cfg = cfg
+        self.mapping = Mapping(cfg.id_field, cfg.content_field, cfg.sha256_field)
+        headers = {}
+        if cfg.auth_header:
+            headers[cfg.auth_header] = cfg.auth_value() or ""
+        self.client = httpx.Client(timeout=cfg.timeout, verify=cfg.verify_tls, headers=headers, transport=transport)
+
+    def fetch(self, cursor: str | None, limit: int) -> Page:
+        retrying = Retrying(stop=stop_after_attempt(self.cfg.retries + 1), wait=_wait, reraise=True,
+                            retry=retry_if_exception(lambda e: isinstance(e, AnchorpipeError) and e.transient))
+        doc = retrying(self._get, cursor, limit)
+        try:
+            items = dig(doc, self.cfg.items_path)
+        except KeyError:
+            raise FeedError(f"{self.cfg.name}: page has no {self.cfg.items_path!r}", transient=False) from None
+        if not isinstance(items, list):
+            raise FeedError(f"{self.cfg.name}: {self.cfg.items_path!r} is not a list", transient=False)
+        try:
+            next_cursor = dig(doc, self.cfg.next_cursor_path)
+        except KeyError:
+            next_cursor = None
+        where = f"{self.cfg.url} {self.cfg.cursor_param}={cursor or ''}"
+        pulled = [self.mapping.pulled(f"{where} item {i}", item) for i, item in enumerate(items)]
+        more = next_cursor is not None and str(next_cursor) != (cursor or "") and len(items) > 0
+        return Page(pulled, str(next_cursor) if next_cursor is not None else cursor, more)
+
+    def _get(self, cursor: str | None, limit: int) -> object:
+        params: dict[str, str | int] = {}
+        if cursor is not None:
+            params[self.cfg.cursor_param] = cursor
+        if self.cfg.limit_param:
+            params[self.cfg.limit_param] = limit
+        try:
+            resp = self.client.get(self.cfg.url, params=params)
+        except httpx.HTTPError as exc:  # connection refused, timeouts, broken transfers
+            raise FeedError(f"{self.cfg.name}: {type(exc).__name__} from {self.cfg.url}", transient=True) from exc
+        if resp.status_code == 429:
+            raise FeedError(f"{self.cfg.name}: 429 Too Many Requests", transient=True,
+                            retry_after=_retry_after(resp.headers.get("retry-after")))
+        if resp.status_code >= 500:
+            raise FeedError(f"{self.cfg.name}: {resp.status_code} from {self.cfg.url}", transient=True)
+        if resp.status_code != 200:
+            raise FeedError(f"{self.cfg.name}: {resp.status_code} from {self.cfg.url}", transient=False)
+        try:
+            return json.loads(resp.content)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            # A truncated or garbled page: retrying may get a whole one.
+            raise FeedError(f"{self.cfg.name}: page is not JSON ({exc})", transient=True) from exc
+
+    def finish(self, units: list[str]) -> None:
+        pass
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
