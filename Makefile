@@ -27,6 +27,7 @@ bench: $(BIN)/.installed system-deps
 	$(BIN)/python bench/merkle.py
 	$(BIN)/python bench/translog.py
 	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/pull.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
