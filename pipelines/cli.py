@@ -190,10 +190,10 @@ def _load_json(path: Path) -> object:
 
 
 from pipelines.cli_log import log  # noqa: E402  (command groups register on main)
-from pipelines.cli_service import agency, auditor, proof  # noqa: E402
+from pipelines.cli_service import agency, auditor, dead_letters, proof  # noqa: E402
 from pipelines.cli_source import source  # noqa: E402
 
-for _group in (log, agency, auditor, proof, source):
+for _group in (log, agency, auditor, proof, source, dead_letters):
     main.add_command(_group)
 
 if __name__ == "__main__":

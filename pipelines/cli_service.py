@@ -121,3 +121,18 @@ def _from_api(api: str, key: str | None, agency_name: str, record_id: str) -> di
     if "proof" not in doc:
         raise InputError(f"record {record_id!r} is {doc['status']}: no proof archived yet")
     return doc["proof"]
+
+
+@click.group("dead-letters")
+def dead_letters() -> None:
+    """Work that failed permanently and waits for people (reads ANCHORPIPE_REDIS_URL)."""
+
+
+@dead_letters.command("list")
+def dead_letters_list() -> None:
+    """Each dead letter as a JSON line: task, arguments (batch ids), error, time (ms)."""
+    try:
+        for doc in _state().dead_letters():
+            click.echo(json.dumps(doc))
+    except AnchorpipeError as exc:
+        _fail(exc)

@@ -97,9 +97,17 @@ class Pipeline:
         ids = [b for b in ids if infos[b].get("state") == "sealed"]
         if not ids:
             return []
+        items = []
+        for b in ids:
+            try:
+                items.append((b, batch_entry(b, bytes.fromhex(infos[b]["root"]), int(infos[b]["size"]),
+                                             infos[b]["sealed_at"])))
+            except (KeyError, ValueError) as exc:  # a damaged batch must not hold the others back
+                self._fail(b, "anchor", exc)
+        ids = [b for b, _ in items]
+        if not ids:
+            return []
         log = self.sequencer()
-        items = [(b, batch_entry(b, bytes.fromhex(infos[b]["root"]), int(infos[b]["size"]), infos[b]["sealed_at"]))
-                 for b in ids]
         log.append(items)  # idempotent per batch id: a re-run never makes a second entry
         faultpoints.reached("anchor.appended")
         head = log.head()
@@ -119,8 +127,13 @@ class Pipeline:
             info = self.state.batch(b)
             if info.get("state") != "anchored":
                 continue
-            batch, times = self.state.load_batch_with_times(b)
-            locations = archive.write_batch(self.store, batch, [json.loads(info["anchor"])])
+            try:
+                batch, times = self.state.load_batch_with_times(b)
+                anchors = [json.loads(info["anchor"])]
+            except (KeyError, ValueError) as exc:
+                self._fail(b, "archive", exc)
+                continue
+            locations = archive.write_batch(self.store, batch, anchors)
             entries += [(c.agency, c.record_id, loc) for c, loc in zip(batch.commitments, locations)]
             accepted += times
             done[b] = batch.size
@@ -136,6 +149,17 @@ class Pipeline:
         metrics.ARCHIVED.inc(len(accepted))
         metrics.STAGE_SECONDS.labels("archive").observe(time.perf_counter() - t)
         return list(done)
+
+    def _fail(self, batch_id: str, stage: str, exc: Exception) -> None:
+        """Dead-letter one batch (a permanent error), report it, and let the rest of the work go on."""
+        self.state.fail_batch(batch_id, stage, f"{type(exc).__name__}: {exc}")
+        metrics.DEAD_LETTERS.labels(stage).inc()
+        try:
+            import sentry_sdk
+
+            sentry_sdk.capture_exception(exc)
+        except ImportError:
+            pass
 
     def stuck(self) -> dict[str, list[str]]:
         """Batches that stayed in one stage longer than ``reconcile_after``, by stage."""

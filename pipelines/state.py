@@ -228,8 +228,17 @@ class State:
         return None if ms is None else (now_ms() - int(ms)) / 1000
 
     def dead_letter(self, what: str, args: object, error: str) -> None:
+        """Keep failed work for people to look at (``ap:deadletter``); the reconciler leaves it alone."""
         doc = {"task": what, "args": args, "error": error, "at": now_ms()}
         self._call(self.r.rpush, "ap:deadletter", json.dumps(doc))
+
+    def fail_batch(self, batch_id: str, stage: str, error: str) -> None:
+        """Take a batch that cannot go on out of its stage (state ``failed``) and dead-letter it."""
+        self.advance(batch_id, "failed", error=f"{stage}: {error}"[:2000])
+        self.dead_letter(stage, [batch_id], error)
+
+    def dead_letters(self) -> list[dict]:
+        return [json.loads(d) for d in self._call(self.r.lrange, "ap:deadletter", 0, -1)]
 
     def pending_depth(self) -> int:
         return int(self._call(self.r.llen, "ap:pending"))

@@ -167,6 +167,11 @@ class TransparencyLog(LogReader):
         gets no second entry; the same batch id with a different entry raises
         ConflictError. Returns once a checkpoint covering every item is published.
         """
+        entries: dict[str, bytes] = {}
+        for batch_id, entry in items:
+            if entries.setdefault(batch_id, entry) != entry:
+                raise ConflictError(f"batch {batch_id} is given twice with different entries")
+        items = list(entries.items())
         indices: dict[str, int] = {}
         for _ in range(MAX_ROUNDS):
             head = self.head()

@@ -151,3 +151,27 @@ def test_claimed_batch_is_sealed_by_the_reconciler_path(pipe):
     pipe.seal("manual-batch")
     pipe.archive(pipe.anchor(["manual-batch"]))
     assert pipe.state.archived_records() == 5
+
+
+def test_a_damaged_batch_is_dead_lettered_and_does_not_block_others(pipe):
+    accept(pipe, "agency-a", 10)
+    good = pipe.seal_ripe()
+    pipe.state.r.hset("ap:batch:damaged", mapping={"state": "sealed", "root": "not-hex", "size": 1,
+                                                    "sealed_at": "2026-11-28T12:00:00Z"})
+    pipe.state.r.zadd("ap:stage:sealed", {"damaged": 1})
+    assert pipe.anchor(good) == good
+    assert pipe.state.batch("damaged")["state"] == "failed"
+    assert pipe.state.dead_letters()[0]["args"] == ["damaged"]
+    assert "damaged" not in sum(pipe.stuck().values(), [])  # the reconciler leaves it to people
+    assert pipe.archive(good) == good and pipe.state.archived_records() == 10
+
+
+def test_the_log_refuses_one_batch_id_with_two_entries(pipe):
+    from pipelines.core.logentry import batch_entry
+    from pipelines.errors import ConflictError
+
+    a = batch_entry("b", b"\x01" * 32, 1, "2026-11-28T12:00:00Z")
+    b = batch_entry("b", b"\x02" * 32, 1, "2026-11-28T12:00:00Z")
+    with pytest.raises(ConflictError, match="twice"):
+        pipe.log.append([("b", a), ("b", b)])
+    assert pipe.log.append([("b", a), ("b", a)]) == {"b": 0}
