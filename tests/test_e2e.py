@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -115,3 +118,66 @@ def test_kill_9_in_the_middle_of_a_stage_loses_nothing_and_anchors_nothing_twice
         time.sleep(2)  # let any duplicate work surface before counting
         assert state.archived_records() == 600
         check_everything(stack, state, 600)
+
+
+def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_keys_and_proof_retrieval_commands(tmp_path: Path):
+    with local_stack(tmp_path, **FAST) as stack:
+        env = dict(stack.env)
+        key = cli(env, "agency", "add", "agency-a").stdout.strip()
+        assert key.startswith("ap_")
+        auditor = cli(env, "auditor", "add", "audit-office", "--agency", "agency-a").stdout.strip()
+        assert cli(env, "auditor", "add", "x", "--agency", "nobody").returncode == 2
+        push(stack.api_url, key, 0, 50)
+        state = State.connect(stack.redis_url)
+        wait_for(lambda: state.archived_records() >= 50, 90, "50 archived proofs")
+        (tmp_path / "log.vkey").write_text(stack.signer.verifier().text())
+        for how in (["--api", stack.api_url, "--key", auditor], ["--archive", stack.archive]):
+            out = tmp_path / "p.json"
+            res = cli(env, "proof", "get", "agency-a", "rec-7", *how, "-o", str(out))
+            assert res.returncode == 0, res.stderr
+            res = cli(env, "verify", str(out), "--log-vkey", str(tmp_path / "log.vkey"))
+            assert res.returncode == 0 and res.stdout.endswith("VALID\n"), res.stdout + res.stderr
+        res = cli(env, "proof", "get", "agency-a", "no-such", "--archive", stack.archive)
+        assert res.returncode == 2 and "no archived proof" in res.stderr
+
+
+def test_the_procfile_runs_under_honcho(tmp_path: Path):
+    """`honcho start` with a .env, as the README says: records pushed to `web` come out archived."""
+    from pipelines.services import free_port, moto_s3, redis_server, wait_for_port
+
+    with redis_server(tmp_path) as redis_url, moto_s3(tmp_path) as endpoint:
+        import boto3
+
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="k",
+                     aws_secret_access_key="s").create_bucket(Bucket="procfile")
+        from pipelines.core.note import Signer
+
+        key_file = tmp_path / "log.key"
+        key_file.write_text(Signer.generate("procfile.test/log").text())
+        port = free_port()
+        (tmp_path / ".env").write_text(
+            f"ANCHORPIPE_REDIS_URL={redis_url}\nANCHORPIPE_ARCHIVE=s3://procfile/a\nANCHORPIPE_S3_ENDPOINT={endpoint}\n"
+            f"ANCHORPIPE_LOG_KEY_FILE={key_file}\nANCHORPIPE_BATCH_INTERVAL=0.3\nAWS_ACCESS_KEY_ID=k\n"
+            f"AWS_SECRET_ACCESS_KEY=s\nAWS_DEFAULT_REGION=us-east-1\nPORT={port}\n"
+            f"ANCHORPIPE_BEAT_SCHEDULE={tmp_path / 'beat'}\n")
+        procfile = Path(__file__).parent.parent / "Procfile"
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        honcho = subprocess.Popen([sys.executable, "-m", "honcho", "-f", str(procfile), "-d", str(procfile.parent),
+                                   "-e", str(tmp_path / ".env"), "start", "web", "sealer", "sequencer", "archiver",
+                                   "beat"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        try:
+            wait_for_port(port, honcho, timeout=60)
+            state = State.connect(redis_url)
+            from pipelines.auth import add_agency
+
+            push(f"http://127.0.0.1:{port}", add_agency(state, "agency-a"), 0, 40)
+            wait_for(lambda: state.archived_records() >= 40, 90, "40 proofs archived by the Procfile's processes")
+        finally:
+            os.killpg(honcho.pid, signal.SIGTERM)
+            honcho.wait(timeout=30)
