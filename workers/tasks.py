@@ -27,8 +27,12 @@ class Transient(Exception):
     """Raised to make Celery retry: wraps a transient anchorpipe error."""
 
 
-def stage(name: str):
-    """Register a stage task with the retry and dead-letter policy."""
+def stage(name: str, tick: bool = False):
+    """Register a stage task with the retry and dead-letter policy.
+
+    ``tick``: the task is run by beat on a short schedule (seal, reconcile, pull),
+    so a transient failure is not retried: the next tick is the retry.
+    """
 
     def wrap(fn):
         @app.task(name=f"anchorpipe.{name}", bind=True, acks_late=True, reject_on_worker_lost=True,
@@ -41,6 +45,8 @@ def stage(name: str):
             except AnchorpipeError as exc:
                 kind = "transient" if exc.transient else "permanent"
                 metrics.FAILED.labels(name, kind).inc()
+                if exc.transient and tick:
+                    return None
                 if exc.transient and self.request.retries < MAX_RETRIES:
                     raise Transient(str(exc)) from exc
                 pipeline().state.dead_letter(name, list(args), str(exc))
@@ -52,7 +58,7 @@ def stage(name: str):
     return wrap
 
 
-@stage("seal")
+@stage("seal", tick=True)
 def seal() -> None:
     sealed = pipeline().seal_ripe()
     if sealed:
@@ -71,7 +77,7 @@ def archive(batch_ids: list[str]) -> None:
     pipeline().archive(batch_ids)
 
 
-@stage("reconcile")
+@stage("reconcile", tick=True)
 def reconcile() -> None:
     """Re-drive batches stuck in a stage (a lost message, a crashed worker past its retries)."""
     p = pipeline()
@@ -84,7 +90,7 @@ def reconcile() -> None:
         archive.delay(stuck["anchored"])
 
 
-@stage("pull")
+@stage("pull", tick=True)
 def pull(name: str) -> None:
     """One scheduled run of a configured source (skipped while another run holds its lock)."""
     from pipelines.pull import SourceRunner

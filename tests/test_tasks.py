@@ -1,0 +1,72 @@
+"""The Celery tasks' policy: transient errors retried, permanent ones dead-lettered, ticks never retried."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.config import Settings, settings
+from pipelines.stages import Pipeline
+from pipelines.state import State
+from pipelines.tlog import TransparencyLog
+from tests.faults import FaultyStore
+from tests.test_stages import accept
+from tests.test_tlog import SIGNER
+
+
+@pytest.fixture
+def tasks(clean_redis, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANCHORPIPE_REDIS_URL", clean_redis)
+    monkeypatch.setenv("ANCHORPIPE_ARCHIVE", str(tmp_path))
+    settings.cache_clear()
+    from workers import tasks as module
+
+    cfg = Settings(redis_url=clean_redis, archive=str(tmp_path), batch_interval=0.001)
+    pipe = Pipeline(cfg, State.connect(clean_redis), FaultyStore(), TransparencyLog.create(FaultyStore(), [SIGNER]))
+    monkeypatch.setattr(module, "pipeline", lambda: pipe)
+    module.app.conf.task_always_eager = True
+    module.app.conf.task_eager_propagates = False
+    sent = []
+    monkeypatch.setattr(module.archive, "delay", lambda ids: sent.append(("archive", ids)))
+    monkeypatch.setattr(module.anchor, "delay", lambda ids: sent.append(("anchor", ids)))
+    yield module, pipe, sent
+    module.app.conf.task_always_eager = False
+    settings.cache_clear()
+
+
+def test_a_transient_failure_is_retried_until_it_succeeds(tasks):
+    module, pipe, sent = tasks
+    accept(pipe, "agency-a", 5)
+    sealed = pipe.seal_ripe()
+    pipe.log.store.fail("checkpoint", "lost")  # S3 hiccup on the first try
+    result = module.anchor.apply(args=[sealed])
+    assert result.successful(), result.traceback
+    assert pipe.state.batch(sealed[0])["state"] == "anchored"
+    assert sent == [("archive", sealed)]
+
+
+def test_a_permanent_failure_is_dead_lettered(tasks, monkeypatch):
+    module, pipe, sent = tasks
+    from pipelines.errors import InputError
+
+    def broken(ids):
+        raise InputError("no such batch")
+
+    monkeypatch.setattr(pipe, "archive", broken)
+    result = module.archive.apply(args=[["b1"]])
+    assert result.failed()
+    assert pipe.state.dead_letters()[0] == {**pipe.state.dead_letters()[0], "task": "archive", "args": [["b1"]]}
+
+
+def test_a_tick_is_not_retried(tasks, monkeypatch):
+    module, pipe, sent = tasks
+    from pipelines.errors import StorageError
+
+    calls = []
+
+    def down():
+        calls.append(1)
+        raise StorageError("Redis is down", transient=True)
+
+    monkeypatch.setattr(pipe, "seal_ripe", down)
+    assert module.seal.apply().successful()
+    assert calls == [1] and pipe.state.dead_letters() == []
