@@ -181,3 +181,29 @@ def test_the_procfile_runs_under_honcho(tmp_path: Path):
         finally:
             os.killpg(honcho.pid, signal.SIGTERM)
             honcho.wait(timeout=30)
+
+
+def test_beat_pulls_a_source_and_a_worker_killed_mid_pull_loses_nothing(tmp_path: Path):
+    """Beat schedules the source; the pulling worker is killed with SIGKILL between accept and cursor commit."""
+    inbox, faults = tmp_path / "inbox", tmp_path / "faults"
+    inbox.mkdir()
+    faults.mkdir()
+    (inbox / "001.jsonl").write_text("".join(json.dumps({"id": f"rec-{i}", "content": {"i": i}}) + "\n"
+                                             for i in range(300)))
+    (tmp_path / "sources.toml").write_text(f'[[source]]\nname = "inbox"\nagency = "agency-a"\nkind = "folder"\n'
+                                           f'path = "{inbox}"\nmin_age = 0\ninterval = 1\npage_size = 120\ncontent_field = "content"\n')
+    with local_stack(tmp_path, workers={}, sources=str(tmp_path / "sources.toml"), source_lock_ttl="2",
+                     **FAST) as stack:
+        fault = {"ANCHORPIPE_FAULT_PAUSE": "pull.accepted", "ANCHORPIPE_FAULT_DIR": str(faults)}
+        stack.start_worker("puller", "pull", 1, env=fault)
+        stack.start_worker("stages", "seal,archive,reconcile", 2)
+        stack.start_worker("sequencer", "anchor", 1)
+        wait_for(lambda: (faults / "pull.accepted").exists(), 60, "the puller to reach its fault point")
+        stack.kill("puller")
+        stack.start_worker("puller", "pull", 1)
+        state = State.connect(stack.redis_url)
+        wait_for(lambda: state.archived_records() >= 300, 120, "every pulled record archived")
+        time.sleep(2)
+        assert state.archived_records() == 300
+        assert (inbox / "done" / "001.jsonl").exists()
+        check_everything(stack, state, 300)

@@ -144,3 +144,13 @@ def test_other_signer_cannot_take_over(s3_bucket):
     TransparencyLog.create(store, [SIGNER])
     with pytest.raises(Exception, match="not signed by any trusted key"):
         TransparencyLog.create(store, [Signer.generate("test.example/log")])
+
+
+def test_s3_server_side_encryption_is_requested(s3_bucket):
+    endpoint, bucket = s3_bucket
+    store = S3Store.connect(bucket, "sse", endpoint_url=endpoint, options=S3Options(sse="AES256"))
+    store.put_immutable("tile/0/000.p/1", leaf_hash(b"y"))
+    store.put_if_version("checkpoint", b"cp", None)
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    for key in ("sse/tile/0/000.p/1", "sse/checkpoint"):
+        assert client.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"
