@@ -26,7 +26,7 @@ import redis
 
 from pipelines.auth import add_agency
 from pipelines.localstack import local_stack
-from pipelines.state import SEP, State
+from pipelines.state import State
 
 CHUNK = 1_000
 
@@ -82,11 +82,7 @@ def latencies(state: State, since_ms: int) -> list[float]:
         info = state.r.hgetall(key.rsplit(":", 1)[0])
         if info.get("state") != "archived" or int(info["created"]) < since_ms:
             continue
-        pipe = state.r.pipeline(transaction=False)
-        for member in state.r.lrange(key, 0, -1):
-            agency, rid = member.split(SEP, 1)
-            pipe.hget(f"ap:rec:{agency}", rid)
-        out += [(int(info["updated"]) - int(v.rsplit(":", 1)[1])) / 1000 for v in pipe.execute()]
+        out += [(int(info["updated"]) - int(m.rsplit(":", 1)[1])) / 1000 for m in state.r.lrange(key, 0, -1)]
     return sorted(out)
 
 

@@ -6,7 +6,7 @@ Keys (all prefixed ``ap:``):
 - ``recbatch:<agency>`` hash: record id → batch id, set when the record is claimed
 - ``pending`` list: ``<accepted ms>\\x1f<agency>\\x1f<id>``, oldest first
 - ``batch:<id>`` hash: state, sealed_at, size, created, root, anchor (receipt JSON)
-- ``batch:<id>:members`` list: ``<agency>\\x1f<id>`` in leaf order
+- ``batch:<id>:members`` list: ``<agency>\\x1f<id>\\x1f<stored record value>`` in leaf order
 - ``stage:<state>`` sorted sets (claimed, sealed, anchored): batch id → last change ms
 - ``deadletter`` list: JSON of work that failed permanently
 
@@ -67,7 +67,8 @@ local items = redis.call('LPOP', pending, max)
 local members = 'ap:batch:' .. batch .. ':members'
 for _, item in ipairs(items) do
   local _, _, agency, id = string.find(item, '^%d+\\31([^\\31]*)\\31(.*)$')
-  redis.call('RPUSH', members, agency .. '\\31' .. id)
+  local value = redis.call('HGET', 'ap:rec:' .. agency, id)
+  redis.call('RPUSH', members, agency .. '\\31' .. id .. '\\31' .. value)
   redis.call('HSET', 'ap:recbatch:' .. agency, id, batch)
 end
 redis.call('HSET', 'ap:batch:' .. batch, 'state', 'claimed', 'sealed_at', sealed_at, 'size', #items, 'created', now)
@@ -178,18 +179,12 @@ class State:
         info = self.batch(batch_id)
         if not info:
             raise InputError(f"no batch {batch_id}")
-        members = [m.split(SEP, 1) for m in self._call(self.r.lrange, f"ap:batch:{batch_id}:members", 0, -1)]
-        by_agency: dict[str, list[str]] = {}
-        for agency, rid in members:
-            by_agency.setdefault(agency, []).append(rid)
-        values: dict[tuple[str, str], str] = {}
-        for agency, ids in by_agency.items():
-            for rid, value in zip(ids, self._call(self.r.hmget, f"ap:rec:{agency}", ids)):
-                values[(agency, rid)] = value
         commitments, accepted = [], []
-        for agency, rid in members:
-            digest, salt, ms = values[(agency, rid)].split(":")
-            commitments.append(Commitment(agency, rid, bytes.fromhex(digest), bytes.fromhex(salt)))
+        fromhex = bytes.fromhex
+        for member in self._call(self.r.lrange, f"ap:batch:{batch_id}:members", 0, -1):
+            agency, rid, value = member.split(SEP)
+            digest, salt, ms = value.split(":")
+            commitments.append(Commitment(agency, rid, fromhex(digest), fromhex(salt)))
             accepted.append(int(ms))
         return SealedBatch(batch_id, info["sealed_at"], commitments), accepted
 

@@ -28,10 +28,12 @@ def test_every_inclusion_path_matches_and_verifies(n):
     ref = ReferenceTree(leaves)
     tree = merkle.Tree([merkle.leaf_hash(x) for x in leaves])
     every = tree.all_paths()
+    every_hex = tree.all_paths(as_hex=True)
     for i in range(n):
         path = tree.path(i)
         assert path == ref.path(i, 0, n)
         assert list(every[i]) == path
+        assert list(every_hex[i]) == [h.hex() for h in path]
         assert merkle.inclusion_proof(tree.node, i, n) == path
         merkle.verify_inclusion(i, n, tree.levels[0][i], path, tree.root)
 

@@ -38,6 +38,11 @@ class SealedBatch:
         ]
         self.tree = Tree(self.leaf_hashes)
 
+    def proofs(self, anchors: list[dict[str, Any]] | None = None):
+        """Every proof document, in leaf order (paths computed all at once)."""
+        for i, path in enumerate(self.tree.all_paths(as_hex=True)):
+            yield self.proof(i, anchors, path)
+
     @property
     def size(self) -> int:
         return self.tree.size
@@ -46,8 +51,9 @@ class SealedBatch:
     def root(self) -> bytes:
         return self.tree.root
 
-    def proof(self, index: int, anchors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """The proof document (format v1) of the record at ``index``."""
+    def proof(self, index: int, anchors: list[dict[str, Any]] | None = None,
+              path: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The proof document (format v1) of the record at ``index`` (``path``: its hex path, if known)."""
         c = self.commitments[index]
         return proof_document(
             agency=c.agency,
@@ -59,7 +65,7 @@ class SealedBatch:
             index=index,
             size=self.size,
             root=self.root,
-            path=self.tree.path(index),
+            path=path if path is not None else [h.hex() for h in self.tree.path(index)],
             sealed_at=self.sealed_at,
             anchors=anchors,
         )

@@ -92,14 +92,15 @@ class Tree:
             index >>= 1
         return path
 
-    def all_paths(self) -> list[tuple[bytes, ...]]:
-        """Every leaf's inclusion path, in leaf order, in O(n) Python steps.
+    def all_paths(self, as_hex: bool = False) -> list[tuple]:
+        """Every leaf's inclusion path, in leaf order, in O(n) Python steps (hex strings if ``as_hex``).
 
         Works top-down: a node's path is its sibling followed by its parent's
         path, so each level costs one tuple concatenation per node (done in C).
         """
-        upper: list[tuple[bytes, ...]] = [()]
-        for level in reversed(self.levels[:-1]):
+        levels = [[h.hex() for h in lv] for lv in self.levels[:-1]] if as_hex else self.levels[:-1]
+        upper: list[tuple] = [()]
+        for level in reversed(levels):
             paired = len(level) & ~1
             paths = [(level[j ^ 1],) + upper[j >> 1] for j in range(paired)]
             if paired < len(level):  # a promoted last node has no sibling here

@@ -114,11 +114,11 @@ def proof_document(
     index: int,
     size: int,
     root: bytes,
-    path: list[bytes],
+    path: list[str] | tuple[str, ...],
     sealed_at: str,
     anchors: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The JSON document of one proof, as plain data (see :class:`Proof`)."""
+    """The JSON document of one proof, as plain data (see :class:`Proof`); ``path`` in hex."""
     return {
         "format": PROOF_FORMAT,
         "record": {"agency": agency, "id": record_id, "content_sha256": content_sha256.hex(), "salt": salt.hex()},
@@ -128,7 +128,7 @@ def proof_document(
             "index": index,
             "size": size,
             "root": root.hex(),
-            "path": [h.hex() for h in path],
+            "path": list(path),
             "sealed_at": sealed_at,
         },
         "anchors": anchors or [],
