@@ -12,9 +12,9 @@ beyond the shared intake path.
 from __future__ import annotations
 
 import argparse
-import sys
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path

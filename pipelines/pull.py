@@ -17,8 +17,10 @@ import json
 import secrets
 from dataclasses import dataclass, field
 
+import redis
+
 from pipelines import faultpoints, metrics
-from pipelines.errors import AnchorpipeError, InputError
+from pipelines.errors import AnchorpipeError, InputError, StorageError
 from pipelines.intake import store_records
 from pipelines.records import RecordInput, parse_record
 from pipelines.sources import Page, Pulled, Source
@@ -80,6 +82,12 @@ class SourceRunner:
 
     def run(self, max_pages: int = MAX_PAGES_PER_RUN) -> RunResult:
         """One scheduled run: skipped when backing off, under backpressure, or already running elsewhere."""
+        try:
+            return self._run(max_pages)
+        except redis.RedisError as exc:  # the pipeline's own state is unreachable: a transient failure
+            raise StorageError(f"source {self.cfg.name}: Redis failed: {exc}", transient=True) from exc
+
+    def _run(self, max_pages: int) -> RunResult:
         info = self.state.r.hgetall(self.key)
         if now_ms() < int(info.get("next_at", 0)):
             return RunResult(self.cfg.name, "backoff", error=info.get("last_error"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 from pipelines.api import create_app

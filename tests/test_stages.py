@@ -18,7 +18,6 @@ from tests.faults import Crash, FaultyStore
 from tests.test_tlog import SIGNER, audit
 
 
-
 class CountingStore(FaultyStore):
     """Counts GETs, to check the auditor's lookup cost."""
 
