@@ -259,6 +259,19 @@ def test_sql_table_on_postgresql(tmp_path, state, postgres_url):
     _check_sql(tmp_path, state, postgres_url)
 
 
+def folder_source(tmp: Path, inbox: Path, min_age: float) -> dict:
+    return write_config(tmp, f"""
+[[source]]
+name = "drop"
+agency = "dept-f"
+kind = "folder"
+path = "{inbox}"
+min_age = {min_age}
+page_size = 50
+id_field = "rec_id"
+""")["drop"]
+
+
 def test_drop_folder_picks_up_complete_files_and_moves_them_aside(tmp_path, state):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -266,17 +279,7 @@ def test_drop_folder_picks_up_complete_files_and_moves_them_aside(tmp_path, stat
     (inbox / "002.csv").write_text("rec_id,x\nz1,1\nz2,2\n")
     (inbox / "003.jsonl.tmp").write_text('{"rec_id": "half"')  # still being written
     (inbox / ".004.jsonl").write_text('{"rec_id": "hidden"}\n')
-    cfg = write_config(tmp_path, f"""
-[[source]]
-name = "drop"
-agency = "dept-f"
-kind = "folder"
-path = "{inbox}"
-min_age = 0
-page_size = 50
-id_field = "rec_id"
-""")["drop"]
-    runner = SourceRunner(cfg, state)
+    runner = SourceRunner(folder_source(tmp_path, inbox, 0), state)
     result = runner.run()
     assert result.accepted == 122 and result.status == "ok"
     assert sorted(p.name for p in (inbox / "done").iterdir()) == ["001.jsonl", "002.csv"]
@@ -290,16 +293,7 @@ def test_young_files_wait(tmp_path, state):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "a.jsonl").write_text('{"rec_id": "a"}\n')
-    cfg = write_config(tmp_path, f"""
-[[source]]
-name = "drop"
-agency = "dept-f"
-kind = "folder"
-path = "{inbox}"
-min_age = 30
-id_field = "rec_id"
-""")["drop"]
-    assert SourceRunner(cfg, state).run().accepted == 0
+    assert SourceRunner(folder_source(tmp_path, inbox, 30), state).run().accepted == 0
 
 
 @pytest.mark.parametrize("text,message", [
