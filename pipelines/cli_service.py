@@ -136,3 +136,14 @@ def dead_letters_list() -> None:
             click.echo(json.dumps(doc))
     except AnchorpipeError as exc:
         _fail(exc)
+
+
+@dead_letters.command("redrive")
+@click.argument("batch_id")
+def dead_letters_redrive(batch_id: str) -> None:
+    """Put failed batch BATCH_ID back where it failed; the reconciler picks it up at its next tick."""
+    try:
+        stage = _state().redrive(batch_id)
+    except AnchorpipeError as exc:
+        _fail(exc)
+    click.echo(f"batch {batch_id} is {stage} again")

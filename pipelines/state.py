@@ -232,6 +232,19 @@ class State:
         self.advance(batch_id, "failed", error=f"{stage}: {error}"[:2000])
         self.dead_letter(stage, [batch_id], error)
 
+    def redrive(self, batch_id: str) -> str:
+        """Put a failed batch back in the stage it failed in (after its cause is fixed); return that stage."""
+        info = self.batch(batch_id)
+        if info.get("state") != "failed":
+            raise InputError(f"batch {batch_id} is {info.get('state', 'unknown')}, not failed")
+        stage = "anchored" if info.get("anchor") else "sealed" if info.get("root") else "claimed"
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(f"ap:batch:{batch_id}", mapping={"state": stage, "updated": str(now_ms())})
+        pipe.zrem("ap:stage:failed", batch_id)
+        pipe.zadd(f"ap:stage:{stage}", {batch_id: 0})  # long overdue: the reconciler takes it at its next tick
+        self._call(pipe.execute)
+        return stage
+
     def dead_letters(self) -> list[dict]:
         return [json.loads(d) for d in self._call(self.r.lrange, "ap:deadletter", 0, -1)]
 

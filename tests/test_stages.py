@@ -163,6 +163,11 @@ def test_a_damaged_batch_is_dead_lettered_and_does_not_block_others(pipe):
     assert pipe.state.dead_letters()[0]["args"] == ["damaged"]
     assert "damaged" not in sum(pipe.stuck().values(), [])  # the reconciler leaves it to people
     assert pipe.archive(good) == good and pipe.state.archived_records() == 10
+    # Once its cause is fixed, people put it back and the pipeline finishes it.
+    pipe.state.r.hset("ap:batch:damaged", "root", "ab" * 32)
+    assert pipe.state.redrive("damaged") == "sealed"
+    assert "damaged" in pipe.stuck()["sealed"]
+    assert pipe.anchor([]) == ["damaged"]
 
 
 def test_the_log_refuses_one_batch_id_with_two_entries(pipe):
