@@ -114,3 +114,20 @@ def test_proof_filenames_are_path_safe(record_id, name):
 def test_long_ids_get_hashed_names():
     name = proof_filename("x" * 256)
     assert name == "_sha256-" + hashlib.sha256(b"x" * 256).hexdigest() + ".json"
+
+
+def test_the_auditor_side_runs_without_the_worker_stack(sealed: Path):
+    """seal and verify with celery, redis, boto3, fastapi and sentry-sdk made unimportable."""
+    blocker = (
+        "import sys\n"
+        "for name in ('celery', 'redis', 'boto3', 'botocore', 'fastapi', 'sentry_sdk', 'kombu', 'sqlalchemy'):\n"
+        "    sys.modules[name] = None\n"
+        "from pipelines.cli import main\n"
+        "main()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", blocker, "verify", "out/case%2F3.json"], cwd=sealed,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.endswith("VALID\n"), res.stderr
+    res = subprocess.run([sys.executable, "-c", blocker, "seal", "in.jsonl", "--agency", "dept-x", "--out", "again"],
+                         cwd=sealed, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
