@@ -86,23 +86,20 @@ def seal(records: Path, agency: str, out: Path, log_location: str | None, log_ke
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log_vkeys: tuple[str, ...],
            quiet: bool) -> None:
-    """Verify PROOF.json offline.
+    """Verify PROOF.json offline (or a whole batch: an archived BATCH.ndjson bundle).
 
     Checks the leaf commitment, the path to the batch root and, with --log-vkey,
     every log receipt (signed checkpoint and the batch's inclusion in the log).
+    For a bundle, every proof, and that no record of the batch is missing.
     Exit status: 0 valid, 1 invalid (the reason is printed), 2 unusable input.
     """
     try:
-        proof = parse_proof(_read(proof_file))
-        digest = None
-        if record is not None and record_bytes is not None:
-            raise InputError("give --record or --record-bytes, not both")
-        if record is not None:
-            digest = content_sha256(_load_json(record))
-        elif record_bytes is not None:
-            digest = hashlib.sha256(_read(record_bytes)).digest()
-        keys = [_load_vkey(v) for v in log_vkeys] or None
-        report = verify_proof(proof, content_sha256=digest, log_keys=keys)
+        if proof_file.suffix == ".ndjson":
+            if record or record_bytes:
+                raise InputError("--record and --record-bytes go with one proof, not a bundle")
+            report = _verify_bundle(proof_file, log_vkeys)
+        else:
+            report = _verify_one(proof_file, record, record_bytes, log_vkeys)
     except VerificationError as exc:
         fail(f"INVALID: {exc}", EXIT_INVALID)
     except AnchorpipeError as exc:
@@ -113,6 +110,31 @@ def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log
         for line in report.unchecked:
             click.echo(f"NOT CHECKED: {line}")
         click.echo("VALID" if not report.unchecked else "VALID (batch inclusion only: give --log-vkey to check anchors)")
+
+
+def _verify_bundle(path: Path, log_vkeys: tuple[str, ...]):
+    from pipelines.core.verify import verify_batch
+
+    proofs = []
+    for n, line in enumerate(_read(path).splitlines(), start=1):
+        if line.strip():
+            try:
+                proofs.append(parse_proof(line))
+            except InputError as exc:
+                raise InputError(f"{path} line {n}: {exc}") from exc
+    return verify_batch(proofs, log_keys=[_load_vkey(v) for v in log_vkeys] or None)
+
+
+def _verify_one(proof_file: Path, record: Path | None, record_bytes: Path | None, log_vkeys: tuple[str, ...]):
+    proof = parse_proof(_read(proof_file))
+    if record is not None and record_bytes is not None:
+        raise InputError("give --record or --record-bytes, not both")
+    digest = None
+    if record is not None:
+        digest = content_sha256(_load_json(record))
+    elif record_bytes is not None:
+        digest = hashlib.sha256(_read(record_bytes)).digest()
+    return verify_proof(proof, content_sha256=digest, log_keys=[_load_vkey(v) for v in log_vkeys] or None)
 
 
 @main.command()

@@ -124,3 +124,33 @@ def test_key_rotation_signs_with_both_keys(logged: Path):
     for vkey in ("log.vkey", "new.vkey"):  # auditors pinning either key accept the new proofs
         assert run("verify", "out3/r1.json", "--log-vkey", vkey, cwd=logged).returncode == 0
     assert run("verify", "out1/r1.json", "--log-vkey", "new.vkey", cwd=logged).returncode == 1
+
+
+def test_a_whole_batch_bundle_is_audited(tmp_path: Path):
+    """An archived NDJSON bundle verifies as a whole; a dropped or changed record is caught."""
+    from pipelines.archive import build_bundle
+    from pipelines.core.note import Signer
+    from pipelines.offline import anchor_in_log, seal_records
+    from pipelines.records import RecordInput
+    from pipelines.storage.local import LocalStore
+    from pipelines.tlog import TransparencyLog
+
+    signer = Signer.generate("records.example.gov/log")
+    (tmp_path / "log.vkey").write_text(signer.verifier().text())
+    log = TransparencyLog.create(LocalStore(tmp_path / "log"), [signer])
+    batch = seal_records("dept-x", [RecordInput(f"r{i}", bytes([i]) * 32) for i in range(9)])
+    bundle, _ = build_bundle(batch, [anchor_in_log(batch, log)])
+    (tmp_path / "b.ndjson").write_bytes(bundle)
+    res = run("verify", "b.ndjson", "--log-vkey", "log.vkey", cwd=tmp_path)
+    assert res.returncode == 0 and "all 9 records of batch" in res.stdout and res.stdout.endswith("VALID\n")
+    lines = bundle.splitlines(keepends=True)
+    (tmp_path / "dropped.ndjson").write_bytes(b"".join(lines[:4] + lines[5:]))
+    res = run("verify", "dropped.ndjson", "--log-vkey", "log.vkey", cwd=tmp_path)
+    assert res.returncode == 1 and "8 of the batch's 9 records" in res.stderr
+    (tmp_path / "doubled.ndjson").write_bytes(b"".join(lines + lines[:1]))
+    assert "appears twice" in run("verify", "doubled.ndjson", cwd=tmp_path).stderr
+    changed = json.loads(lines[2])
+    changed["record"]["content_sha256"] = "00" * 32
+    (tmp_path / "changed.ndjson").write_bytes(b"".join(lines[:2] + [json.dumps(changed).encode() + b"\n"] + lines[3:]))
+    res = run("verify", "changed.ndjson", cwd=tmp_path)
+    assert res.returncode == 1 and "proof 2 (record 'r2')" in res.stderr

@@ -84,3 +84,34 @@ def verify_tlog_anchor(anchor: TlogAnchor, batch: BatchInclusion, log_keys: list
         anchor.index, cp.size, merkle.leaf_hash(entry), [bytes.fromhex(h) for h in anchor.path], cp.root
     )
     return f"batch is entry {anchor.index} of log {cp.origin!r} at signed size {cp.size}"
+
+
+def verify_batch(proofs: list[Proof], *, log_keys: list[Verifier] | None = None) -> Report:
+    """Audit a whole batch (an archived bundle): every proof verifies, and none is missing or extra.
+
+    All proofs must name the same batch (id, root, size, seal time), and their
+    indices must be exactly 0 .. size-1, so a dropped or duplicated record fails.
+    """
+    if not proofs:
+        raise VerificationError("an empty bundle proves nothing")
+    first = proofs[0].batch
+    seen: set[int] = set()
+    report = Report()
+    for n, proof in enumerate(proofs):
+        b = proof.batch
+        if (b.id, b.root, b.size, b.sealed_at) != (first.id, first.root, first.size, first.sealed_at):
+            raise VerificationError(f"proof {n} is of batch {b.id} root {b.root}, not {first.id} root {first.root}")
+        if b.index in seen:
+            raise VerificationError(f"leaf {b.index} appears twice (proof {n})")
+        seen.add(b.index)
+        try:
+            one = verify_proof(proof, log_keys=log_keys)
+        except VerificationError as exc:
+            raise VerificationError(f"proof {n} (record {proof.record.id!r}): {exc}") from exc
+        report.unchecked = one.unchecked
+    if len(seen) != first.size:
+        raise VerificationError(f"the bundle has {len(seen)} of the batch's {first.size} records: some are missing")
+    report.ok(f"all {first.size} records of batch {first.id} (root {first.root}) verify, none missing")
+    if log_keys is not None:
+        report.ok(f"the batch's anchors verify against the pinned log key{'s' if len(log_keys) > 1 else ''}")
+    return report
