@@ -23,9 +23,6 @@ class Principal:
     name: str
     agencies: tuple[str, ...]
 
-    def can_submit(self, agency: str) -> bool:
-        return self.kind == "agency" and agency == self.name
-
     def can_read(self, agency: str) -> bool:
         return agency in self.agencies
 

@@ -66,9 +66,6 @@ class Proof(Frozen):
     batch: BatchInclusion
     anchors: tuple[Anchor, ...] = Field(max_length=16)
 
-    def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
-
 
 def _as_value_error(check: Any, value: str) -> str:
     try:
