@@ -207,3 +207,28 @@ def test_beat_pulls_a_source_and_a_worker_killed_mid_pull_loses_nothing(tmp_path
         assert state.archived_records() == 300
         assert (inbox / "done" / "001.jsonl").exists()
         check_everything(stack, state, 300)
+
+
+def test_workers_serve_prometheus_metrics(tmp_path: Path):
+    from pipelines.services import free_port
+
+    port = free_port()
+    with local_stack(tmp_path, workers={}, **FAST) as stack:
+        stack.start_worker("stages", "seal,archive,reconcile", 2, env={"ANCHORPIPE_METRICS_PORT": str(port)})
+        stack.start_worker("sequencer", "anchor", 1)
+        state = State.connect(stack.redis_url)
+        push(stack.api_url, add_agency(state, "agency-a"), 0, 120)
+        wait_for(lambda: state.archived_records() >= 120, 90, "120 archived proofs")
+
+        def scraped() -> str:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except httpx.HTTPError:
+                return ""
+
+        wait_for(lambda: "anchorpipe_records_archived_total 120.0" in scraped(), 30, "the worker's metrics")
+        text = scraped()
+        assert "anchorpipe_records_sealed_total 120.0" in text
+        assert 'anchorpipe_stage_seconds_count{stage="archive"}' in text
+        api = httpx.get(f"{stack.api_url}/metrics").text
+        assert 'anchorpipe_queue_length{queue="archive"}' in api and "anchorpipe_pending_records 0.0" in api

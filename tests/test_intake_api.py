@@ -151,3 +151,13 @@ def test_settings_errors_name_the_variable(monkeypatch):
     with pytest.raises(ConfigError) as err:
         load_settings()
     assert "ANCHORPIPE_REDIS_URL" in str(err.value) and "ANCHORPIPE_BATCH_MAX" in str(err.value)
+
+
+def test_readiness_fails_when_anchoring_stalls(env):
+    client, keys, state = env
+    state.r.zadd("ap:stage:sealed", {"waiting-batch": 1})
+    state.r.set("ap:checkpoint_ms", 1)  # the last checkpoint is ages old
+    resp = client.get("/readyz")
+    assert resp.status_code == 503 and resp.json()["checks"]["anchoring"] == "stalled"
+    state.mark_checkpoint()
+    assert client.get("/readyz").status_code == 200
