@@ -84,9 +84,9 @@ class Pipeline:
             return
         t = time.perf_counter()
         batch = self.state.load_batch(batch_id)
-        self.state.advance(batch_id, "sealed", root=batch.root.hex())
-        metrics.SEALED.inc(batch.size)
-        metrics.BATCH_SIZE.observe(batch.size)
+        if self.state.advance(batch_id, "sealed", expect="claimed", root=batch.root.hex()):
+            metrics.SEALED.inc(batch.size)
+            metrics.BATCH_SIZE.observe(batch.size)
         metrics.STAGE_SECONDS.labels("seal").observe(time.perf_counter() - t)
 
     def anchor(self, batch_ids: list[str]) -> list[str]:
@@ -114,15 +114,16 @@ class Pipeline:
         self.state.mark_checkpoint()
         tree = log.tree(head.checkpoint.size)
         for b in ids:
-            self.state.advance(b, "anchored", anchor=json.dumps(log.receipt(b, head, tree)))
-        metrics.BATCHES_ANCHORED.inc(len(ids))
+            if self.state.advance(b, "anchored", expect="sealed", anchor=json.dumps(log.receipt(b, head, tree))):
+                metrics.BATCHES_ANCHORED.inc()
         metrics.STAGE_SECONDS.labels("anchor").observe(time.perf_counter() - t)
         return ids
 
     def archive(self, batch_ids: list[str]) -> list[str]:
         """Archive every proof of the given anchored batches; return those now archived."""
         t = time.perf_counter()
-        done, entries, accepted = {}, [], []
+        done: dict[str, list[int]] = {}  # batch id -> accept times of its records
+        entries = []
         for b in dict.fromkeys(batch_ids):
             info = self.state.batch(b)
             if info.get("state") != "anchored":
@@ -135,18 +136,17 @@ class Pipeline:
                 continue
             locations = archive.write_batch(self.store, batch, anchors)
             entries += [(c.agency, c.record_id, loc) for c, loc in zip(batch.commitments, locations)]
-            accepted += times
-            done[b] = batch.size
+            done[b] = times
         faultpoints.reached("archive.bundled")
         archive.update_directory(self.store, entries)
         faultpoints.reached("archive.indexed")
         # Commit point: every proof is archived and findable; only then is the batch done.
-        for b, size in done.items():
-            self.state.advance(b, "archived", archived_records=size)
         now = now_ms()
-        for ms in accepted:
-            metrics.ACCEPT_TO_ARCHIVED.observe((now - ms) / 1000)
-        metrics.ARCHIVED.inc(len(accepted))
+        for b, times in done.items():
+            if self.state.advance(b, "archived", archived_records=len(times), expect="anchored"):
+                for ms in times:
+                    metrics.ACCEPT_TO_ARCHIVED.observe((now - ms) / 1000)
+                metrics.ARCHIVED.inc(len(times))
         metrics.STAGE_SECONDS.labels("archive").observe(time.perf_counter() - t)
         return list(done)
 

@@ -78,10 +78,11 @@ return #items
 
 
 _ADVANCE = """
-local batch, state, now, count = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
+local batch, state, now, count, expected = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local old = redis.call('HGET', batch, 'state')
 if old == 'archived' then return 0 end
-for i = 4, #ARGV, 2 do redis.call('HSET', batch, ARGV[i], ARGV[i + 1]) end
+if expected ~= '' and old ~= expected then return 0 end
+for i = 5, #ARGV, 2 do redis.call('HSET', batch, ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', batch, 'state', state, 'updated', now)
 local id = string.sub(batch, 10)
 for _, s in ipairs({'claimed', 'sealed', 'anchored'}) do redis.call('ZREM', 'ap:stage:' .. s, id) end
@@ -188,13 +189,15 @@ class State:
             accepted.append(int(ms))
         return SealedBatch(batch_id, info["sealed_at"], commitments), accepted
 
-    def advance(self, batch_id: str, state: str, archived_records: int = 0, **fields: str) -> bool:
+    def advance(self, batch_id: str, state: str, archived_records: int = 0, expect: str = "",
+                **fields: str) -> bool:
         """Record that a batch reached ``state`` (sealed, anchored or archived), with its new fields.
 
-        Atomic; a batch already archived is left alone (returns False), so a
-        racing re-run never counts its records twice.
+        Atomic, and a compare-and-swap when ``expect`` names the state it must
+        be in; an archived batch is never changed. Returns False when nothing
+        changed, so of two racing re-runs only one counts the batch.
         """
-        args: list[object] = [state, now_ms(), archived_records]
+        args: list[object] = [state, now_ms(), archived_records, expect]
         for k, v in fields.items():
             args += [k, v]
         return bool(self._call(self._advance, keys=[f"ap:batch:{batch_id}"], args=args))

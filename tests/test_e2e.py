@@ -226,7 +226,8 @@ def test_workers_serve_prometheus_metrics(tmp_path: Path):
             except httpx.HTTPError:
                 return ""
 
-        wait_for(lambda: "anchorpipe_records_archived_total 120.0" in scraped(), 30, "the worker's metrics")
+        wait_for(lambda: "anchorpipe_records_archived_total 120.0" in scraped(), 30,
+                 f"the worker's metrics to count 120 archived records:\n{scraped()[-3000:]}")
         text = scraped()
         assert "anchorpipe_records_sealed_total 120.0" in text
         assert 'anchorpipe_stage_seconds_count{stage="archive"}' in text
