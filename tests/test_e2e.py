@@ -212,8 +212,8 @@ def test_beat_pulls_a_source_and_a_worker_killed_mid_pull_loses_nothing(tmp_path
 def test_workers_serve_prometheus_metrics(tmp_path: Path):
     from pipelines.services import free_port
 
-    port = free_port()
     with local_stack(tmp_path, workers={}, **FAST) as stack:
+        port = free_port()
         stack.start_worker("stages", "seal,archive,reconcile", 2, env={"ANCHORPIPE_METRICS_PORT": str(port)})
         stack.start_worker("sequencer", "anchor", 1)
         state = State.connect(stack.redis_url)
@@ -226,8 +226,11 @@ def test_workers_serve_prometheus_metrics(tmp_path: Path):
             except httpx.HTTPError:
                 return ""
 
-        wait_for(lambda: "anchorpipe_records_archived_total 120.0" in scraped(), 30,
-                 f"the worker's metrics to count 120 archived records:\n{scraped()[-3000:]}")
+        try:
+            wait_for(lambda: "anchorpipe_records_archived_total 120.0" in scraped(), 30, "the worker's metrics")
+        except AssertionError:
+            raise AssertionError(f"metrics: {scraped()[-2000:]!r}\nworker log: "
+                                 f"{(tmp_path / 'stages.log').read_text()[-3000:]}") from None
         text = scraped()
         assert "anchorpipe_records_sealed_total 120.0" in text
         assert 'anchorpipe_stage_seconds_count{stage="archive"}' in text

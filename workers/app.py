@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 
@@ -82,4 +83,8 @@ def _serve_metrics(**_: object) -> None:
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
-        start_http_server(port, registry=registry)
+        try:
+            start_http_server(port, registry=registry)
+        except OSError as exc:  # say so loudly: a silent missing endpoint only shows up as a gap in graphs
+            logging.getLogger("anchorpipe").error("cannot serve metrics on port %s: %s", port, exc)
+            raise
