@@ -214,7 +214,8 @@ def test_workers_serve_prometheus_metrics(tmp_path: Path):
 
     with local_stack(tmp_path, workers={}, **FAST) as stack:
         port = free_port()
-        stack.start_worker("stages", "seal,archive,reconcile", 2, env={"ANCHORPIPE_METRICS_PORT": str(port)})
+        stack.start_worker("stages", "seal,archive,reconcile", 2, env={
+            "ANCHORPIPE_METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")})
         stack.start_worker("sequencer", "anchor", 1)
         state = State.connect(stack.redis_url)
         push(stack.api_url, add_agency(state, "agency-a"), 0, 120)

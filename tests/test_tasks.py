@@ -70,3 +70,20 @@ def test_a_tick_is_not_retried(tasks, monkeypatch):
     monkeypatch.setattr(pipe, "seal_ripe", down)
     assert module.seal.apply().successful()
     assert calls == [1] and pipe.state.dead_letters() == []
+
+
+def test_worker_metrics_need_a_multiprocess_folder(tasks, monkeypatch, tmp_path):
+    from pipelines.errors import ConfigError
+    from workers import app as app_module
+
+    monkeypatch.setenv("ANCHORPIPE_METRICS_PORT", "9999")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    settings.cache_clear()
+    with pytest.raises(ConfigError, match="PROMETHEUS_MULTIPROC_DIR"):
+        app_module._check_metrics_dir()
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "counter_1.db").write_bytes(b"stale")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    app_module._check_metrics_dir()
+    assert list(folder.iterdir()) == []  # an earlier run's counts are cleared

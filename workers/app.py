@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
-import tempfile
 
 from celery import Celery
 from celery.signals import celeryd_init, worker_ready
 
 from pipelines.config import settings
+from pipelines.errors import ConfigError
 from pipelines.monitoring import init_sentry
 
-if settings().metrics_port and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-    # Prefork children each count on their own; the main process serves their sum.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="anchorpipe-metrics-")
+
+def _check_metrics_dir() -> None:
+    """Prefork children each count on their own and the main process serves their sum, which needs
+    PROMETHEUS_MULTIPROC_DIR in the environment before Python starts: prometheus_client picks its mode
+    when first imported, and Celery's command plugins (Flower's, for one) import it before this module."""
+    if not settings().metrics_port:
+        return
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        raise ConfigError("ANCHORPIPE_METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR set in the environment "
+                          "(a folder of this worker's own, e.g. /run/anchorpipe/metrics-seal)")
+    os.makedirs(path, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):  # counts of an earlier run of this worker
+        os.unlink(stale)
+
+
+_check_metrics_dir()
 
 QUEUES = ("seal", "anchor", "archive", "reconcile", "pull")
 

@@ -43,7 +43,8 @@ class S3Store:
     @classmethod
     def connect(cls, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
                 options: S3Options | None = None, region: str | None = None) -> S3Store:
-        config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
+        config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30,
+                        max_pool_connections=32)  # the archive updates 16 directory shards at once
         client = boto3.client("s3", endpoint_url=endpoint_url, config=config, region_name=region or "us-east-1")
         return cls(client, bucket, prefix, options)
 
