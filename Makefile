@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench clean system-deps
+.PHONY: demo test check bench clean system-deps
 
 # Debian packages the project needs (installed only when missing; needs root).
 system-deps:
@@ -20,7 +20,13 @@ $(BIN)/.installed: pyproject.toml | system-deps
 demo: $(BIN)/.installed system-deps
 	$(BIN)/anchorpipe demo
 
-test: $(BIN)/.installed system-deps
+# Layer contracts (import-linter), bug-finding lint (ruff) and strict types on the core, then every test.
+check: $(BIN)/.installed
+	$(BIN)/lint-imports
+	$(BIN)/ruff check pipelines workers tests bench
+	$(BIN)/mypy
+
+test: check system-deps
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/.installed system-deps

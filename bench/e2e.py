@@ -24,9 +24,9 @@ from pathlib import Path
 import httpx
 import redis
 
-from pipelines.auth import add_agency
-from pipelines.localstack import local_stack
-from pipelines.state import State
+from pipelines.intake.auth import add_agency
+from pipelines.demo.localstack import local_stack
+from pipelines.state.redis import RedisState as State
 
 CHUNK = 1_000
 
@@ -76,16 +76,6 @@ def push(api: str, key: str, start: int, count: int, rate: float | None) -> None
             resp.raise_for_status()
 
 
-def latencies(state: State, since_ms: int) -> list[float]:
-    out = []
-    for key in state.r.scan_iter("ap:batch:*:members", count=1000):
-        info = state.r.hgetall(key.rsplit(":", 1)[0])
-        if info.get("state") != "archived" or int(info["created"]) < since_ms:
-            continue
-        out += [(int(info["updated"]) - int(m.rsplit(":", 1)[1])) / 1000 for m in state.r.lrange(key, 0, -1)]
-    return sorted(out)
-
-
 def run_rate(stack, state: State, key: str, rate: float | None, seconds: float, start: int) -> tuple[int, dict]:
     count = int((rate or 20_000) * seconds)
     before = state.archived_records()
@@ -104,7 +94,7 @@ def run_rate(stack, state: State, key: str, rate: float | None, seconds: float, 
     while state.archived_records() < target:
         time.sleep(0.05)
     total = time.perf_counter() - t0
-    lat = latencies(state, since)
+    lat = state.accept_to_archived(since)
     q = statistics.quantiles(lat, n=100, method="inclusive")
     return start + count, {"offered": rate, "records": share * threads, "accept_rate": share * threads / pushed,
                            "e2e_rate": share * threads / total, "p50": q[49], "p99": q[98]}

@@ -25,10 +25,10 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the feed server lives in tests/
 
-from pipelines.pull import SourceRunner  # noqa: E402
-from pipelines.services import moto_s3, redis_server  # noqa: E402
-from pipelines.sources.config import load_sources  # noqa: E402
-from pipelines.state import State  # noqa: E402
+from pipelines.intake.pull import SourceRunner
+from pipelines.demo.services import moto_s3, redis_server
+from pipelines.sources.config import load_sources
+from pipelines.state.redis import RedisState as State
 
 
 def items(n: int) -> list[dict]:
@@ -38,8 +38,8 @@ def items(n: int) -> list[dict]:
 def push_rate(url: str, tmp: Path, records: list[dict]) -> float:
     from fastapi.testclient import TestClient
 
-    from pipelines.api import create_app
-    from pipelines.auth import add_agency
+    from pipelines.intake.api import create_app
+    from pipelines.intake.auth import add_agency
     from pipelines.config import Settings
 
     state = State.connect(url)

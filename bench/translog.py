@@ -21,10 +21,10 @@ import boto3
 from pipelines.core.logentry import batch_entry
 from pipelines.core.merkle import leaf_hash
 from pipelines.core.note import Signer
-from pipelines.services import moto_s3
+from pipelines.demo.services import moto_s3
 from pipelines.storage.local import LocalStore
 from pipelines.storage.s3 import S3Store
-from pipelines.tlog import TransparencyLog
+from pipelines.ledger.tlog import TransparencyLog
 
 SIGNER = Signer.generate("bench.example/log")
 

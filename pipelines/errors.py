@@ -7,6 +7,8 @@ Adapters translate foreign exceptions (boto3, redis, HTTP) into this tree with
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class AnchorpipeError(Exception):
     """Base of every error anchorpipe raises on purpose."""
@@ -19,14 +21,41 @@ class InputError(AnchorpipeError):
     """Input that anchorpipe cannot use: malformed, out of range or missing."""
 
 
-class RecordError(InputError):
-    """One or more records were rejected; ``problems`` lists ``(position, message)``."""
+class FieldError(InputError):
+    """One record is invalid because of ``field`` (id, content, sha256, or record for its shape)."""
 
-    def __init__(self, problems: list[tuple[int, str]], what: str = "record") -> None:
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Where one input went wrong: ``position`` (a 0-based index in a request, or a 1-based line
+    number in a file, as the raiser says), the ``field`` at fault, and a message for people."""
+
+    position: int
+    field: str
+    message: str
+
+
+class RecordError(InputError):
+    """One or more records were rejected; ``problems`` names each one. Nothing of the input was kept."""
+
+    def __init__(self, problems: list[Problem], what: str = "record") -> None:
         self.problems = problems
-        shown = "; ".join(f"{what} {pos}: {msg}" for pos, msg in problems[:20])
+        self.what = what
+        shown = "; ".join(f"{what} {p.position}: {p.message}" for p in problems[:20])
         more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
         super().__init__(f"{len(problems)} bad {what}(s): {shown}{more}")
+
+
+class ConflictRecord(InputError):
+    """A record id is already stored with different content."""
+
+    def __init__(self, record_id: str) -> None:
+        super().__init__(f"record {record_id!r} was already accepted with different content")
+        self.record_id = record_id
 
 
 class ProofFormatError(InputError):
@@ -38,7 +67,7 @@ class VerificationError(AnchorpipeError):
 
 
 class StorageError(AnchorpipeError):
-    """The archive or log storage failed; ``transient`` says whether to retry."""
+    """The archive, log or state storage failed; ``transient`` says whether to retry."""
 
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
@@ -47,6 +76,18 @@ class StorageError(AnchorpipeError):
 
 class ConflictError(StorageError):
     """An immutable object already exists with different bytes, or a compare-and-swap lost."""
+
+
+class StateError(StorageError):
+    """The pipeline's own state store (Redis) failed; always transient."""
+
+
+class PersistenceError(StorageError):
+    """The state store would not keep accepted records across a restart (Redis without AOF)."""
+
+
+class LogStateError(AnchorpipeError):
+    """The stored log disagrees with its checkpoint, or is missing: refuse to go on."""
 
 
 class ConfigError(AnchorpipeError):

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from pipelines.services import moto_s3
+from pipelines.demo.services import moto_s3
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +33,7 @@ def s3_bucket(s3_endpoint, monkeypatch):
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     """A private redis-server with AOF, on a free port."""
-    from pipelines.services import redis_server
+    from pipelines.demo.services import redis_server
 
     with redis_server(tmp_path_factory.mktemp("redis")) as url:
         yield url
@@ -56,7 +56,7 @@ def postgres_url(tmp_path_factory):
     import shutil
     import subprocess
 
-    from pipelines.services import child, free_port
+    from pipelines.demo.services import child, free_port
 
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
     if not bins or shutil.which("runuser") is None:

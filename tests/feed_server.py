@@ -20,7 +20,7 @@ class Feed:
         feed = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 feed.requests += 1
                 if self.headers.get("X-Token") != "s3cret":
                     return self._send(401, b'{"error": "unauthorized"}')

@@ -128,18 +128,18 @@ def test_key_rotation_signs_with_both_keys(logged: Path):
 
 def test_a_whole_batch_bundle_is_audited(tmp_path: Path):
     """An archived NDJSON bundle verifies as a whole; a dropped or changed record is caught."""
-    from pipelines.archive import build_bundle
+    from pipelines.archive.bundle import build_bundle
+    from pipelines.core.batch import seal_records
+    from pipelines.core.commitment import RecordInput
     from pipelines.core.note import Signer
-    from pipelines.offline import anchor_in_log, seal_records
-    from pipelines.records import RecordInput
+    from pipelines.ledger.tlog import TransparencyLog
     from pipelines.storage.local import LocalStore
-    from pipelines.tlog import TransparencyLog
 
     signer = Signer.generate("records.example.gov/log")
     (tmp_path / "log.vkey").write_text(signer.verifier().text())
     log = TransparencyLog.create(LocalStore(tmp_path / "log"), [signer])
     batch = seal_records("dept-x", [RecordInput(f"r{i}", bytes([i]) * 32) for i in range(9)])
-    bundle, _ = build_bundle(batch, [anchor_in_log(batch, log)])
+    bundle, _ = build_bundle(batch, list(log.anchor([batch.head]).values()))
     (tmp_path / "b.ndjson").write_bytes(bundle)
     res = run("verify", "b.ndjson", "--log-vkey", "log.vkey", cwd=tmp_path)
     assert res.returncode == 0 and "all 9 records of batch" in res.stdout and res.stdout.endswith("VALID\n")

@@ -12,7 +12,7 @@ import pytest
 
 from pipelines.core.proof import parse_proof
 from pipelines.core.verify import verify_proof
-from pipelines.offline import proof_filename
+from pipelines.archive.files import proof_filename
 
 CLI = [sys.executable, "-m", "pipelines.cli"]
 
@@ -83,7 +83,7 @@ def test_bad_lines_are_all_reported_and_nothing_is_written(tmp_path: Path):
     )
     res = run("seal", "in.jsonl", "--agency", "dept-x", "--out", "out", cwd=tmp_path)
     assert res.returncode == 2
-    for fragment in ("line 2: record id must be a string", "line 4: record id 'ok' already on line 1",
+    for fragment in ("line 2: record id must be a string", "line 4: record id 'ok' appears again with other content (first at line 1)",
                      "line 5: field 'sha256'", "line 6: not JSON"):
         assert fragment in res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]

@@ -18,16 +18,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipelines import archive
-from pipelines.auth import add_agency
+from pipelines.archive import bundle, directory
+from pipelines.intake.auth import add_agency
 from pipelines.core.commitment import content_sha256
 from pipelines.core.logentry import parse_batch_entry
 from pipelines.core.proof import parse_proof
 from pipelines.core.verify import verify_proof
-from pipelines.localstack import local_stack
-from pipelines.state import State
+from pipelines.demo.localstack import local_stack
+from pipelines.state.redis import RedisState as State
 from pipelines.storage import open_store
-from pipelines.tlog import LogReader
+from pipelines.ledger.tlog import LogReader
 
 QUEUES = {"stages": ("seal,archive,reconcile", 2), "sequencer": ("anchor", 1)}
 FAST = {"batch_interval": "0.3", "visibility_timeout": "10", "unacked_restore_interval": "1",
@@ -63,7 +63,7 @@ def check_everything(stack, state: State, records: int) -> None:
     assert sorted(logged) == batches, "every batch exactly once in the log"
     seen: dict[str, str] = {}
     for batch_id in batches:
-        for line in store.get(archive.bundle_key(batch_id)).splitlines():
+        for line in store.get(bundle.bundle_key(batch_id)).splitlines():
             proof = parse_proof(line)
             assert proof.record.id not in seen, f"{proof.record.id} proved twice"
             seen[proof.record.id] = batch_id
@@ -71,7 +71,7 @@ def check_everything(stack, state: State, records: int) -> None:
             verify_proof(proof, content_sha256=content_sha256({"i": i}), log_keys=vkeys)
     assert len(seen) == records
     for i in range(0, records, 97):
-        assert archive.fetch_proof(store, "agency-a", f"rec-{i}").batch.id == seen[f"rec-{i}"]
+        assert directory.fetch_proof(store, "agency-a", f"rec-{i}").batch.id == seen[f"rec-{i}"]
 
 
 def _log_entries(reader: LogReader, size: int) -> list[bytes]:
@@ -148,7 +148,7 @@ def test_keys_and_proof_retrieval_commands(tmp_path: Path):
 
 def test_the_procfile_runs_under_honcho(tmp_path: Path):
     """`honcho start` with a .env, as the README says: records pushed to `web` come out archived."""
-    from pipelines.services import free_port, moto_s3, redis_server, wait_for_port
+    from pipelines.demo.services import free_port, moto_s3, redis_server, wait_for_port
 
     with redis_server(tmp_path) as redis_url, moto_s3(tmp_path) as endpoint:
         import boto3
@@ -174,7 +174,7 @@ def test_the_procfile_runs_under_honcho(tmp_path: Path):
         try:
             wait_for_port(port, honcho, timeout=60)
             state = State.connect(redis_url)
-            from pipelines.auth import add_agency
+            from pipelines.intake.auth import add_agency
 
             push(f"http://127.0.0.1:{port}", add_agency(state, "agency-a"), 0, 40)
             wait_for(lambda: state.archived_records() >= 40, 90, "40 proofs archived by the Procfile's processes")
@@ -210,7 +210,7 @@ def test_beat_pulls_a_source_and_a_worker_killed_mid_pull_loses_nothing(tmp_path
 
 
 def test_workers_serve_prometheus_metrics(tmp_path: Path):
-    from pipelines.services import free_port
+    from pipelines.demo.services import free_port
 
     with local_stack(tmp_path, workers={}, **FAST) as stack:
         port = free_port()

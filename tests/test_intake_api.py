@@ -7,12 +7,13 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from pipelines.api import create_app
-from pipelines.auth import add_agency, add_auditor
+from pipelines.intake.api import create_app
+from pipelines.intake.auth import add_agency, add_auditor
 from pipelines.config import Settings
 from pipelines.core.commitment import content_sha256, record_leaf_hash
 from pipelines.errors import ConfigError
-from pipelines.state import PersistenceError, State
+from pipelines.errors import PersistenceError
+from pipelines.state.redis import RedisState as State
 
 
 @pytest.fixture
@@ -134,7 +135,7 @@ def test_health_readiness_and_metrics(env):
 
 
 def test_a_redis_that_does_not_persist_is_refused(tmp_path):
-    from pipelines.services import redis_server
+    from pipelines.demo.services import redis_server
 
     with redis_server(tmp_path, appendonly=False) as url:
         with pytest.raises(PersistenceError, match="appendonly=no"):
@@ -161,3 +162,48 @@ def test_readiness_fails_when_anchoring_stalls(env):
     assert resp.status_code == 503 and resp.json()["checks"]["anchoring"] == "stalled"
     state.mark_checkpoint()
     assert client.get("/readyz").status_code == 200
+
+
+def test_readiness_reports_a_redis_that_went_away_instead_of_failing(tmp_path):
+    from pipelines.demo.services import redis_server
+
+    with redis_server(tmp_path) as url:
+        client = TestClient(create_app(Settings(redis_url=url, archive=str(tmp_path / "a"))))
+        assert client.get("/readyz").status_code == 200
+    resp = client.get("/readyz")  # the server is gone: every state call fails
+    assert resp.status_code == 503
+    assert resp.json()["ready"] is False and resp.json()["checks"]["redis"].startswith("error")
+
+
+def test_health_answers_while_a_large_submission_is_parsed(clean_redis, tmp_path):
+    """Parsing and canonicalising a big body runs off the event loop: /healthz is not stalled by it."""
+    import asyncio
+
+    import httpx
+
+    cfg = Settings(redis_url=clean_redis, archive=str(tmp_path / "archive"), max_records_per_request=50_000)
+    key = add_agency(State.connect(clean_redis), "agency-a")
+    app = create_app(cfg)
+    body = "\n".join(json.dumps({"id": f"r{i}", "content": {"n": i, "s": "x" * 50}}) for i in range(40_000))
+    state = State.connect(clean_redis)
+    stored_when_healthy: list[int] = []
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api", timeout=120) as client:
+            async def submit() -> None:
+                resp = await client.post("/v1/records", content=body, headers={
+                    "Authorization": f"Bearer {key}", "Content-Type": "application/x-ndjson"})
+                assert resp.status_code == 202
+
+            async def health() -> None:
+                await asyncio.sleep(0.05)  # the submission is being parsed by now
+                assert (await client.get("/healthz")).status_code == 200
+                stored_when_healthy.append(len(stored(state, "agency-a")))
+
+            await asyncio.gather(submit(), health())
+
+    asyncio.run(scenario())
+    # On a blocked event loop /healthz could answer only after the whole request was parsed and stored.
+    assert stored_when_healthy[0] < 40_000
+    assert len(stored(state, "agency-a")) == 40_000

@@ -55,7 +55,7 @@ def test_every_inclusion_mutation_is_rejected(size):
     for index in range(size):
         leaf, path = tree.levels[0][index], tree.path(index)
         merkle.verify_inclusion(index, size, leaf, path, tree.root)
-        for name, *args in inclusion_mutations(index, size, leaf, path, tree.root):
+        for _name, *args in inclusion_mutations(index, size, leaf, path, tree.root):
             with pytest.raises(VerificationError):
                 merkle.verify_inclusion(*args)
             checked += 1

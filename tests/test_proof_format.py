@@ -6,6 +6,7 @@ import copy
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from pipelines.core.batch import Commitment, SealedBatch
 from pipelines.core.commitment import content_sha256
@@ -84,5 +85,5 @@ def test_garbage_is_a_format_error(raw):
 
 def test_proofs_are_frozen(batch):
     proof = parse_proof(json.dumps(batch.proof(0)))
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         proof.leaf_hash = "00" * 32

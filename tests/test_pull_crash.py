@@ -19,11 +19,11 @@ import boto3
 import pytest
 import sqlalchemy as sa
 
-from pipelines import archive
+from pipelines.archive import directory
 from pipelines.config import Settings
 from pipelines.stages import Pipeline
-from pipelines.state import State
-from pipelines.tlog import TransparencyLog
+from pipelines.state.redis import RedisState as State
+from pipelines.ledger.tlog import TransparencyLog
 from tests.faults import FaultyStore
 from tests.feed_server import Feed
 from tests.test_tlog import SIGNER
@@ -108,6 +108,6 @@ def test_kill_9_between_accept_and_cursor_commit(setup, tmp_path, clean_redis):
     cfg = Settings(redis_url=clean_redis, archive="memory", batch_interval=0.001)
     p = Pipeline(cfg, state, FaultyStore(), TransparencyLog.create(FaultyStore(), [SIGNER]))
     p.archive(p.anchor(p.seal_ripe()))
-    proofs = [archive.fetch_proof(p.store, "dept-c", f"p{i}") for i in range(N)]
+    proofs = [directory.fetch_proof(p.store, "dept-c", f"p{i}") for i in range(N)]
     assert len({(pr.batch.id, pr.batch.index) for pr in proofs}) == N
     assert state.archived_records() == N

@@ -9,8 +9,8 @@ import redis
 import sentry_sdk
 
 from pipelines.config import Settings
-from pipelines.localstack import local_stack
-from pipelines.monitoring import init_sentry
+from pipelines.demo.localstack import local_stack
+from pipelines.ops.monitoring import init_sentry
 from tests.sentry_fake import FakeSentry
 
 API_KEY = "ap_" + "k" * 43

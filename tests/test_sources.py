@@ -13,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 
 from pipelines.errors import ConfigError
-from pipelines.pull import SourceRunner
+from pipelines.intake.pull import SourceRunner
 from pipelines.sources.config import load_sources
-from pipelines.state import State
+from pipelines.state.redis import RedisState as State
 from tests.feed_server import Feed
 
 
@@ -139,8 +139,8 @@ def test_bad_items_are_quarantined_and_never_block_the_rest(tmp_path, state, fee
 
 
 def test_a_conflicting_record_is_quarantined_not_blocking(tmp_path, state, feed):
-    from pipelines.intake import store_records
-    from pipelines.records import parse_record
+    from pipelines.intake.submit import store_records
+    from pipelines.intake.records import parse_record
 
     store_records(state, "dept-x", [parse_record({"id": "r7", "content": {"other": 1}})])
     runner = SourceRunner(http_config(tmp_path, feed.url)["permits"], state)

@@ -6,14 +6,14 @@ import secrets
 
 import pytest
 
-from pipelines import archive
+from pipelines.archive import directory
 from pipelines.config import Settings
 from pipelines.core.commitment import content_sha256
 from pipelines.core.logentry import parse_batch_entry
 from pipelines.core.verify import verify_proof
 from pipelines.stages import Pipeline
-from pipelines.state import State
-from pipelines.tlog import TransparencyLog
+from pipelines.state.redis import RedisState as State
+from pipelines.ledger.tlog import TransparencyLog
 from tests.faults import Crash, FaultyStore
 from tests.test_tlog import SIGNER, audit
 
@@ -76,7 +76,7 @@ def test_records_flow_to_verifiable_archived_proofs(pipe):
     assert pipe.state.archived_records() == 2510
     assert sorted(log_batch_ids(pipe)) == sorted(done)
     for agency, i in [("agency-a", 0), ("agency-a", 2499), ("agency-b", 9)]:
-        proof = archive.fetch_proof(pipe.store, agency, f"rec-{i}")
+        proof = directory.fetch_proof(pipe.store, agency, f"rec-{i}")
         verify_proof(proof, content_sha256=content_sha256({"i": i}), log_keys=[SIGNER.verifier()])
 
 
@@ -84,7 +84,7 @@ def test_auditor_lookup_costs_two_gets(pipe):
     accept(pipe, "agency-a", 50)
     run_all(pipe)
     pipe.store.gets = 0
-    archive.fetch_proof(pipe.store, "agency-a", "rec-17")
+    directory.fetch_proof(pipe.store, "agency-a", "rec-17")
     assert pipe.store.gets == 2
 
 
@@ -125,7 +125,7 @@ def test_archive_crashes_are_redriven_without_duplicates(pipe, key, mode):
     assert pipe.archive(sealed) == sealed
     assert pipe.state.archived_records() == 40
     for i in range(40):
-        assert archive.fetch_proof(pipe.store, "agency-a", f"rec-{i}").record.id == f"rec-{i}"
+        assert directory.fetch_proof(pipe.store, "agency-a", f"rec-{i}").record.id == f"rec-{i}"
 
 
 def test_anchor_crash_after_append_does_not_anchor_twice(pipe):
@@ -177,5 +177,5 @@ def test_the_log_refuses_one_batch_id_with_two_entries(pipe):
     a = batch_entry("b", b"\x01" * 32, 1, "2026-11-28T12:00:00Z")
     b = batch_entry("b", b"\x02" * 32, 1, "2026-11-28T12:00:00Z")
     with pytest.raises(ConflictError, match="twice"):
-        pipe.log.append([("b", a), ("b", b)])
-    assert pipe.log.append([("b", a), ("b", a)]) == {"b": 0}
+        pipe.ledger.append([("b", a), ("b", b)])
+    assert pipe.ledger.append([("b", a), ("b", a)]) == {"b": 0}

@@ -13,7 +13,7 @@ from pipelines.errors import ConflictError, StorageError
 from pipelines.storage import open_store
 from pipelines.storage.local import LocalStore
 from pipelines.storage.s3 import S3Options, S3Store
-from pipelines.tlog import TransparencyLog
+from pipelines.ledger.tlog import TransparencyLog
 from tests.test_tlog import SIGNER, audit, items
 
 
@@ -103,7 +103,7 @@ def test_s3_errors_are_translated(s3_endpoint, monkeypatch):
 
 
 def test_s3_unreachable_endpoint_is_transient(monkeypatch):
-    from pipelines.services import free_port
+    from pipelines.demo.services import free_port
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
@@ -124,7 +124,7 @@ def test_racing_sequencers_on_s3_produce_no_fork(s3_bucket):
             log = TransparencyLog.open(S3Store.connect(bucket, "race", endpoint_url=endpoint), [SIGNER])
             for i in range(6):
                 results.append(log.append(items(start + i, 1)))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(s,)) for s in (0, 500)]

@@ -6,8 +6,8 @@ import pytest
 
 from pipelines.config import Settings, settings
 from pipelines.stages import Pipeline
-from pipelines.state import State
-from pipelines.tlog import TransparencyLog
+from pipelines.state.redis import RedisState as State
+from pipelines.ledger.tlog import TransparencyLog
 from tests.faults import FaultyStore
 from tests.test_stages import accept
 from tests.test_tlog import SIGNER
@@ -37,7 +37,7 @@ def test_a_transient_failure_is_retried_until_it_succeeds(tasks):
     module, pipe, sent = tasks
     accept(pipe, "agency-a", 5)
     sealed = pipe.seal_ripe()
-    pipe.log.store.fail("checkpoint", "lost")  # S3 hiccup on the first try
+    pipe.ledger.store.fail("checkpoint", "lost")  # S3 hiccup on the first try
     result = module.anchor.apply(args=[sealed])
     assert result.successful(), result.traceback
     assert pipe.state.batch(sealed[0])["state"] == "anchored"
@@ -80,10 +80,35 @@ def test_worker_metrics_need_a_multiprocess_folder(tasks, monkeypatch, tmp_path)
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     settings.cache_clear()
     with pytest.raises(ConfigError, match="PROMETHEUS_MULTIPROC_DIR"):
-        app_module._check_metrics_dir()
+        app_module._check_metrics_dir(settings())
     folder = tmp_path / "m"
     folder.mkdir()
     (folder / "counter_1.db").write_bytes(b"stale")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
-    app_module._check_metrics_dir()
+    monkeypatch.setattr(app_module, "init_sentry", lambda cfg: False)
+    app_module._init_worker()  # the worker's main process, before its pool forks
     assert list(folder.iterdir()) == []  # an earlier run's counts are cleared
+
+
+def test_importing_the_app_leaves_metric_files_alone(clean_redis, tmp_path):
+    """beat and Flower import workers.app too: only a starting worker may clear the metrics folder."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "counter_1.db").write_bytes(b"a live worker's counts")
+    env = {**os.environ, "ANCHORPIPE_REDIS_URL": clean_redis, "ANCHORPIPE_ARCHIVE": str(tmp_path / "a"),
+           "ANCHORPIPE_METRICS_PORT": "9999", "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    res = subprocess.run([sys.executable, "-c", "import workers.app"], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert (folder / "counter_1.db").read_bytes() == b"a live worker's counts"
+
+
+def test_beat_ticks_expire_instead_of_piling_up(tasks):
+    """While sealers are down, queued seal ticks must expire rather than all run when they return."""
+    module, _, _ = tasks
+    for name, entry in module.app.conf.beat_schedule.items():
+        expires = entry.get("options", {}).get("expires")
+        assert expires is not None and 0 < expires <= max(entry["schedule"] * 4, 2.0), name

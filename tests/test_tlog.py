@@ -13,7 +13,7 @@ from pipelines.core.logentry import batch_entry, parse_batch_entry
 from pipelines.core.note import Signer
 from pipelines.errors import ConflictError, VerificationError
 from pipelines.storage.local import LocalStore
-from pipelines.tlog import CHECKPOINT, LogStateError, TransparencyLog
+from pipelines.ledger.tlog import CHECKPOINT, LogStateError, TransparencyLog
 from tests.faults import Crash, FaultyStore
 from tests.reference import ReferenceTree
 
@@ -102,11 +102,12 @@ def test_receipts_verify_against_the_checkpoint():
     log = TransparencyLog.create(store, [SIGNER])
     log.append(items(0, 40))
     head = log.head()
-    tree = log.tree(head.checkpoint.size)
+    receipts = log.receipts([bid for bid, _ in items(0, 40)], head)
     for bid, entry in items(0, 40):
-        r = log.receipt(bid, head, tree)
-        merkle.verify_inclusion(r["index"], head.checkpoint.size, merkle.leaf_hash(entry),
-                                [bytes.fromhex(h) for h in r["path"]], head.checkpoint.root)
+        r = receipts[bid]
+        assert (r.type, r.origin, r.checkpoint) == ("tlog", head.checkpoint.origin, head.note)
+        merkle.verify_inclusion(r.index, head.checkpoint.size, merkle.leaf_hash(entry),
+                                [bytes.fromhex(h) for h in r.path], head.checkpoint.root)
 
 
 def test_consistency_between_any_two_checkpoints():
@@ -194,7 +195,7 @@ def test_two_sequencer_threads_on_one_folder_produce_no_fork(tmp_path):
             log = TransparencyLog.open(LocalStore(tmp_path), [SIGNER])
             for i in range(15):
                 results.append(log.append(items(start + i * 2, 2)))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(s,)) for s in (0, 1000)]

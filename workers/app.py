@@ -1,37 +1,45 @@
-"""The Celery application: settings, routing, beat schedule. Configuration comes from pipelines.config."""
+"""The Celery application: settings, routing, beat schedule. Configuration comes from pipelines.config.
+
+Importing this module has no side effect beyond building the app: beat and
+Flower import it too. Worker-only set-up runs in worker signals.
+"""
 
 from __future__ import annotations
 
 import glob
 import logging
 import os
+from typing import Any
 
 from celery import Celery
 from celery.signals import celeryd_init, worker_ready
 
-from pipelines.config import settings
+from pipelines.config import Settings, settings
 from pipelines.errors import ConfigError
-from pipelines.monitoring import init_sentry
 
 
-def _check_metrics_dir() -> None:
-    """Prefork children each count on their own and the main process serves their sum, which needs
-    PROMETHEUS_MULTIPROC_DIR in the environment before Python starts: prometheus_client picks its mode
-    when first imported, and Celery's command plugins (Flower's, for one) import it before this module."""
-    if not settings().metrics_port:
-        return
+def _check_metrics_dir(cfg: Settings) -> str | None:
+    """The worker's metrics folder, which ANCHORPIPE_METRICS_PORT needs; None without metrics.
+
+    Prefork children each count on their own and the main process serves their
+    sum, which needs PROMETHEUS_MULTIPROC_DIR in the environment before Python
+    starts: prometheus_client picks its mode when first imported, and Celery's
+    command plugins (Flower's, for one) import it before this module.
+    """
+    if not cfg.metrics_port:
+        return None
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not path:
         raise ConfigError("ANCHORPIPE_METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR set in the environment "
                           "(a folder of this worker's own, e.g. /run/anchorpipe/metrics-seal)")
-    os.makedirs(path, exist_ok=True)
-    for stale in glob.glob(os.path.join(path, "*.db")):  # counts of an earlier run of this worker
-        os.unlink(stale)
+    os.makedirs(path, exist_ok=True)  # metrics defined at import write their files here
+    return path
 
 
-_check_metrics_dir()
+_check_metrics_dir(settings())  # at start, and before any metric is defined: each writes its file there
 
-QUEUES = ("seal", "anchor", "archive", "reconcile", "pull")
+from pipelines.ops.monitoring import init_sentry  # (imports after the check: they define metrics)
+from pipelines.stages import QUEUES
 
 
 def create_app() -> Celery:
@@ -46,13 +54,7 @@ def create_app() -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue="reconcile",
-        task_routes={
-            "anchorpipe.seal": {"queue": "seal"},
-            "anchorpipe.anchor": {"queue": "anchor"},
-            "anchorpipe.archive": {"queue": "archive"},
-            "anchorpipe.reconcile": {"queue": "reconcile"},
-            "anchorpipe.pull": {"queue": "pull"},
-        },
+        task_routes={f"anchorpipe.{q}": {"queue": q} for q in QUEUES},
         broker_transport_options={
             "visibility_timeout": cfg.visibility_timeout,
             "unacked_restore_interval": cfg.unacked_restore_interval,
@@ -61,8 +63,8 @@ def create_app() -> Celery:
         broker_connection_retry_on_startup=True,
         beat_schedule={
             # Sealing is driven by a short tick: a no-op Lua call unless a batch is ripe.
-            "seal-tick": {"task": "anchorpipe.seal", "schedule": min(cfg.batch_interval / 4, 0.25)},
-            "reconcile": {"task": "anchorpipe.reconcile", "schedule": max(cfg.reconcile_after / 4, 1.0)},
+            "seal-tick": _tick("anchorpipe.seal", min(cfg.batch_interval / 4, 0.25)),
+            "reconcile": _tick("anchorpipe.reconcile", max(cfg.reconcile_after / 4, 1.0)),
         },
         worker_hijack_root_logger=False,
     )
@@ -70,13 +72,19 @@ def create_app() -> Celery:
     return app
 
 
-def _pull_schedule(cfg) -> dict:
+def _tick(task: str, every: float, args: list[str] | None = None) -> dict[str, Any]:
+    """A beat entry whose messages expire after a few periods: while its workers are down, ticks
+    queue up in the broker but are dropped unrun when the workers return, instead of all running."""
+    return {"task": task, "schedule": every, "args": args or [], "options": {"expires": max(every * 4, 2.0)}}
+
+
+def _pull_schedule(cfg: Settings) -> dict[str, Any]:
     """One beat entry per configured source, at its interval (the file is validated here, at start)."""
     if not cfg.sources:
         return {}
     from pipelines.sources.config import load_sources
 
-    return {f"pull-{name}": {"task": "anchorpipe.pull", "schedule": s.interval, "args": [name]}
+    return {f"pull-{name}": _tick("anchorpipe.pull", s.interval, [name])
             for name, s in load_sources(cfg.sources).items()}
 
 
@@ -84,9 +92,14 @@ app = create_app()
 
 
 @celeryd_init.connect
-def _init_sentry(**_: object) -> None:
-    # In the main process, before the pool forks: the Celery integration patches the task tracer.
+def _init_worker(**_: object) -> None:
+    # In the worker's main process, before the pool forks: the Celery integration patches the task
+    # tracer, and the metrics folder is emptied of an earlier run's counts before any child writes.
     init_sentry(settings())
+    path = _check_metrics_dir(settings())
+    if path:
+        for stale in glob.glob(os.path.join(path, "*.db")):
+            os.unlink(stale)
 
 
 @worker_ready.connect

@@ -8,38 +8,39 @@ the ``anchorpipe_dead_letters`` metric, and the reconciler leaves it to people.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
-from pipelines import metrics
-from pipelines.config import settings
 from pipelines.errors import AnchorpipeError
+from pipelines.ops import metrics
+from pipelines.runtime import runtime
 from pipelines.stages import Pipeline
 from workers.app import app
 
 MAX_RETRIES = 8
 
 
-@functools.lru_cache(maxsize=1)
 def pipeline() -> Pipeline:
-    return Pipeline.from_settings(settings())
+    return runtime().pipeline
 
 
 class Transient(Exception):
     """Raised to make Celery retry: wraps a transient anchorpipe error."""
 
 
-def stage(name: str, tick: bool = False):
+def stage(name: str, tick: bool = False) -> Callable[[Callable[..., Any]], Any]:
     """Register a stage task with the retry and dead-letter policy.
 
     ``tick``: the task is run by beat on a short schedule (seal, reconcile, pull),
     so a transient failure is not retried: the next tick is the retry.
     """
 
-    def wrap(fn):
+    def wrap(fn: Callable[..., Any]) -> Any:
         @app.task(name=f"anchorpipe.{name}", bind=True, acks_late=True, reject_on_worker_lost=True,
                   autoretry_for=(Transient,), retry_backoff=True, retry_backoff_max=60, retry_jitter=True,
                   max_retries=MAX_RETRIES)
         @functools.wraps(fn)
-        def task(self, *args):
+        def task(self: Any, *args: Any) -> Any:
             try:
                 return fn(*args)
             except AnchorpipeError as exc:
@@ -93,11 +94,5 @@ def reconcile() -> None:
 @stage("pull", tick=True)
 def pull(name: str) -> None:
     """One scheduled run of a configured source (skipped while another run holds its lock)."""
-    from pipelines.pull import SourceRunner
-    from pipelines.sources.config import load_sources
-
-    cfg = settings()
-    sources = load_sources(cfg.sources) if cfg.sources else {}
-    if name in sources:
-        SourceRunner(sources[name], pipeline().state, max_pending=cfg.pull_max_pending,
-                     lock_ttl=cfg.source_lock_ttl).run()
+    if name in runtime().sources():  # a source removed from the file since beat started: nothing to do
+        runtime().source_runner(name).run()

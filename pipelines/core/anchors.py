@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, TypeAdapter
 
 from pipelines.core.fields import Hex32
 
@@ -27,3 +27,10 @@ class TlogAnchor(BaseModel):
 
 
 Anchor = Annotated[TlogAnchor, Field(discriminator="type")]
+
+_ANCHOR = TypeAdapter(Anchor)
+
+
+def parse_anchor(raw: str | bytes) -> TlogAnchor:
+    """One anchor receipt from its JSON (as the pipeline stores it between stages); ValueError if malformed."""
+    return _ANCHOR.validate_json(raw)

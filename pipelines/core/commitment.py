@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import struct
+from dataclasses import dataclass
 from typing import Any
 
 import rfc8785
 
-from pipelines.core.merkle import leaf_hash
+from pipelines.core.framing import lp
+from pipelines.core.merkle import HASH_SIZE, leaf_hash
 from pipelines.errors import InputError
 
 LEAF_FORMAT = b"anchorpipe.leaf/1"
@@ -24,6 +25,14 @@ MAX_ID_BYTES = 256
 
 AGENCY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordInput:
+    """One record as an agency submitted it: its id and its content's SHA-256."""
+
+    id: str
+    content_sha256: bytes
 
 
 def check_agency(agency: object) -> str:
@@ -74,10 +83,6 @@ def parse_sha256_hex(value: object) -> bytes:
         raise InputError("sha256 must be 64 hex digits") from exc
 
 
-def _lp(data: bytes) -> bytes:
-    return struct.pack(">H", len(data)) + data
-
-
 def leaf_data(agency: str, record_id: str, digest: bytes, salt: bytes) -> bytes:
     """The leaf bytes for one record (format ``anchorpipe.leaf/1``).
 
@@ -85,11 +90,11 @@ def leaf_data(agency: str, record_id: str, digest: bytes, salt: bytes) -> bytes:
     content sha256 (32 bytes) || salt (32 bytes)``. Preconditions (checked):
     a 32-byte digest and a 32-byte salt.
     """
-    if len(digest) != 32:
-        raise ValueError(f"content digest is {len(digest)} bytes, want 32")
+    if len(digest) != HASH_SIZE:
+        raise ValueError(f"content digest is {len(digest)} bytes, want {HASH_SIZE}")
     if len(salt) != SALT_SIZE:
         raise ValueError(f"salt is {len(salt)} bytes, want {SALT_SIZE}")
-    return _lp(LEAF_FORMAT) + _lp(agency.encode()) + _lp(record_id.encode()) + digest + salt
+    return lp(LEAF_FORMAT) + lp(agency.encode()) + lp(record_id.encode()) + digest + salt
 
 
 def record_leaf_hash(agency: str, record_id: str, digest: bytes, salt: bytes) -> bytes:

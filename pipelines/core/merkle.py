@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from pipelines.errors import VerificationError
 
@@ -66,7 +67,7 @@ class Tree:
         self.levels: list[list[bytes]] = [level]
         sha, prefix = _sha256, NODE_PREFIX
         while len(level) > 1:
-            up = [sha(prefix + a + b).digest() for a, b in zip(level[0::2], level[1::2])]
+            up = [sha(prefix + a + b).digest() for a, b in zip(level[0::2], level[1::2], strict=False)]
             if len(level) & 1:
                 up.append(level[-1])
             self.levels.append(up)
@@ -92,14 +93,14 @@ class Tree:
             index >>= 1
         return path
 
-    def all_paths(self, as_hex: bool = False) -> list[tuple]:
+    def all_paths(self, as_hex: bool = False) -> list[tuple[Any, ...]]:
         """Every leaf's inclusion path, in leaf order, in O(n) Python steps (hex strings if ``as_hex``).
 
         Works top-down: a node's path is its sibling followed by its parent's
         path, so each level costs one tuple concatenation per node (done in C).
         """
-        levels = [[h.hex() for h in lv] for lv in self.levels[:-1]] if as_hex else self.levels[:-1]
-        upper: list[tuple] = [()]
+        levels: list[list[Any]] = [[h.hex() for h in lv] for lv in self.levels[:-1]] if as_hex else self.levels[:-1]
+        upper: list[tuple[Any, ...]] = [()]
         for level in reversed(levels):
             paired = len(level) & ~1
             paths = [(level[j ^ 1],) + upper[j >> 1] for j in range(paired)]

@@ -38,7 +38,7 @@ def check_key_name(name: str) -> str:
 def key_id(name: str, public_key: bytes) -> int:
     """SHA-256(name || 0x0A || 0x01 || public key)[:4] as a big-endian integer."""
     digest = hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + public_key).digest()
-    return struct.unpack(">I", digest[:4])[0]
+    return int.from_bytes(digest[:4], "big")
 
 
 def _b64(text: str, what: str) -> bytes:

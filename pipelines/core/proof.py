@@ -10,6 +10,7 @@ proofs); tests check that the two agree.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
@@ -69,7 +70,7 @@ class Proof(Frozen):
 
 def _as_value_error(check: Any, value: str) -> str:
     try:
-        return check(value)
+        return str(check(value))
     except InputError as exc:
         raise ValueError(str(exc)) from None
 
@@ -111,7 +112,7 @@ def proof_document(
     index: int,
     size: int,
     root: bytes,
-    path: list[str] | tuple[str, ...],
+    path: Sequence[str],
     sealed_at: str,
     anchors: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:

@@ -83,7 +83,7 @@ def split_hashes(tile: bytes) -> list[bytes]:
 def _perfect_root(hashes: list[bytes]) -> bytes:
     """Root of a perfect subtree from its bottom hashes (a power of two of them)."""
     while len(hashes) > 1:
-        hashes = [merkle.node_hash(a, b) for a, b in zip(hashes[0::2], hashes[1::2])]
+        hashes = [merkle.node_hash(a, b) for a, b in zip(hashes[0::2], hashes[1::2], strict=True)]
     return hashes[0]
 
 

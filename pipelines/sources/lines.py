@@ -45,4 +45,4 @@ def _decode(line: bytes, fields: list[str] | None) -> tuple[object, str | None]:
         return text[:1000], f"not {'JSON' if fields is None else 'UTF-8 CSV'}: {exc}"
     if len(row) != len(fields):
         return text[:1000], f"CSV row has {len(row)} fields, the header has {len(fields)}"
-    return dict(zip(fields, row)), None
+    return dict(zip(fields, row, strict=True)), None

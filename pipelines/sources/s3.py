@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import Any
 
 from pipelines.errors import StorageError
 from pipelines.sources import Mapping, Page
 from pipelines.sources.config import S3PrefixSource
 from pipelines.sources.lines import parse_lines
+from pipelines.storage.s3 import S3Store
 
 CHUNK = 1 << 16
 
@@ -43,18 +41,11 @@ class S3Prefix:
         self.cfg = cfg
         self.is_finished = is_finished
         self.mapping = Mapping(cfg.id_field, cfg.content_field, cfg.sha256_field)
-        self.client = boto3.client("s3", endpoint_url=cfg.endpoint_url, region_name="us-east-1",
-                                   config=Config(retries={"mode": "standard", "max_attempts": 5}))
+        self.bucket = S3Store.connect(cfg.bucket, endpoint_url=cfg.endpoint_url)
 
     def _candidates(self) -> list[tuple[str, str, int]]:
-        out = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.cfg.bucket,
-                                                                          Prefix=self.cfg.prefix):
-            for obj in page.get("Contents", []):
-                key, etag = obj["Key"], obj["ETag"].strip('"')
-                if self._format(key) and not self.is_finished(f"{key}@{etag}"):
-                    out.append((key, etag, obj["Size"]))
-        return sorted(out)
+        return [(key, etag, size) for key, etag, size in self.bucket.list_objects(self.cfg.prefix)
+                if self._format(key) and not self.is_finished(f"{key}@{etag}")]
 
     def _format(self, key: str) -> str | None:
         if self.cfg.format:
@@ -65,10 +56,10 @@ class S3Prefix:
         """Cursor: ``{"key", "etag", "offset", "header"}`` of the object being read."""
         try:
             return self._fetch(json.loads(cursor) if cursor else {}, limit)
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"{self.cfg.name}: S3 error {type(exc).__name__}: {exc}", transient=True) from exc
+        except StorageError as exc:
+            raise StorageError(f"{self.cfg.name}: {exc}", transient=True) from exc
 
-    def _fetch(self, state: dict, limit: int) -> Page:
+    def _fetch(self, state: dict[str, Any], limit: int) -> Page:
         candidates = self._candidates()
         if not candidates:
             return Page([], json.dumps(state) if state else None, False)
@@ -77,16 +68,16 @@ class S3Prefix:
         same = (key, etag) == (state.get("key"), state.get("etag"))
         offset, header = (state["offset"], state.get("header")) if same else (0, None)
         if self._format(key) == "csv" and header is None:
-            head = self.client.get_object(Bucket=self.cfg.bucket, Key=key, Range="bytes=0-65535", IfMatch=etag)
-            first = head["Body"].read().split(b"\n", 1)[0] + b"\n"
+            first = b"".join(self.bucket.stream(key, etag, 0, 65535)).split(b"\n", 1)[0] + b"\n"
             header, offset = first.decode("utf-8", "replace"), max(offset, len(first))
         items, end = [], offset
         if offset < size:
-            body = self.client.get_object(Bucket=self.cfg.bucket, Key=key, Range=f"bytes={offset}-", IfMatch=etag)
-            stream = _Stream(body["Body"].iter_chunks(CHUNK), offset)
-            items, end = parse_lines(stream, limit, header.encode() if header else None, self.mapping,
-                                     f"s3://{self.cfg.bucket}/{key} byte")
-            body["Body"].close()
+            chunks = self.bucket.stream(key, etag, offset, chunk=CHUNK)
+            try:
+                items, end = parse_lines(_Stream(chunks, offset), limit, header.encode() if header else None,
+                                         self.mapping, f"s3://{self.cfg.bucket}/{key} byte")
+            finally:
+                chunks.close()
         finished = end >= size
         cursor = json.dumps({"key": key, "etag": etag, "offset": end, "header": header})
         return Page(items, cursor, len(candidates) > 1 or not finished, [f"{key}@{etag}"] if finished else [])

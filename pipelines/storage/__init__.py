@@ -8,9 +8,12 @@ location string.
 from __future__ import annotations
 
 import re
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pipelines.errors import InputError
+
+if TYPE_CHECKING:
+    from pipelines.storage.s3 import S3Options
 
 _KEY = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 
@@ -96,15 +99,15 @@ def put_all(store: ObjectStore, objects: dict[str, bytes], workers: int = 16) ->
         future.result()
 
 
-def open_store(location: str, *, s3_endpoint: str | None = None) -> ObjectStore:
-    """A store for ``location``: ``s3://bucket[/prefix]`` or a local folder path."""
+def open_store(location: str, *, s3_endpoint: str | None = None, options: S3Options | None = None) -> ObjectStore:
+    """A store for ``location``: ``s3://bucket[/prefix]`` (with ``options``) or a local folder path."""
     if location.startswith("s3://"):
         from pipelines.storage.s3 import S3Store
 
         bucket, _, prefix = location[5:].partition("/")
         if not bucket:
             raise InputError(f"location {location!r} names no bucket")
-        return S3Store.connect(bucket, prefix.strip("/"), endpoint_url=s3_endpoint)
+        return S3Store.connect(bucket, prefix.strip("/"), endpoint_url=s3_endpoint, options=options)
     if "://" in location:
         raise InputError(f"location {location!r}: want a folder or s3://bucket/prefix")
     from pipelines.storage.local import LocalStore

@@ -9,6 +9,7 @@ retention (COMPLIANCE mode) and server-side encryption.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,7 +36,27 @@ class S3Options:
     kms_key_id: str | None = None
 
 
+def client(endpoint_url: str | None = None, region: str | None = None, **credentials: str) -> Any:
+    """A boto3 S3 client with bounded retries and timeouts; credentials from the usual AWS sources
+    unless given (``aws_access_key_id``, ``aws_secret_access_key``)."""
+    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30,
+                    max_pool_connections=32)  # above the archive's parallel shard merges
+    return boto3.client("s3", endpoint_url=endpoint_url, config=config, region_name=region or "us-east-1",
+                        **credentials)
+
+
+def create_bucket(bucket: str, *, endpoint_url: str | None = None, object_lock: bool = False,
+                  **credentials: str) -> None:
+    """Create ``bucket`` (with Object Lock enabled if asked), for local stacks and tests."""
+    try:
+        client(endpoint_url, **credentials).create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=object_lock)
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageError(f"cannot create bucket {bucket}: {type(exc).__name__}: {exc}") from exc
+
+
 class S3Store:
+    """An :class:`~pipelines.storage.ObjectStore` under ``s3://bucket/prefix``."""
+
     def __init__(self, client: Any, bucket: str, prefix: str = "", options: S3Options | None = None) -> None:
         self.client, self.bucket, self.prefix = client, bucket, prefix
         self.options = options or S3Options()
@@ -43,10 +64,7 @@ class S3Store:
     @classmethod
     def connect(cls, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
                 options: S3Options | None = None, region: str | None = None) -> S3Store:
-        config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30,
-                        max_pool_connections=32)  # the archive updates 16 directory shards at once
-        client = boto3.client("s3", endpoint_url=endpoint_url, config=config, region_name=region or "us-east-1")
-        return cls(client, bucket, prefix, options)
+        return cls(client(endpoint_url, region), bucket, prefix, options)
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
@@ -75,6 +93,35 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             raise self._error("listing", prefix, exc) from exc
         return sorted(keys)
+
+    def list_objects(self, prefix: str) -> list[tuple[str, str, int]]:
+        """``(key, ETag without quotes, size)`` of every object under ``prefix``, sorted by key.
+
+        Unlike the port's methods, keys are any the bucket holds (agencies name their own objects).
+        """
+        base = f"{self.prefix}/" if self.prefix else ""
+        out = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base + prefix):
+                out += [(o["Key"][len(base):], o["ETag"].strip('"'), int(o["Size"])) for o in page.get("Contents", [])]
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("listing", prefix, exc) from exc
+        return sorted(out)
+
+    def stream(self, key: str, etag: str, start: int = 0, end: int | None = None,
+               chunk: int = 1 << 16) -> Generator[bytes, None, None]:
+        """The bytes of ``key`` from ``start`` (to ``end`` inclusive, if given) in chunks, only while its
+        ETag is still ``etag`` (a replaced object fails with ConflictError rather than mixing versions)."""
+        rng = f"bytes={start}-" if end is None else f"bytes={start}-{end}"
+        name = f"{self.prefix}/{key}" if self.prefix else key
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=name, Range=rng, IfMatch=etag)["Body"]
+            try:
+                yield from body.iter_chunks(chunk)
+            finally:
+                body.close()
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("reading", key, exc) from exc
 
     def get_range(self, key: str, start: int, length: int) -> bytes | None:
         found = self._get(key, Range=f"bytes={start}-{start + length - 1}")
@@ -109,7 +156,7 @@ class S3Store:
             extra["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(days=self.options.retention_days)
         resp = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
                                       ChecksumAlgorithm="SHA256", **conditions, **extra)
-        return resp["ETag"]
+        return str(resp["ETag"])
 
     def put_immutable(self, key: str, data: bytes) -> None:
         try:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipelines.config import Settings
+if TYPE_CHECKING:
+    from pipelines.config import Settings
 
 _TOKEN = re.compile(r"ap_[A-Za-z0-9_-]{20,}|PRIVATE\+KEY\+\S+")
 _SECRET_NAMES = re.compile(r"authorization|cookie|token|secret|password|key|dsn|content", re.I)
@@ -52,3 +53,21 @@ def init_sentry(cfg: Settings) -> bool:
         before_send_transaction=before_send,
     )
     return True
+
+
+def report_exception(exc: BaseException) -> None:
+    """Send ``exc`` to Sentry if it is installed and started (scrubbed by :func:`before_send`)."""
+    try:
+        import sentry_sdk
+    except ImportError:
+        return
+    sentry_sdk.capture_exception(exc)
+
+
+def report_message(message: str, level: str = "error") -> None:
+    """Send ``message`` to Sentry if it is installed and started (scrubbed by :func:`before_send`)."""
+    try:
+        import sentry_sdk
+    except ImportError:
+        return
+    sentry_sdk.capture_message(message, level=level)  # type: ignore[arg-type]

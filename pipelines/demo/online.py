@@ -21,17 +21,18 @@ from pathlib import Path
 
 import httpx
 
-from pipelines import archive
-from pipelines.auth import add_agency
+from pipelines.archive.bundle import bundle_key
+from pipelines.archive.directory import fetch_proof
 from pipelines.core.commitment import content_sha256
 from pipelines.core.proof import parse_proof
 from pipelines.core.verify import verify_proof
-from pipelines.demo_offline import sample_record
+from pipelines.demo.localstack import local_stack
+from pipelines.demo.offline import sample_record
 from pipelines.errors import VerificationError
-from pipelines.localstack import local_stack
-from pipelines.state import State
+from pipelines.intake.auth import add_agency
+from pipelines.ledger.tlog import LogReader
+from pipelines.state.redis import RedisState
 from pipelines.storage import open_store
-from pipelines.tlog import LogReader
 
 Echo = Callable[[str], None]
 Progress = Callable[[str, int], object]
@@ -46,7 +47,7 @@ def run_demo(records: int, export: Path | None, echo: Echo, progress: Progress, 
         echo(f"starting Redis, an S3 server, the API, workers and beat in {work}")
         with local_stack(work, allow_volatile_redis="false", **settings) as stack:
             os.environ.update({k: v for k, v in stack.env.items() if k.startswith("AWS_")})
-            state = State.connect(stack.redis_url)
+            state = RedisState.connect(stack.redis_url)
             key = add_agency(state, AGENCY)
             echo("warming up: one record through every stage")
             _push(stack.api_url, key, [{"id": "warm-up", "content": "warm-up"}], _quiet)
@@ -59,7 +60,7 @@ def run_demo(records: int, export: Path | None, echo: Echo, progress: Progress, 
             total = time.perf_counter() - t0
             echo(f"accepted {records:,} records through the API at {records / pushed:,.0f} records/s; "
                  f"all proofs archived after {total:.1f} s ({records / total:,.0f} records/s end to end)")
-            lat = _latencies(state)
+            lat = state.accept_to_archived()
             echo(f"accept -> archived latency: p50 {_pct(lat, 50):.2f} s, p99 {_pct(lat, 99):.2f} s")
             store = open_store(stack.archive, s3_endpoint=stack.s3_endpoint)
             log_store = open_store(stack.archive + "/log", s3_endpoint=stack.s3_endpoint)
@@ -99,7 +100,7 @@ def _quiet(label: str, length: int) -> _Silent:
     return _Silent()
 
 
-def _wait_archived(state: State, records: int, progress: Progress, timeout: float = 600, offset: int = 0) -> None:
+def _wait_archived(state: RedisState, records: int, progress: Progress, timeout: float = 600, offset: int = 0) -> None:
     deadline = time.monotonic() + timeout
     with progress("waiting for every proof", records - offset) as bar:
         done = offset
@@ -112,16 +113,6 @@ def _wait_archived(state: State, records: int, progress: Progress, timeout: floa
             done = now
 
 
-def _latencies(state: State) -> list[float]:
-    """Accept → archived, per record, from the state: batch archive time minus record accept time."""
-    out = []
-    for key in state.r.scan_iter("ap:batch:*:members"):
-        batch_id = key.split(":")[2]
-        archived = int(state.r.hget(f"ap:batch:{batch_id}", "updated"))
-        out += [(archived - int(m.rsplit(":", 1)[1])) / 1000 for m in state.r.lrange(key, 0, -1)]
-    return sorted(out)
-
-
 def _pct(values: list[float], p: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[p - 1] if len(values) > 1 else values[0]
 
@@ -130,8 +121,8 @@ def _audit(store, log_store, vkey, samples: list[dict], echo: Echo, progress: Pr
     """An auditor with S3 read access and the pinned log key; trusts nothing else."""
     keys = [vkey]
     with ThreadPoolExecutor(8) as pool:  # the two-GET lookup, record by record, on a sample
-        looked_up = list(pool.map(lambda r: archive.fetch_proof(store, AGENCY, r["id"]), samples[:SAMPLE_LOOKUPS]))
-    for rec, proof in zip(samples, looked_up):
+        looked_up = list(pool.map(lambda r: fetch_proof(store, AGENCY, r["id"]), samples[:SAMPLE_LOOKUPS]))
+    for rec, proof in zip(samples, looked_up, strict=False):
         verify_proof(proof, content_sha256=content_sha256(rec["content"]), log_keys=keys)
     # Every proof: each directory shard and each batch bundle fetched once.
     shards = {}
@@ -143,7 +134,7 @@ def _audit(store, log_store, vkey, samples: list[dict], echo: Echo, progress: Pr
         for rec in samples:
             batch_id, offset, length = shards[rec["id"]]
             if batch_id not in bundles:
-                bundles[batch_id] = store.get(archive.bundle_key(batch_id))
+                bundles[batch_id] = store.get(bundle_key(batch_id))
             proof = parse_proof(bundles[batch_id][offset:offset + length])
             verify_proof(proof, content_sha256=content_sha256(rec["content"]), log_keys=keys)
             bar.update(1)

@@ -1,18 +1,20 @@
 """API keys: agencies submit and read their own records; auditors read the agencies they are granted.
 
-A key is shown once, when created; Redis keeps only its SHA-256 (``ap:keys``).
+A key is shown once, when created; the state keeps only its SHA-256.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pipelines.core.commitment import check_agency
 from pipelines.errors import InputError
-from pipelines.state import State
+
+if TYPE_CHECKING:
+    from pipelines.state.redis import RedisState as State
 
 KEY_PREFIX = "ap_"
 
@@ -33,15 +35,15 @@ def _digest(token: str) -> str:
 
 def _create(state: State, principal: Principal) -> str:
     token = KEY_PREFIX + secrets.token_urlsafe(32)
-    doc = {"kind": principal.kind, "name": principal.name, "agencies": list(principal.agencies)}
-    state._call(state.r.hset, "ap:keys", _digest(token), json.dumps(doc))
+    state.put_key(_digest(token), {"kind": principal.kind, "name": principal.name,
+                                   "agencies": list(principal.agencies)})
     return token
 
 
 def add_agency(state: State, name: str) -> str:
     """Create a key for agency ``name``; return the key (shown once, never stored)."""
     check_agency(name)
-    state._call(state.r.sadd, "ap:agencies", name)
+    state.add_agency(name)
     return _create(state, Principal("agency", name, (name,)))
 
 
@@ -51,7 +53,7 @@ def add_auditor(state: State, name: str, agencies: list[str]) -> str:
         raise InputError("auditor name must be 1-128 characters")
     if not agencies:
         raise InputError("grant the auditor at least one agency (--agency)")
-    known = state._call(state.r.smembers, "ap:agencies")
+    known = state.agencies()
     unknown = [a for a in agencies if a not in known]
     if unknown:
         raise InputError(f"unknown agencies: {', '.join(unknown)}")
@@ -60,8 +62,7 @@ def add_auditor(state: State, name: str, agencies: list[str]) -> str:
 
 def authenticate(state: State, token: str) -> Principal | None:
     """The principal holding ``token``, or None."""
-    raw = state._call(state.r.hget, "ap:keys", _digest(token))
-    if raw is None:
+    doc = state.get_key(_digest(token))
+    if doc is None:
         return None
-    doc = json.loads(raw)
     return Principal(doc["kind"], doc["name"], tuple(doc["agencies"]))

@@ -1,9 +1,8 @@
-"""The proof archive on an ObjectStore: few PUTs per record, two GETs per lookup.
+"""The archive's directory: finds a record's proof by (agency, id) in two GETs.
 
-Layout under the archive location (docs/archive.md):
+Layout under the archive location (docs/archive.md), beside the bundles
+(:mod:`.bundle`, ``proofs/<batch id>.ndjson``):
 
-- ``proofs/<batch id>.ndjson``: every proof of a batch, one JSON document a line,
-  written once;
 - ``ids/<agency>/<h>.json``: a directory shard, ``h`` the first hex digit of
   SHA-256(UTF-8 record id): ``{"format": "anchorpipe.directory/1", "entries":
   {id: [batch id, byte offset, byte length]}}``, updated by compare-and-swap.
@@ -15,47 +14,33 @@ ranged GET of the bundle.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-import orjson
-
-from pipelines.core.batch import SealedBatch
+from pipelines.archive.bundle import Location, bundle_key
 from pipelines.core.proof import Proof, parse_proof
 from pipelines.errors import ConflictError, InputError, StorageError
 from pipelines.storage import ObjectStore
 
+try:  # the server's fast codec; the auditor's side (``proof get``) reads shards with the stdlib
+    from orjson import dumps as _dumps, loads as _loads
+except ImportError:  # pragma: no cover - exercised by the base-install test
+    _loads = json.loads
+
+    def _dumps(doc: Any) -> bytes:
+        return json.dumps(doc, separators=(",", ":")).encode()
+
 DIRECTORY_FORMAT = "anchorpipe.directory/1"
 CAS_ROUNDS = 50
-
-Location = tuple[str, int, int]  # (batch id, offset, length)
-
-
-def bundle_key(batch_id: str) -> str:
-    return f"proofs/{batch_id}.ndjson"
+#: Shards merged at once by one archive round: S3 latency overlaps, threads and connections stay bounded.
+MAX_PARALLEL_SHARDS = 8
 
 
 def shard_key(agency: str, record_id: str) -> str:
     return f"ids/{agency}/{hashlib.sha256(record_id.encode()).hexdigest()[0]}.json"
-
-
-def build_bundle(batch: SealedBatch, anchors: list[dict[str, object]]) -> tuple[bytes, list[Location]]:
-    """The batch's NDJSON bundle and each record's (batch id, offset, length) in it, in leaf order."""
-    parts, locations, offset = [], [], 0
-    for doc in batch.proofs(anchors):
-        line = orjson.dumps(doc) + b"\n"
-        parts.append(line)
-        locations.append((batch.id, offset, len(line) - 1))
-        offset += len(line)
-    return b"".join(parts), locations
-
-
-def write_batch(store: ObjectStore, batch: SealedBatch, anchors: list[dict[str, object]]) -> list[Location]:
-    """Write the batch's bundle once (an identical re-write succeeds) and return the locations."""
-    data, locations = build_bundle(batch, anchors)
-    store.put_immutable(bundle_key(batch.id), data)
-    return locations
 
 
 def update_directory(store: ObjectStore, entries: Iterable[tuple[str, str, Location]]) -> int:
@@ -69,14 +54,14 @@ def update_directory(store: ObjectStore, entries: Iterable[tuple[str, str, Locat
         shards[shard_key(agency, rid)][rid] = loc
     if len(shards) <= 1:
         return sum(_merge_shard(store, key, new) for key, new in shards.items())
-    with ThreadPoolExecutor(max_workers=len(shards)) as pool:  # shards are independent: S3 latency overlaps
+    with ThreadPoolExecutor(max_workers=min(len(shards), MAX_PARALLEL_SHARDS)) as pool:
         return sum(pool.map(lambda item: _merge_shard(store, *item), sorted(shards.items())))
 
 
 def _merge_shard(store: ObjectStore, key: str, new: dict[str, Location]) -> int:
     for _ in range(CAS_ROUNDS):
         found = store.get_versioned(key)
-        doc = orjson.loads(found[0]) if found else {"format": DIRECTORY_FORMAT, "entries": {}}
+        doc = _loads(found[0]) if found else {"format": DIRECTORY_FORMAT, "entries": {}}
         entries = doc["entries"]
         missing = {}
         for rid, loc in new.items():
@@ -89,7 +74,7 @@ def _merge_shard(store: ObjectStore, key: str, new: dict[str, Location]) -> int:
             return 0
         entries.update(missing)
         try:
-            store.put_if_version(key, orjson.dumps(doc), found[1] if found else None)
+            store.put_if_version(key, _dumps(doc), found[1] if found else None)
             return 1
         except ConflictError:
             continue  # another archiver updated the shard: merge again
@@ -99,7 +84,7 @@ def _merge_shard(store: ObjectStore, key: str, new: dict[str, Location]) -> int:
 def fetch_proof(store: ObjectStore, agency: str, record_id: str) -> Proof:
     """Find and parse a record's archived proof: two GETs. InputError if it is not archived."""
     shard = store.get(shard_key(agency, record_id))
-    entry = orjson.loads(shard)["entries"].get(record_id) if shard else None
+    entry = _loads(shard)["entries"].get(record_id) if shard else None
     if entry is None:
         raise InputError(f"no archived proof for agency {agency!r} record {record_id!r}")
     batch_id, offset, length = entry

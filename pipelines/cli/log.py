@@ -8,31 +8,12 @@ from pathlib import Path
 
 import click
 
+from pipelines.cli.common import endpoint_opt, fail_with, read_bytes, vkey_opt
 from pipelines.errors import AnchorpipeError, VerificationError
+from pipelines.runtime import log_reader, open_log
 
 DEFAULT_ORIGIN = "anchorpipe.local/log"
 location_arg = click.argument("location", metavar="LOCATION")
-endpoint_opt = click.option("--s3-endpoint", envvar="ANCHORPIPE_S3_ENDPOINT",
-                            help="S3 endpoint URL for non-AWS services.")
-vkey_opt = click.option("--log-vkey", "log_vkeys", multiple=True, metavar="VKEY",
-                        help="A pinned verifier key (the text, or a file holding it). Repeatable.")
-
-
-def _fail(exc: AnchorpipeError) -> None:
-    from pipelines.cli import EXIT_INVALID, EXIT_UNUSABLE, fail
-
-    fail(str(exc), EXIT_INVALID if isinstance(exc, VerificationError) else EXIT_UNUSABLE)
-
-
-def _reader(location: str, s3_endpoint: str | None, vkeys: tuple[str, ...]):
-    from pipelines.cli import _load_vkey
-    from pipelines.errors import InputError
-    from pipelines.storage import open_store
-    from pipelines.tlog import LogReader
-
-    if not vkeys:
-        raise InputError("give the log's verifier key with --log-vkey: nothing is trusted without it")
-    return LogReader(open_store(location, s3_endpoint=s3_endpoint), [_load_vkey(v) for v in vkeys])
 
 
 @click.group()
@@ -57,7 +38,7 @@ def keygen(keyfile: Path, origin: str) -> None:
     except FileExistsError:
         raise click.ClickException(f"{keyfile} exists; not overwriting a key") from None
     except AnchorpipeError as exc:
-        _fail(exc)
+        fail_with(exc)
     with os.fdopen(fd, "w") as fh:
         fh.write(signer.text() + "\n")
     click.echo(signer.verifier().text())
@@ -70,13 +51,11 @@ def keygen(keyfile: Path, origin: str) -> None:
 @endpoint_opt
 def init(location: str, log_keys: tuple[Path, ...], s3_endpoint: str | None) -> None:
     """Create an empty log at LOCATION (a size-0 signed checkpoint). Safe to repeat."""
-    from pipelines.cli import _open_log
-
     try:
-        tlog = _open_log(location, log_keys, s3_endpoint, create=True)
+        tlog = open_log(location, log_keys, s3_endpoint, create=True)
         head = tlog.head()
     except AnchorpipeError as exc:
-        _fail(exc)
+        fail_with(exc)
     click.echo(f"log {head.checkpoint.origin} at {tlog.store.describe()}: size {head.checkpoint.size}")
 
 
@@ -87,11 +66,11 @@ def init(location: str, log_keys: tuple[Path, ...], s3_endpoint: str | None) -> 
 def show(location: str, log_vkeys: tuple[str, ...], s3_endpoint: str | None) -> None:
     """Verify and print the log's checkpoint, and check its tiles against it."""
     try:
-        reader = _reader(location, s3_endpoint, log_vkeys)
+        reader = log_reader(location, log_vkeys, s3_endpoint)
         head = reader.head()
         reader.check_tiles(head)
     except AnchorpipeError as exc:
-        _fail(exc)
+        fail_with(exc)
     cp = head.checkpoint
     click.echo(f"origin {cp.origin}\nsize   {cp.size}\nroot   {cp.root.hex()}")
     click.echo("signature verified; tiles agree with the checkpoint")
@@ -105,18 +84,17 @@ def show(location: str, log_vkeys: tuple[str, ...], s3_endpoint: str | None) -> 
 @endpoint_opt
 def consistency(location: str, old_checkpoint: Path, log_vkeys: tuple[str, ...], s3_endpoint: str | None) -> None:
     """Prove the log only grew since OLD_CHECKPOINT_FILE (a checkpoint you saved earlier)."""
-    from pipelines.cli import _read
     from pipelines.core.checkpoint import open_checkpoint
 
     try:
-        reader = _reader(location, s3_endpoint, log_vkeys)
-        old = open_checkpoint(_read(old_checkpoint).decode("utf-8", "replace"), reader.verifiers)
+        reader = log_reader(location, log_vkeys, s3_endpoint)
+        old = open_checkpoint(read_bytes(old_checkpoint).decode("utf-8", "replace"), reader.verifiers)
         head = reader.head()
         proof = reader.consistency(old, head)
     except VerificationError as exc:
-        _fail(VerificationError(f"NOT CONSISTENT: {exc}"))
+        fail_with(VerificationError(f"NOT CONSISTENT: {exc}"))
     except AnchorpipeError as exc:
-        _fail(exc)
+        fail_with(exc)
     click.echo(f"consistent: size {old.size} -> {head.checkpoint.size} ({len(proof)} proof hashes)")
     for h in proof:
         click.echo(base64.b64encode(h).decode())

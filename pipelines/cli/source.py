@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
+from pipelines.cli.common import fail_with
 from pipelines.errors import AnchorpipeError
 
-
-def _fail(exc: AnchorpipeError) -> None:
-    from pipelines.cli import fail
-
-    fail(str(exc))
+if TYPE_CHECKING:
+    from pipelines.intake.pull import SourceRunner
 
 
-def _runner(name: str):
-    from pipelines.config import settings
-    from pipelines.errors import ConfigError, InputError
-    from pipelines.pull import SourceRunner
-    from pipelines.sources.config import load_sources
-    from pipelines.state import State
+def _runner(name: str) -> SourceRunner:
+    from pipelines.runtime import runtime
 
-    cfg = settings()
-    if not cfg.sources:
-        raise ConfigError("ANCHORPIPE_SOURCES is not set: no sources file")
-    sources = load_sources(cfg.sources)
-    if name not in sources:
-        raise InputError(f"no source {name!r}; known: {', '.join(sorted(sources)) or 'none'}")
-    return SourceRunner(sources[name], State.connect(cfg.redis_url), max_pending=cfg.pull_max_pending,
-                        lock_ttl=cfg.source_lock_ttl)
+    return runtime().source_runner(name)
 
 
 @click.group()
@@ -40,19 +28,16 @@ def source() -> None:
 @source.command("list")
 def source_list() -> None:
     """Each source with its kind, agency, interval, cursor, failures and quarantine size."""
-    from pipelines.config import settings
-    from pipelines.sources.config import load_sources
-    from pipelines.state import State
+    from pipelines.runtime import runtime
 
     try:
-        cfg = settings()
-        sources = load_sources(cfg.sources) if cfg.sources else {}
-        state = State.connect(cfg.redis_url)
+        rt = runtime()
+        sources = rt.sources()
+        status = {name: (rt.state.source_status(name), rt.state.quarantine_size(name)) for name in sources}
     except AnchorpipeError as exc:
-        _fail(exc)
+        fail_with(exc)
     for name, s in sources.items():
-        info = state.r.hgetall(f"ap:src:{name}")
-        quarantined = state.r.hlen(f"ap:src:{name}:quarantine")
+        info, quarantined = status[name]
         click.echo(f"{name}: {s.kind} for {s.agency} every {s.interval:g} s; cursor {info.get('cursor') or '(start)'}; "
                    f"failures {info.get('failures', 0)}; quarantined {quarantined}"
                    + (f"; last error: {info['last_error']}" if info.get("last_error") else ""))
@@ -65,7 +50,7 @@ def source_test(name: str) -> None:
     try:
         page, verdicts = _runner(name).preview()
     except AnchorpipeError as exc:
-        _fail(exc)
+        fail_with(exc)
     for item, problem in verdicts:
         rid = item.record.get("id") if isinstance(item.record, dict) else None
         click.echo(f"{'QUARANTINE' if problem else 'ingest'}  {item.position}  id={rid!r}"
@@ -82,7 +67,7 @@ def source_run(name: str, once: bool) -> None:
     try:
         result = _runner(name).run()
     except AnchorpipeError as exc:
-        _fail(exc)
+        fail_with(exc)
     click.echo(f"{name}: {result.status}; {result.accepted} accepted, {result.duplicates} already known, "
                f"{result.quarantined} quarantined, {result.pages} pages" + (f"; {result.error}" if result.error else ""))
     if result.status == "failed":
@@ -103,4 +88,4 @@ def source_quarantine(name: str, replay: bool) -> None:
         for doc in runner.quarantine():
             click.echo(json.dumps(doc, ensure_ascii=False))
     except AnchorpipeError as exc:
-        _fail(exc)
+        fail_with(exc)

@@ -18,23 +18,21 @@ version, so two racing sequencers cannot fork the log.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipelines.core import merkle, tiles
+from pipelines.core.anchors import TlogAnchor
 from pipelines.core.checkpoint import Checkpoint, open_checkpoint
-from pipelines.core.logentry import parse_batch_entry
+from pipelines.core.logentry import BatchHead, parse_batch_entry
 from pipelines.core.note import Signer, Verifier, sign_note
-from pipelines.errors import AnchorpipeError, ConflictError, StorageError, VerificationError
+from pipelines.errors import ConflictError, LogStateError, StorageError, VerificationError
 from pipelines.storage import ObjectStore, get_all, put_all
 
 CHECKPOINT = "checkpoint"
 SEQUENCED = "anchorpipe/sequenced/{size}"
 BATCH = "anchorpipe/batches/{batch_id}"
 MAX_ROUNDS = 20
-
-
-class LogStateError(AnchorpipeError):
-    """The stored log disagrees with its checkpoint, or is missing: refuse to go on."""
 
 
 @dataclass(frozen=True)
@@ -107,19 +105,17 @@ class LogReader:
         raws = get_all(self.store, [BATCH.format(batch_id=b) for b in batch_ids])
         return [None if raw is None else _index_doc(raw) for raw in raws]
 
-    def receipt(self, batch_id: str, head: Head, tree: tiles.TiledTree | None = None) -> dict[str, object]:
-        """The ``tlog`` anchor receipt of a batch at checkpoint ``head`` (see docs/ledgers.md)."""
-        found = self.batch_index(batch_id)
-        if found is None or found[0] >= head.checkpoint.size:
-            raise LogStateError(f"batch {batch_id} is not in the log at size {head.checkpoint.size}")
-        tree = tree or self.tree(head.checkpoint.size)
-        return {
-            "type": "tlog",
-            "origin": head.checkpoint.origin,
-            "index": found[0],
-            "path": [h.hex() for h in tree.inclusion_proof(found[0])],
-            "checkpoint": head.note,
-        }
+    def receipts(self, batch_ids: Sequence[str], head: Head) -> dict[str, TlogAnchor]:
+        """The ``tlog`` anchor receipt of each batch at checkpoint ``head`` (see docs/ledgers.md)."""
+        tree = self.tree(head.checkpoint.size)
+        out = {}
+        for batch_id, found in zip(batch_ids, self.batch_indexes(list(batch_ids)), strict=True):
+            if found is None or found[0] >= head.checkpoint.size:
+                raise LogStateError(f"batch {batch_id} is not in the log at size {head.checkpoint.size}")
+            out[batch_id] = TlogAnchor(type="tlog", origin=head.checkpoint.origin, index=found[0],
+                                       path=tuple(h.hex() for h in tree.inclusion_proof(found[0])),
+                                       checkpoint=head.note)
+        return out
 
 
 def _index_doc(raw: bytes) -> tuple[int, str]:
@@ -128,12 +124,13 @@ def _index_doc(raw: bytes) -> tuple[int, str]:
 
 
 class TransparencyLog(LogReader):
-    """The sequencer: appends batch entries and signs checkpoints with ``signers``."""
+    """The sequencer: appends batch entries and signs checkpoints with ``signers``. A :class:`Ledger`."""
 
     def __init__(self, store: ObjectStore, signers: list[Signer]) -> None:
         if not signers:
             raise ValueError("a sequencer needs at least one signer key")
         super().__init__(store, [s.verifier() for s in signers], signers[0].name)
+        self.origin: str = signers[0].name
         self.signers = signers
 
     @classmethod
@@ -160,6 +157,11 @@ class TransparencyLog(LogReader):
             log.append([])
         return log
 
+    def anchor(self, heads: Sequence[BatchHead]) -> dict[str, TlogAnchor]:
+        """Append each batch's entry (once per batch id) and return its receipt under the new checkpoint."""
+        self.append([(h.id, h.entry()) for h in heads])
+        return self.receipts([h.id for h in heads], self.head())
+
     def append(self, items: list[tuple[str, bytes]]) -> dict[str, int]:
         """Append ``(batch id, entry)`` items; return every batch's log index.
 
@@ -181,7 +183,7 @@ class TransparencyLog(LogReader):
                 self._publish(head, tiles.unbundle(staged))
                 continue
             pending = []
-            for (batch_id, entry), known in zip(items, self.batch_indexes([b for b, _ in items])):
+            for (batch_id, entry), known in zip(items, self.batch_indexes([b for b, _ in items]), strict=True):
                 if known is None:
                     pending.append(entry)
                 elif known[1] != merkle.leaf_hash(entry).hex():

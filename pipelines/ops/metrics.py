@@ -8,9 +8,14 @@ read from Redis when scraped, by :class:`StateCollector`.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from pipelines.state.redis import RedisState
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -30,16 +35,15 @@ PULLED = Counter("anchorpipe_records_pulled", "Records pulled from a source and 
 QUARANTINED = Counter("anchorpipe_records_quarantined", "Source items set aside as invalid", ["source"])
 PULL_FAILURES = Counter("anchorpipe_pull_failures", "Source runs that failed", ["source"])
 PULL_PAUSED = Counter("anchorpipe_pull_paused", "Source runs skipped by backpressure", ["source"])
-QUEUES = ("seal", "anchor", "archive", "reconcile", "pull")
 
 
 class StateCollector:
-    """Gauges read from Redis at scrape time: pending depth, oldest pending age, queue lengths."""
+    """Gauges read from the state at scrape time: pending depth, oldest pending age, queues, stages."""
 
-    def __init__(self, state) -> None:
-        self.state = state
+    def __init__(self, state: RedisState, queues: tuple[str, ...]) -> None:
+        self.state, self.queues = state, queues
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("anchorpipe_pending_records", "Accepted records not yet sealed")
         depth.add_metric([], self.state.pending_depth())
         yield depth
@@ -50,10 +54,10 @@ class StateCollector:
             age.add_metric([agency], (now - ms) / 1000)
         yield age
         queues = GaugeMetricFamily("anchorpipe_queue_length", "Messages waiting in a Celery queue", labels=["queue"])
-        for q in QUEUES:
-            queues.add_metric([q], self.state.r.llen(q))
+        for q, n in self.state.queue_lengths(self.queues).items():
+            queues.add_metric([q], n)
         yield queues
         stuck = GaugeMetricFamily("anchorpipe_batches_in_stage", "Batches waiting in a stage", labels=["stage"])
-        for s in ("claimed", "sealed", "anchored"):
-            stuck.add_metric([s], self.state.r.zcard(f"ap:stage:{s}"))
+        for s, n in self.state.stage_counts().items():
+            stuck.add_metric([s], n)
         yield stuck

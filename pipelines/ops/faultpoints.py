@@ -11,10 +11,8 @@ import os
 import time
 from pathlib import Path
 
-POINTS = ("seal.claimed", "anchor.appended", "archive.bundled", "archive.indexed")
-
-
 def reached(point: str) -> None:
+    """Stall here if a crash test named ``point`` (e.g. ``seal.claimed``, ``anchor.appended``)."""
     if os.environ.get("ANCHORPIPE_FAULT_PAUSE") == point:
         Path(os.environ.get("ANCHORPIPE_FAULT_DIR", "."), point).touch()
         time.sleep(3600)

@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines import offline
-from pipelines.core.commitment import content_sha256
+from pipelines.archive.files import proof_filename, write_proofs
+from pipelines.core.batch import seal_records
+from pipelines.core.commitment import RecordInput, content_sha256
 from pipelines.core.note import Signer
 from pipelines.core.proof import parse_proof
 from pipelines.core.verify import verify_proof
-from pipelines.records import RecordInput
+from pipelines.ledger.tlog import LogReader, TransparencyLog
 from pipelines.storage.local import LocalStore
-from pipelines.tlog import LogReader, TransparencyLog
 
 Echo = Callable[[str], None]
 Progress = Callable[[str, int], object]
@@ -44,9 +44,9 @@ def run_demo(records: int, batch_size: int, export: Path | None, echo: Echo, pro
         with progress("sealing, anchoring, writing proofs", records) as bar:
             for start in range(0, records, batch_size):
                 chunk = samples[start:start + batch_size]
-                batch = offline.seal_records(AGENCY, [RecordInput(r["id"], content_sha256(r["content"])) for r in chunk])
-                anchor = offline.anchor_in_log(batch, log)
-                offline.write_proofs(batch, work / "proofs" / batch.id, anchors=[anchor])
+                batch = seal_records(AGENCY, [RecordInput(r["id"], content_sha256(r["content"])) for r in chunk])
+                anchors = log.anchor([batch.head])
+                write_proofs(batch, work / "proofs" / batch.id, anchors=list(anchors.values()))
                 first_checkpoint = first_checkpoint or log.head().checkpoint
                 where.update((r["id"], batch.id) for r in chunk)
                 bar.update(len(chunk))
@@ -68,7 +68,7 @@ def _audit(work: Path, samples, where, signer: Signer, first, echo: Echo, progre
     t0 = time.perf_counter()
     with progress("verifying every proof", len(samples)) as bar:
         for rec in samples:
-            raw = (work / "proofs" / where[rec["id"]] / offline.proof_filename(rec["id"])).read_bytes()
+            raw = (work / "proofs" / where[rec["id"]] / proof_filename(rec["id"])).read_bytes()
             report = verify_proof(parse_proof(raw), content_sha256=content_sha256(rec["content"]), log_keys=vkey)
             assert not report.unchecked
             bar.update(1)

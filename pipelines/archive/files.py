@@ -1,24 +1,19 @@
-"""``anchorpipe seal``: seal one batch offline and write a proof file per record."""
+"""Proof folders (what ``anchorpipe seal`` writes): one JSON file per record and ``_batch.json``."""
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import tempfile
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from hashlib import sha256
 from pathlib import Path
 from urllib.parse import quote
 
-from pipelines.core.batch import Commitment, SealedBatch
-from pipelines.core.commitment import SALT_SIZE, check_agency
-from pipelines.core.logentry import batch_entry
+from pipelines.core.anchors import Anchor
+from pipelines.core.batch import SealedBatch
 from pipelines.errors import InputError
-from pipelines.records import RecordInput
-from pipelines.tlog import TransparencyLog
 
 MAX_FILENAME = 200
 BATCH_FILE = "_batch.json"
@@ -40,29 +35,6 @@ def proof_filename(record_id: str) -> str:
     return name + ".json"
 
 
-def now_timestamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def new_batch_id(sealed_at: str) -> str:
-    compact = sealed_at.replace("-", "").replace(":", "")
-    return f"{compact}-{secrets.token_hex(4)}"
-
-
-def seal_records(agency: str, records: list[RecordInput]) -> SealedBatch:
-    """Seal ``records`` of one agency into a new batch with fresh random salts."""
-    check_agency(agency)
-    sealed_at = now_timestamp()
-    commitments = [Commitment(agency, r.id, r.content_sha256, secrets.token_bytes(SALT_SIZE)) for r in records]
-    return SealedBatch(new_batch_id(sealed_at), sealed_at, commitments)
-
-
-def anchor_in_log(batch: SealedBatch, log: TransparencyLog) -> dict[str, object]:
-    """Append the batch's entry to the built-in log and return its receipt."""
-    log.append([(batch.id, batch_entry(batch.id, batch.root, batch.size, batch.sealed_at))])
-    return log.receipt(batch.id, log.head())
-
-
 def batch_summary(batch: SealedBatch) -> dict[str, object]:
     return {
         "format": "anchorpipe.batch/1",
@@ -82,7 +54,7 @@ def check_out_dir(out: Path) -> None:
 def write_proofs(
     batch: SealedBatch,
     out: Path,
-    anchors: list[dict[str, object]] | None = None,
+    anchors: Sequence[Anchor] = (),
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Write every proof and ``_batch.json`` into ``out``, all or nothing.
@@ -94,9 +66,8 @@ def write_proofs(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        for i in range(batch.size):
-            name = proof_filename(batch.commitments[i].record_id)
-            doc = batch.proof(i, anchors)
+        for commitment, doc in zip(batch.commitments, batch.proofs(anchors), strict=True):
+            name = proof_filename(commitment.record_id)
             (staging / name).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             if progress is not None:
                 progress(1)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.core.note import Signer
-from pipelines.services import free_port, moto_s3, redis_server, wait_for_port
+from pipelines.demo.services import free_port, moto_s3, redis_server, wait_for_port
 
 BUCKET = "anchorpipe"
 
@@ -82,7 +82,7 @@ class Stack:
 def local_stack(workdir: Path, *, workers: dict[str, tuple[str, int]] | None = None, beat: bool = True,
                 **settings: str) -> Iterator[Stack]:
     """Start everything; ``settings`` are extra ANCHORPIPE_* values (e.g. BATCH_INTERVAL="0.5")."""
-    import boto3
+    from pipelines.storage.s3 import create_bucket
 
     with ExitStack() as stack:
         redis_url = stack.enter_context(redis_server(workdir))
@@ -96,12 +96,12 @@ def local_stack(workdir: Path, *, workers: dict[str, tuple[str, int]] | None = N
                "ANCHORPIPE_ARCHIVE": f"s3://{BUCKET}/archive", "ANCHORPIPE_S3_ENDPOINT": endpoint,
                "ANCHORPIPE_LOG_KEY_FILE": str(key_file)}
         env.update({f"ANCHORPIPE_{k.upper()}": str(v) for k, v in settings.items()})
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="anchorpipe",
-                     aws_secret_access_key="anchorpipe").create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=True)
+        create_bucket(BUCKET, endpoint_url=endpoint, object_lock=True, aws_access_key_id="anchorpipe",
+                      aws_secret_access_key="anchorpipe")
         api_port = free_port()
         stack_ = Stack(workdir, env, redis_url, endpoint, f"http://127.0.0.1:{api_port}", signer)
         stack.callback(stack_.stop)
-        stack_.spawn("api", [sys.executable, "-m", "uvicorn", "pipelines.api:app", "--host", "127.0.0.1",
+        stack_.spawn("api", [sys.executable, "-m", "uvicorn", "pipelines.intake.api:app", "--host", "127.0.0.1",
                              "--port", str(api_port), "--log-level", "warning"], port=api_port)
         for name, (queues, concurrency) in (DEFAULT_WORKERS if workers is None else workers).items():
             stack_.start_worker(name, queues, concurrency)

@@ -1,0 +1,48 @@
+"""What every command module shares: exit codes, failing cleanly, reading files, common options."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from pipelines.errors import AnchorpipeError, InputError, VerificationError
+
+EXIT_VALID, EXIT_INVALID, EXIT_UNUSABLE = 0, 1, 2
+
+endpoint_opt = click.option("--s3-endpoint", envvar="ANCHORPIPE_S3_ENDPOINT",
+                            help="S3 endpoint URL for non-AWS services.")
+vkey_opt = click.option("--log-vkey", "log_vkeys", multiple=True, metavar="VKEY",
+                        help="A pinned verifier key of the built-in log (the text, or a file holding it). Repeatable.")
+
+
+def fail(message: str, code: int = EXIT_UNUSABLE) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def fail_with(exc: AnchorpipeError) -> NoReturn:
+    """Exit with the error's message: status 1 for a failed verification, 2 for anything else."""
+    fail(str(exc), EXIT_INVALID if isinstance(exc, VerificationError) else EXIT_UNUSABLE)
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def load_json(path: Path) -> object:
+    try:
+        return json.loads(read_bytes(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not JSON: {exc}") from exc
+
+
+def progressbar(label: str, length: int):  # type: ignore[no-untyped-def]
+    """A progress bar on standard error, so standard output stays clean for results."""
+    return click.progressbar(length=length, label=label, file=sys.stderr)

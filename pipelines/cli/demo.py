@@ -1,0 +1,42 @@
+"""``anchorpipe demo``: the main job on embedded defaults, online (services) or offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipelines.cli.common import fail_with, progressbar
+from pipelines.errors import AnchorpipeError
+
+
+@click.command()
+@click.option("--records", default=10_000, show_default=True, type=click.IntRange(1, 10_000_000),
+              help="How many generated records to push through.")
+@click.option("--export", "export", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep every proof, the log and its verifier key (log.vkey) in this folder.")
+@click.option("--offline", is_flag=True, help="Seal and anchor in-process, with no services (no Redis, S3, Celery).")
+@click.option("--batch-size", default=1_000, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="With --offline: records per sealed batch.")
+def demo(records: int, export: Path | None, offline: bool, batch_size: int) -> None:
+    """Run the main job on embedded defaults and verify every proof.
+
+    Starts a private Redis (AOF), an S3 server, the API, workers and beat; pushes
+    generated records through the HTTP API; waits for every proof; fetches and
+    verifies them as an auditor; prints rates and latencies; stops everything.
+    """
+    try:
+        if export is not None:
+            from pipelines.archive.files import check_out_dir
+
+            check_out_dir(export)
+        if offline:
+            from pipelines.demo.offline import run_demo as run_offline
+
+            run_offline(records, batch_size, export, click.echo, progressbar)
+        else:
+            from pipelines.demo.online import run_demo
+
+            run_demo(records, export, click.echo, progressbar)
+    except AnchorpipeError as exc:
+        fail_with(exc)

@@ -1,0 +1,131 @@
+"""``anchorpipe seal`` and ``anchorpipe verify``: the auditor's side, offline."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import click
+
+from pipelines.cli.common import (
+    EXIT_INVALID,
+    endpoint_opt,
+    fail,
+    fail_with,
+    load_json,
+    progressbar,
+    read_bytes,
+    vkey_opt,
+)
+from pipelines.core.commitment import check_agency, content_sha256
+from pipelines.core.proof import parse_proof
+from pipelines.core.verify import Report, verify_batch, verify_proof
+from pipelines.errors import AnchorpipeError, InputError, VerificationError
+from pipelines.runtime import load_verifiers
+
+
+@click.command()
+@click.argument("records", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--agency", required=True, help="Agency name (a-z 0-9 . _ -, at most 63).")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the proofs; must not exist or be empty.")
+@click.option("--log", "log_location", metavar="LOCATION",
+              help="Anchor the batch in the built-in log at this folder or s3://bucket/prefix (created if absent).")
+@click.option("--log-key", "log_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The log's private key file (from 'anchorpipe log keygen'); needed with --log. "
+                   "Repeat to sign with several keys while rotating.")
+@endpoint_opt
+def seal(records: Path, agency: str, out: Path, log_location: str | None, log_keys: tuple[Path, ...],
+         s3_endpoint: str | None) -> None:
+    """Seal RECORDS.jsonl into one batch and write a proof per record.
+
+    Each line is {"id": ..., "content": <any JSON>} or {"id": ..., "sha256": "<hex>"}.
+    Proofs go to OUT/<percent-encoded id>.json, the batch root to OUT/_batch.json.
+    If any line is bad, every bad line is reported and nothing is written.
+    With --log, the batch is anchored in the built-in log first and every proof
+    carries its signed receipt.
+    """
+    from pipelines.archive.files import check_out_dir, write_proofs
+    from pipelines.core.batch import seal_records
+    from pipelines.intake.records import read_jsonl
+    from pipelines.runtime import open_log
+
+    try:
+        check_agency(agency)
+        check_out_dir(out)
+        if (log_location is None) != (not log_keys):
+            raise InputError("--log and --log-key go together")
+        log = open_log(log_location, log_keys, s3_endpoint, create=True) if log_location else None
+        with records.open("rb") as fh, progressbar("reading", records.stat().st_size) as bar:
+            inputs = read_jsonl(fh, progress=bar.update)
+        batch = seal_records(agency, inputs)
+        anchors = list(log.anchor([batch.head]).values()) if log else []
+        with progressbar("writing proofs", batch.size) as bar:
+            write_proofs(batch, out, anchors=anchors, progress=bar.update)
+    except AnchorpipeError as exc:
+        fail_with(exc)
+    click.echo(f"sealed {batch.size} records into batch {batch.id}")
+    click.echo(f"root {batch.root.hex()}")
+    if anchors:
+        click.echo(f"anchored as entry {anchors[0].index} of log {anchors[0].origin}")
+    click.echo(f"proofs in {out}")
+
+
+@click.command()
+@click.argument("proof_file", metavar="PROOF.json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--record", "record", type=click.Path(dir_okay=False, path_type=Path),
+              help="The record's content as JSON; its RFC 8785 canonical SHA-256 must match.")
+@click.option("--record-bytes", "record_bytes", type=click.Path(dir_okay=False, path_type=Path),
+              help="A file whose raw bytes' SHA-256 must match (for records sealed by sha256).")
+@vkey_opt
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log_vkeys: tuple[str, ...],
+           quiet: bool) -> None:
+    """Verify PROOF.json offline (or a whole batch: an archived BATCH.ndjson bundle).
+
+    Checks the leaf commitment, the path to the batch root and, with --log-vkey,
+    every log receipt (signed checkpoint and the batch's inclusion in the log).
+    For a bundle, every proof, and that no record of the batch is missing.
+    Exit status: 0 valid, 1 invalid (the reason is printed), 2 unusable input.
+    """
+    try:
+        if proof_file.suffix == ".ndjson":
+            if record or record_bytes:
+                raise InputError("--record and --record-bytes go with one proof, not a bundle")
+            report = _verify_bundle(proof_file, log_vkeys)
+        else:
+            report = _verify_one(proof_file, record, record_bytes, log_vkeys)
+    except VerificationError as exc:
+        fail(f"INVALID: {exc}", EXIT_INVALID)
+    except AnchorpipeError as exc:
+        fail_with(exc)
+    if not quiet:
+        for line in report.checks:
+            click.echo(f"ok: {line}")
+        for line in report.unchecked:
+            click.echo(f"NOT CHECKED: {line}")
+        click.echo("VALID" if not report.unchecked else "VALID (batch inclusion only: give --log-vkey to check anchors)")
+
+
+def _verify_bundle(path: Path, log_vkeys: tuple[str, ...]) -> Report:
+    proofs = []
+    for n, line in enumerate(read_bytes(path).splitlines(), start=1):
+        if line.strip():
+            try:
+                proofs.append(parse_proof(line))
+            except InputError as exc:
+                raise InputError(f"{path} line {n}: {exc}") from exc
+    return verify_batch(proofs, log_keys=load_verifiers(log_vkeys) or None)
+
+
+def _verify_one(proof_file: Path, record: Path | None, record_bytes: Path | None,
+                log_vkeys: tuple[str, ...]) -> Report:
+    proof = parse_proof(read_bytes(proof_file))
+    if record is not None and record_bytes is not None:
+        raise InputError("give --record or --record-bytes, not both")
+    digest = None
+    if record is not None:
+        digest = content_sha256(load_json(record))
+    elif record_bytes is not None:
+        digest = hashlib.sha256(read_bytes(record_bytes)).digest()
+    return verify_proof(proof, content_sha256=digest, log_keys=load_verifiers(log_vkeys) or None)

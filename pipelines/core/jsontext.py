@@ -1,0 +1,109 @@
+"""The one way anchorpipe reads JSON that carries records: strict, bounded, the same everywhere. No I/O.
+
+The intake API, pull sources, ``anchorpipe seal`` and ``anchorpipe verify --record``
+all read JSON here, so the same text always gives the same value and hence the
+same RFC 8785 digest. Rules (docs/proof-format.md §1):
+
+- integers must lie within ±(2**53 - 1), the range RFC 8785 (I-JSON) keeps exact;
+- numbers must be finite (``NaN``, ``Infinity`` and overflowing literals such as
+  ``1e400`` are refused);
+- an object must not repeat a key;
+- nesting deeper than :data:`MAX_DEPTH` arrays and objects is refused;
+- strings (keys too) must be valid Unicode: no lone surrogates.
+
+Every violation raises :class:`JSONTextError` (an :class:`InputError`) saying
+what was found; nothing else escapes (no RecursionError, no ValueError).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from pipelines.errors import InputError
+
+#: Largest integer magnitude kept exact by RFC 8785 (IEEE 754 doubles).
+MAX_SAFE_INTEGER = 2**53 - 1
+#: Deepest nesting of arrays and objects accepted.
+MAX_DEPTH = 64
+
+
+class JSONTextError(InputError):
+    """Text that is not JSON, or JSON outside anchorpipe's rules."""
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > 16:  # more digits than any safe integer: refuse before converting
+        raise JSONTextError(f"integer {text[:20]}{'...' if len(text) > 20 else ''} is outside ±(2**53 - 1)")
+    value = int(text)
+    if abs(value) > MAX_SAFE_INTEGER:
+        raise JSONTextError(f"integer {text} is outside ±(2**53 - 1)")
+    return value
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JSONTextError(f"number {text[:40]} is not finite")
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise JSONTextError(f"{text} is not a JSON number")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise JSONTextError(f"key {dup!r} appears twice in one object")
+    return obj
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_int=_int, parse_float=_float,
+                            parse_constant=_constant)
+
+
+def loads(text: bytes | str) -> Any:
+    """Parse ``text`` under the rules above; raise :class:`JSONTextError` naming the first violation."""
+    try:
+        if isinstance(text, bytes | bytearray):
+            text = bytes(text).decode("utf-8")
+        value = _DECODER.decode(text)
+    except JSONTextError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise JSONTextError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise JSONTextError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise JSONTextError(f"nesting deeper than {MAX_DEPTH}") from None
+    check_value(value)
+    return value
+
+
+def check_value(value: Any) -> None:
+    """Apply the depth and Unicode rules to an already parsed value (iteratively: no recursion limit)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise JSONTextError(f"nesting deeper than {MAX_DEPTH}")
+            if isinstance(item, dict):
+                for key in item:
+                    _check_text(key)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise JSONTextError(f"string {text[:40]!r} holds a lone surrogate (not valid Unicode)") from None

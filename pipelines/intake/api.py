@@ -1,0 +1,186 @@
+"""The intake HTTP API (ASGI, FastAPI). Run: ``uvicorn pipelines.intake.api:app`` (see the Procfile).
+
+POST /v1/records answers 202 only once every record of the request is stored
+(Redis with AOF); a rejected request stores nothing. Parsing, RFC 8785
+canonicalisation and state calls run in worker threads, never on the event
+loop, so health checks answer while large requests are processed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from starlette.concurrency import run_in_threadpool
+
+from pipelines.archive.directory import fetch_proof
+from pipelines.config import Settings
+from pipelines.core.commitment import check_agency, record_leaf_hash
+from pipelines.errors import AnchorpipeError, ConflictRecord, InputError, RecordError
+from pipelines.intake.auth import Principal, authenticate
+from pipelines.intake.records import parse_body
+from pipelines.intake.submit import store_records
+from pipelines.ledger.tlog import CHECKPOINT
+from pipelines.ops import metrics
+from pipelines.ops.monitoring import init_sentry
+from pipelines.runtime import Runtime, runtime
+from pipelines.stages import QUEUES
+from pipelines.state import Accepted
+
+
+def create_app(cfg: Settings | None = None) -> FastAPI:
+    """The API for ``cfg`` (default: the process's settings, from the environment)."""
+    rt = Runtime(cfg) if cfg is not None else runtime()
+    init_sentry(rt.cfg)
+    if not rt.cfg.allow_volatile_redis:
+        rt.state.check_persistence()  # refuse to accept records that a restart would lose
+    app = FastAPI(title="anchorpipe intake", version="1")
+
+    @app.exception_handler(AnchorpipeError)
+    async def _anchorpipe_error(_: Request, exc: AnchorpipeError) -> JSONResponse:
+        if exc.transient:
+            return JSONResponse({"detail": "storage unavailable, retry"}, status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    app.include_router(_records_routes(rt))
+    app.include_router(_health_routes(rt))
+    return app
+
+
+def _principal_dependency(rt: Runtime) -> Any:
+    def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
+        scheme, _, token = (authorization or "").partition(" ")
+        found = authenticate(rt.state, token.strip()) if scheme.lower() == "bearer" and token else None
+        if found is None:
+            raise HTTPException(401, "missing or unknown API key", headers={"WWW-Authenticate": "Bearer"})
+        return found
+
+    return principal
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > limit:
+        raise HTTPException(413, f"body of {declared} bytes exceeds {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"body exceeds {limit} bytes")
+    return bytes(body)
+
+
+def _receipts(agency: str, stored: list[Accepted]) -> dict[str, Any]:
+    new = sum(not s.duplicate for s in stored)
+    metrics.ACCEPTED.labels(agency).inc(new)
+    metrics.DUPLICATES.labels(agency).inc(len(stored) - new)
+    receipts = [
+        {
+            "id": s.id,
+            "leaf_hash": record_leaf_hash(agency, s.id, s.content_sha256, s.salt).hex(),
+            "status": "duplicate" if s.duplicate else "accepted",
+            "proof_url": f"/v1/records/{s.id}",
+        }
+        for s in stored
+    ]
+    return {"agency": agency, "accepted": new, "duplicates": len(stored) - new, "receipts": receipts}
+
+
+def _records_routes(rt: Runtime) -> APIRouter:
+    router = APIRouter()
+    principal = _principal_dependency(rt)
+    cfg = rt.cfg
+
+    def accept(agency: str, body: bytes, content_type: str) -> JSONResponse | dict[str, Any]:
+        try:
+            records = parse_body(body, content_type, cfg.max_records_per_request)
+            return _receipts(agency, store_records(rt.state, agency, records))
+        except RecordError as exc:
+            detail = [{"index": p.position, "field": p.field, "message": p.message} for p in exc.problems[:100]]
+            return JSONResponse({"detail": detail, "errors": len(exc.problems)}, status_code=422)
+        except ConflictRecord as exc:
+            return JSONResponse({"detail": str(exc), "id": exc.record_id}, status_code=409)
+
+    @router.post("/v1/records", status_code=202)
+    async def submit(request: Request, who: Principal = Depends(principal)) -> Any:
+        """Submit one record, a JSON array of records, or NDJSON (Content-Type: application/x-ndjson)."""
+        if who.kind != "agency":
+            raise HTTPException(403, "auditor keys cannot submit records")
+        body = await _read_body(request, cfg.max_body_bytes)
+        return await run_in_threadpool(accept, who.name, body, request.headers.get("content-type", ""))
+
+    @router.get("/v1/records/{record_id:path}")
+    def get_record(record_id: str, agency: str | None = None, who: Principal = Depends(principal)) -> dict[str, Any]:
+        """A record's status, and its proof once archived. Auditors name the agency (?agency=)."""
+        agency = agency or who.name
+        try:
+            check_agency(agency)
+        except InputError as exc:
+            raise HTTPException(422, str(exc)) from None
+        found = rt.state.record(agency, record_id) if who.can_read(agency) else None
+        if found is None:  # an agency not granted gets the same answer as a missing record: reveal nothing
+            raise HTTPException(404, "no such record")
+        _, batch_id = found
+        stage = rt.state.batch(batch_id).get("state") if batch_id else None
+        status = {None: "pending", "claimed": "sealing"}.get(stage, stage)
+        doc: dict[str, Any] = {"agency": agency, "id": record_id, "status": status, "batch": batch_id}
+        if status == "archived":
+            doc["proof"] = fetch_proof(rt.archive, agency, record_id).model_dump(mode="json")
+        return doc
+
+    return router
+
+
+def _readiness(rt: Runtime) -> tuple[bool, dict[str, Any]]:
+    """Each dependency's state; never raises (a failing check is reported, not thrown)."""
+    checks: dict[str, Any] = {"redis": "ok", "archive": "ok", "anchoring": "ok"}
+    stale = False
+    try:
+        rt.state.ping()
+        age = checks["checkpoint_age_seconds"] = rt.state.checkpoint_age()
+        waiting = bool(rt.state.in_stage("sealed"))
+        stale = waiting and (age is None or age > rt.cfg.reconcile_after)
+    except AnchorpipeError as exc:
+        checks["redis"] = f"error: {exc}"
+    try:
+        checks["checkpoint"] = "present" if rt.log_store.get(CHECKPOINT) else "absent"
+    except AnchorpipeError as exc:
+        checks["archive"] = f"error: {exc}"
+    if stale:
+        checks["anchoring"] = "stalled"
+    return checks["redis"] == "ok" and checks["archive"] == "ok" and not stale, checks
+
+
+def _health_routes(rt: Runtime) -> APIRouter:
+    router = APIRouter()
+    registry = CollectorRegistry()
+    registry.register(metrics.StateCollector(rt.state, QUEUES))
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    def readyz() -> Response:
+        ok, checks = _readiness(rt)
+        return JSONResponse({"ready": ok, "checks": checks, "time": time.time()}, status_code=200 if ok else 503)
+
+    @router.get("/metrics")
+    def metrics_endpoint() -> Response:
+        data = generate_latest(DEFAULT_REGISTRY) + generate_latest(registry)
+        return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def __getattr__(name: str) -> Any:
+    """``pipelines.intake.api:app`` for uvicorn, built on first access from the environment."""
+    if name == "app":
+        global app
+        app = create_app()
+        return app
+    raise AttributeError(name)

@@ -1,0 +1,1 @@
+"""Operations: metrics, error reporting, and the fault points crash tests stop at."""

@@ -1,0 +1,145 @@
+"""The one place that turns settings into stores, state and ledgers.
+
+Routes, tasks and commands ask this module for what they need and never build
+their own. Server-side adapters are imported only when asked for, so the
+auditor's side (``pip install anchorpipe``) can use the log and store helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipelines.core.note import Signer, Verifier
+from pipelines.errors import ConfigError, InputError
+from pipelines.ledger.tlog import LogReader, TransparencyLog
+from pipelines.storage import ObjectStore, open_store
+
+if TYPE_CHECKING:
+    from pipelines.config import Settings
+    from pipelines.intake.pull import SourceRunner
+    from pipelines.sources.config import SourceConfig
+    from pipelines.stages import Pipeline
+    from pipelines.state.redis import RedisState
+
+
+def read_text(path: str | Path, what: str) -> str:
+    """A small text file's contents (keys, checkpoints); InputError naming ``what`` if unreadable."""
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror}") from exc
+
+
+def load_signers(key_files: Sequence[str | Path]) -> list[Signer]:
+    """Signing keys from files written by ``anchorpipe log keygen`` (a file may hold several, one a line)."""
+    signers = []
+    for path in key_files:
+        text = read_text(path, "key file")
+        signers += [Signer.parse(line) for line in text.splitlines() if line.strip()]
+    if not signers:
+        raise InputError("no signing key given")
+    return signers
+
+
+def load_verifiers(values: Sequence[str]) -> list[Verifier]:
+    """Pinned verifier keys, each given as its text or as a file holding it."""
+    return [Verifier.parse(read_text(v, "verifier key") if Path(v).is_file() else v) for v in values]
+
+
+def open_log(location: str, key_files: Sequence[str | Path], s3_endpoint: str | None = None, *,
+             create: bool = False) -> TransparencyLog:
+    """The built-in log at ``location`` opened for sequencing (created first if ``create``)."""
+    store = open_store(location, s3_endpoint=s3_endpoint)
+    signers = load_signers(key_files)
+    if create:
+        TransparencyLog.create(store, signers)
+    return TransparencyLog.open(store, signers)
+
+
+def log_reader(location: str, vkeys: Sequence[str], s3_endpoint: str | None = None) -> LogReader:
+    """Read-only access to the log at ``location``, trusting only the pinned ``vkeys``."""
+    if not vkeys:
+        raise InputError("give the log's verifier key with --log-vkey: nothing is trusted without it")
+    return LogReader(open_store(location, s3_endpoint=s3_endpoint), load_verifiers(vkeys))
+
+
+class Runtime:
+    """What a service process needs, built from its settings on first use and then kept."""
+
+    def __init__(self, cfg: Settings) -> None:
+        self.cfg = cfg
+
+    def store(self, location: str) -> ObjectStore:
+        """The object store at ``location`` with the deployment's S3 endpoint, retention and encryption."""
+        if location.startswith("s3://"):
+            from pipelines.storage.s3 import S3Options
+
+            cfg = self.cfg
+            options = S3Options(cfg.s3_retention_days or None, cfg.s3_sse or None, cfg.s3_kms_key_id)
+            return open_store(location, s3_endpoint=cfg.s3_endpoint, options=options)
+        return open_store(location)
+
+    @cached_property
+    def state(self) -> RedisState:
+        from pipelines.state.redis import RedisState
+
+        return RedisState.connect(self.cfg.redis_url)
+
+    @cached_property
+    def archive(self) -> ObjectStore:
+        return self.store(self.cfg.archive)
+
+    @cached_property
+    def log_store(self) -> ObjectStore:
+        return self.store(self.cfg.log_location)
+
+    @cached_property
+    def sequencer(self) -> TransparencyLog:
+        """The built-in log, opened for sequencing with the key file (created if absent)."""
+        if not self.cfg.log_key_file:
+            raise ConfigError("ANCHORPIPE_LOG_KEY_FILE is required to anchor batches")
+        try:
+            signers = load_signers([self.cfg.log_key_file])
+        except InputError as exc:
+            raise ConfigError(f"ANCHORPIPE_LOG_KEY_FILE: {exc}") from exc
+        TransparencyLog.create(self.log_store, signers)
+        return TransparencyLog.open(self.log_store, signers)
+
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        from pipelines.stages import Pipeline
+
+        return Pipeline(self.cfg, self.state, self.archive, lambda: self.sequencer)
+
+    def sources(self) -> dict[str, SourceConfig]:
+        """The configured pull sources (ANCHORPIPE_SOURCES), validated; none if unset."""
+        from pipelines.sources.config import load_sources
+
+        return load_sources(self.cfg.sources) if self.cfg.sources else {}
+
+    def source_runner(self, name: str) -> SourceRunner:
+        from pipelines.intake.pull import SourceRunner
+
+        if not self.cfg.sources:
+            raise ConfigError("ANCHORPIPE_SOURCES is not set: no sources file")
+        sources = self.sources()
+        if name not in sources:
+            raise InputError(f"no source {name!r}; known: {', '.join(sorted(sources)) or 'none'}")
+        return SourceRunner(sources[name], self.state, max_pending=self.cfg.pull_max_pending,
+                            lock_ttl=self.cfg.source_lock_ttl)
+
+
+def runtime() -> Runtime:
+    """The process's runtime, built from the environment's settings once."""
+    global _RUNTIME
+    if _RUNTIME is None:
+        from pipelines.config import settings
+
+        _RUNTIME = Runtime(settings())
+    return _RUNTIME
+
+
+_RUNTIME: Runtime | None = None

@@ -1,0 +1,406 @@
+"""The pipeline's durable state in Redis (with AOF): accepted records, pending pool, batches.
+
+Keys (all prefixed ``ap:``):
+
+- ``rec:<agency>`` hash: record id → ``<content sha256 hex>:<salt hex>:<accepted ms>``
+- ``recbatch:<agency>`` hash: record id → batch id, set when the record is claimed
+- ``pending`` list: ``<accepted ms>\\x1f<agency>\\x1f<id>``, oldest first
+- ``batch:<id>`` hash: state, sealed_at, size, created, root, anchor (receipt JSON)
+- ``batch:<id>:members`` list: ``<agency>\\x1f<id>\\x1f<stored record value>`` in leaf order
+- ``stage:<state>`` sorted sets (claimed, sealed, anchored): batch id → last change ms
+- ``deadletter`` list: JSON of work that failed permanently
+- ``keys`` hash: SHA-256 of an API key → its principal (JSON); ``agencies`` set
+- ``src:<name>`` hash per pull source (cursor, failures, next run time, last error),
+  ``src:<name>:finished`` (units fully read), ``src:<name>:quarantine`` (position →
+  reason and item), ``src:<name>:lock`` (the run lock, with a TTL)
+
+Accepting, claiming and advancing are Lua scripts that declare every key they
+touch, so each is all-or-nothing. Only this module speaks to Redis. A batch's
+membership, salts and seal time are fixed when it is claimed, so every later
+stage is a pure function of this state and may run any number of times.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from pipelines.core.batch import Commitment, SealedBatch
+from pipelines.errors import ConflictRecord, InputError, PersistenceError, StateError
+from pipelines.state import STAGES, Accepted, now_ms
+
+SEP = "\x1f"
+
+_ACCEPT = """
+local rec, pending, agency, now = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local out = {}
+for i = 3, #ARGV, 3 do
+  local old = redis.call('HGET', rec, ARGV[i])
+  if old and string.sub(old, 1, 64) ~= ARGV[i + 1] then
+    return {'conflict', ARGV[i]}
+  end
+  out[#out + 1] = old or false
+end
+local depth = redis.call('LLEN', pending)
+for i = 3, #ARGV, 3 do
+  local n = (i - 3) / 3 + 1
+  if not out[n] then
+    local value = ARGV[i + 1] .. ':' .. ARGV[i + 2] .. ':' .. now
+    if redis.call('HSETNX', rec, ARGV[i], value) == 1 then
+      redis.call('RPUSH', pending, now .. '\\31' .. agency .. '\\31' .. ARGV[i])
+    end
+    out[n] = redis.call('HGET', rec, ARGV[i])
+  end
+end
+local reply = {'ok', depth}
+for n = 1, #out do reply[n + 2] = out[n] end
+return reply
+"""
+
+# KEYS: pending, batch hash, batch members, stage:claimed, then rec:<agency>, recbatch:<agency> per agency.
+# ARGV: batch id, now, max, ripe_before, sealed_at, then the agencies in KEYS order.
+# Validates everything before writing anything (a Lua error does not roll back): an entry of an
+# agency not declared returns 'retry' and changes nothing; an entry with no stored record is an
+# orphan, left out of the batch and returned so the caller can report it.
+_CLAIM = """
+local pending, batch_key, members, claimed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local batch, now, max, ripe_before, sealed_at = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local depth = redis.call('LLEN', pending)
+if depth == 0 then return {0} end
+local items = redis.call('LRANGE', pending, 0, max - 1)
+if depth < max then
+  local first = tonumber(string.match(items[1], '^(%d+)'))
+  if first > ripe_before then return {0} end
+end
+local slot = {}
+for n = 6, #ARGV do slot[ARGV[n]] = 5 + (n - 6) * 2 end
+local found, orphans = {}, {}
+for _, item in ipairs(items) do
+  local _, _, agency, id = string.find(item, '^%d+\\31([^\\31]*)\\31(.*)$')
+  if agency == nil or slot[agency] == nil then return {'retry'} end
+  local value = redis.call('HGET', KEYS[slot[agency]], id)
+  if value then
+    found[#found + 1] = {agency, id, value}
+  else
+    orphans[#orphans + 1] = item
+  end
+end
+redis.call('LTRIM', pending, #items, -1)
+for _, f in ipairs(found) do
+  redis.call('RPUSH', members, f[1] .. '\\31' .. f[2] .. '\\31' .. f[3])
+  redis.call('HSET', KEYS[slot[f[1]] + 1], f[2], batch)
+end
+if #found > 0 then
+  redis.call('HSET', batch_key, 'state', 'claimed', 'sealed_at', sealed_at, 'size', #found, 'created', now)
+  redis.call('ZADD', claimed, now, batch)
+end
+local reply = {#found}
+for _, o in ipairs(orphans) do reply[#reply + 1] = o end
+return reply
+"""
+
+# KEYS: batch hash, stage:claimed, stage:sealed, stage:anchored, stage:<new state>, archived_records.
+# ARGV: batch id, new state, now, archived count, expected state ('' for any), then field/value pairs.
+_ADVANCE = """
+local batch_key = KEYS[1]
+local batch, state, now, count, expected = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local old = redis.call('HGET', batch_key, 'state')
+if old == 'archived' then return 0 end
+if expected ~= '' and old ~= expected then return 0 end
+for i = 6, #ARGV, 2 do redis.call('HSET', batch_key, ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', batch_key, 'state', state, 'updated', now)
+for k = 2, 4 do redis.call('ZREM', KEYS[k], batch) end
+if state == 'archived' then
+  redis.call('INCRBY', KEYS[6], count)
+else
+  redis.call('ZADD', KEYS[5], now, batch)
+end
+return 1
+"""
+
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+
+
+class RedisState:
+    """The pipeline's state in Redis; every Redis error becomes a transient :class:`StateError`."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        self._accept = client.register_script(_ACCEPT)
+        self._claim = client.register_script(_CLAIM)
+        self._advance = client.register_script(_ADVANCE)
+        self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
+
+    @classmethod
+    def connect(cls, url: str) -> RedisState:
+        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30))
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise StateError(f"Redis failed: {exc}", transient=True) from exc
+
+    # -- health --------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        self._call(self.r.ping)
+
+    def check_persistence(self) -> None:
+        """Refuse a Redis that would lose accepted records on restart (no AOF)."""
+        aof = self._call(self.r.config_get, "appendonly").get("appendonly")
+        if aof != "yes":
+            raise PersistenceError("Redis has appendonly=no: accepted records would not survive a restart")
+
+    # -- records ---------------------------------------------------------------------------
+
+    def accept(self, agency: str, records: list[tuple[str, bytes, bytes]]) -> tuple[list[Accepted], int]:
+        """Store ``(id, content sha256, salt)`` records atomically; return their states and the prior depth.
+
+        Idempotent per (agency, id): a record already stored with the same digest
+        keeps its first salt and is marked duplicate. A stored id with another
+        digest raises ConflictRecord and nothing of the request is written.
+        """
+        argv: list[str] = [agency, str(now_ms())]
+        for rid, digest, salt in records:
+            argv += [rid, digest.hex(), salt.hex()]
+        reply = self._call(self._accept, keys=[f"ap:rec:{agency}", "ap:pending"], args=argv)
+        if reply[0] == "conflict":
+            raise ConflictRecord(reply[1])
+        out = []
+        for (rid, _, salt), value in zip(records, reply[2:], strict=True):
+            stored_digest, stored_salt, ms = value.split(":")
+            duplicate = stored_salt != salt.hex()
+            out.append(Accepted(rid, bytes.fromhex(stored_digest), bytes.fromhex(stored_salt), int(ms), duplicate))
+        return out, int(reply[1])
+
+    def record(self, agency: str, rid: str) -> tuple[str, str | None] | None:
+        """(stored value, batch id or None) of a record, or None if it was never accepted."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hget(f"ap:rec:{agency}", rid)
+        pipe.hget(f"ap:recbatch:{agency}", rid)
+        value, batch_id = self._call(pipe.execute)
+        return None if value is None else (value, batch_id)
+
+    def pending_depth(self) -> int:
+        return int(self._call(self.r.llen, "ap:pending"))
+
+    def oldest_pending(self, scan: int = 10_000) -> dict[str, int]:
+        """Accept time (ms) of the oldest pending record per agency, within the first ``scan`` entries."""
+        oldest: dict[str, int] = {}
+        for item in self._call(self.r.lrange, "ap:pending", 0, scan - 1):
+            ms, agency, _ = item.split(SEP, 2)
+            oldest.setdefault(agency, int(ms))
+        return oldest
+
+    # -- batches ---------------------------------------------------------------------------
+
+    def claim(self, batch_id: str, max_size: int, interval_s: float, sealed_at: str) -> tuple[int, list[str]]:
+        """Claim up to ``max_size`` pending records into a new batch if they are ripe.
+
+        Returns how many were claimed and the orphans: pending entries whose
+        record is not stored, taken out of the pending list and left in no batch
+        (the caller reports them). All or nothing: a failure claims nothing.
+        """
+        for _ in range(10):
+            now = now_ms()
+            ripe_before = now - int(interval_s * 1000)
+            agencies = sorted({item.split(SEP, 2)[1] for item in self._peek(max_size)})
+            keys = ["ap:pending", f"ap:batch:{batch_id}", f"ap:batch:{batch_id}:members", "ap:stage:claimed"]
+            for agency in agencies:
+                keys += [f"ap:rec:{agency}", f"ap:recbatch:{agency}"]
+            reply = self._call(self._claim, keys=keys, args=[batch_id, now, max_size, ripe_before, sealed_at,
+                                                             *agencies])
+            if reply[0] != "retry":  # retry: records of another agency arrived at the head since the peek
+                return int(reply[0]), list(reply[1:])
+        return 0, []
+
+    def _peek(self, max_size: int) -> list[str]:
+        return list(self._call(self.r.lrange, "ap:pending", 0, max_size - 1))
+
+    def batch(self, batch_id: str) -> dict[str, str]:
+        return dict(self._call(self.r.hgetall, f"ap:batch:{batch_id}"))
+
+    def load_batch(self, batch_id: str) -> SealedBatch:
+        """Rebuild the sealed tree of a claimed batch from its members and their stored salts."""
+        return self.load_batch_with_times(batch_id)[0]
+
+    def load_batch_with_times(self, batch_id: str) -> tuple[SealedBatch, list[int]]:
+        """The sealed batch and when each of its records was accepted (ms), in leaf order."""
+        info = self.batch(batch_id)
+        if not info:
+            raise InputError(f"no batch {batch_id}")
+        commitments, accepted = [], []
+        fromhex = bytes.fromhex
+        for member in self._call(self.r.lrange, f"ap:batch:{batch_id}:members", 0, -1):
+            agency, rid, value = member.split(SEP)
+            digest, salt, ms = value.split(":")
+            commitments.append(Commitment(agency, rid, fromhex(digest), fromhex(salt)))
+            accepted.append(int(ms))
+        return SealedBatch(batch_id, info["sealed_at"], commitments), accepted
+
+    def advance(self, batch_id: str, state: str, archived_records: int = 0, expect: str = "",
+                **fields: str) -> bool:
+        """Record that a batch reached ``state`` (sealed, anchored, archived or failed), with its new fields.
+
+        Atomic, and a compare-and-swap when ``expect`` names the state it must
+        be in; an archived batch is never changed. Returns False when nothing
+        changed, so of two racing re-runs only one counts the batch.
+        """
+        keys = [f"ap:batch:{batch_id}", *(f"ap:stage:{s}" for s in STAGES), f"ap:stage:{state}",
+                "ap:archived_records"]
+        args: list[object] = [batch_id, state, now_ms(), archived_records, expect]
+        for k, v in fields.items():
+            args += [k, v]
+        return bool(self._call(self._advance, keys=keys, args=args))
+
+    def in_stage(self, state: str, older_than_ms: int | None = None, limit: int = 1000) -> list[str]:
+        top = "+inf" if older_than_ms is None else older_than_ms
+        return list(self._call(self.r.zrangebyscore, f"ap:stage:{state}", "-inf", top, start=0, num=limit))
+
+    def stage_counts(self) -> dict[str, int]:
+        """How many batches wait in each stage."""
+        pipe = self.r.pipeline(transaction=False)
+        for s in STAGES:
+            pipe.zcard(f"ap:stage:{s}")
+        return dict(zip(STAGES, map(int, self._call(pipe.execute)), strict=True))
+
+    def archived_records(self) -> int:
+        return int(self._call(self.r.get, "ap:archived_records") or 0)
+
+    def accept_to_archived(self, since_ms: int = 0) -> list[float]:
+        """Seconds from accept to archived, per record of every archived batch created since ``since_ms``.
+
+        Scans every batch: for demos and benchmarks, not for a running service.
+        """
+        out: list[float] = []
+        for key in self._call(lambda: list(self.r.scan_iter("ap:batch:*:members", count=1000))):
+            info = self._call(self.r.hgetall, key.rsplit(":", 1)[0])
+            if info.get("state") != "archived" or int(info["created"]) < since_ms:
+                continue
+            members = self._call(self.r.lrange, key, 0, -1)
+            out += [(int(info["updated"]) - int(m.rsplit(":", 1)[1])) / 1000 for m in members]
+        return sorted(out)
+
+    def mark_checkpoint(self) -> None:
+        self._call(self.r.set, "ap:checkpoint_ms", now_ms())
+
+    def checkpoint_age(self) -> float | None:
+        """Seconds since the anchor stage last published a checkpoint, or None if never."""
+        ms = self._call(self.r.get, "ap:checkpoint_ms")
+        return None if ms is None else (now_ms() - int(ms)) / 1000
+
+    # -- failures --------------------------------------------------------------------------
+
+    def dead_letter(self, what: str, args: object, error: str) -> None:
+        """Keep failed work for people to look at (``ap:deadletter``); the reconciler leaves it alone."""
+        doc = {"task": what, "args": args, "error": error, "at": now_ms()}
+        self._call(self.r.rpush, "ap:deadletter", json.dumps(doc))
+
+    def fail_batch(self, batch_id: str, stage: str, error: str) -> None:
+        """Take a batch that cannot go on out of its stage (state ``failed``) and dead-letter it."""
+        self.advance(batch_id, "failed", error=f"{stage}: {error}"[:2000])
+        self.dead_letter(stage, [batch_id], error)
+
+    def redrive(self, batch_id: str) -> str:
+        """Put a failed batch back in the stage it failed in (after its cause is fixed); return that stage."""
+        info = self.batch(batch_id)
+        if info.get("state") != "failed":
+            raise InputError(f"batch {batch_id} is {info.get('state', 'unknown')}, not failed")
+        stage = "anchored" if info.get("anchor") else "sealed" if info.get("root") else "claimed"
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(f"ap:batch:{batch_id}", mapping={"state": stage, "updated": str(now_ms())})
+        pipe.zrem("ap:stage:failed", batch_id)
+        pipe.zadd(f"ap:stage:{stage}", {batch_id: 0})  # long overdue: the reconciler takes it at its next tick
+        self._call(pipe.execute)
+        return stage
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        return [json.loads(d) for d in self._call(self.r.lrange, "ap:deadletter", 0, -1)]
+
+    # -- queues ----------------------------------------------------------------------------
+
+    def queue_lengths(self, queues: tuple[str, ...]) -> dict[str, int]:
+        """Messages waiting in each Celery queue (lists of the same name on the broker's Redis)."""
+        pipe = self.r.pipeline(transaction=False)
+        for q in queues:
+            pipe.llen(q)
+        return dict(zip(queues, map(int, self._call(pipe.execute)), strict=True))
+
+    # -- API keys --------------------------------------------------------------------------
+
+    def add_agency(self, name: str) -> None:
+        self._call(self.r.sadd, "ap:agencies", name)
+
+    def agencies(self) -> set[str]:
+        return set(self._call(self.r.smembers, "ap:agencies"))
+
+    def put_key(self, digest: str, principal: dict[str, Any]) -> None:
+        """Store an API key's principal under the key's digest (never the key itself)."""
+        self._call(self.r.hset, "ap:keys", digest, json.dumps(principal))
+
+    def get_key(self, digest: str) -> dict[str, Any] | None:
+        raw = self._call(self.r.hget, "ap:keys", digest)
+        return None if raw is None else dict(json.loads(raw))
+
+    # -- pull sources ----------------------------------------------------------------------
+
+    def source_status(self, name: str) -> dict[str, str]:
+        """A source's cursor, failures, next run time (ms), last error and last success."""
+        return dict(self._call(self.r.hgetall, f"ap:src:{name}"))
+
+    def source_cursor(self, name: str) -> str | None:
+        value = self._call(self.r.hget, f"ap:src:{name}", "cursor")
+        return None if value is None else str(value)
+
+    def lock_source(self, name: str, token: str, ttl_ms: int) -> bool:
+        """Take a source's run lock for ``ttl_ms`` unless another run holds it."""
+        return bool(self._call(self.r.set, f"ap:src:{name}:lock", token, nx=True, px=ttl_ms))
+
+    def renew_source_lock(self, name: str, token: str, ttl_ms: int) -> bool:
+        """Extend the lock if ``token`` still holds it; False if it expired and was lost."""
+        return bool(self._call(self._renew, keys=[f"ap:src:{name}:lock"], args=[token, ttl_ms]))
+
+    def release_source_lock(self, name: str, token: str) -> None:
+        self._call(self._release, keys=[f"ap:src:{name}:lock"], args=[token])
+
+    def commit_source_page(self, name: str, cursor: str | None, finished: list[str]) -> None:
+        """Store the cursor past a page and the units it finished, atomically (the pull's commit point)."""
+        pipe = self.r.pipeline(transaction=True)
+        if cursor is not None:
+            pipe.hset(f"ap:src:{name}", "cursor", cursor)
+        for unit in finished:
+            pipe.hset(f"ap:src:{name}:finished", unit, now_ms())
+        self._call(pipe.execute)
+
+    def source_unit_finished(self, name: str, unit: str) -> bool:
+        return bool(self._call(self.r.hexists, f"ap:src:{name}:finished", unit))
+
+    def source_succeeded(self, name: str) -> None:
+        mapping = {"failures": 0, "next_at": 0, "last_ok": now_ms(), "last_error": ""}
+        self._call(self.r.hset, f"ap:src:{name}", mapping=mapping)
+
+    def source_failed(self, name: str, error: str, backoff: Callable[[int], float]) -> int:
+        """Count a failed run, wait ``backoff(failures)`` seconds before the next; return the failures."""
+        failures = int(self._call(self.r.hincrby, f"ap:src:{name}", "failures", 1))
+        next_at = now_ms() + int(backoff(failures) * 1000)
+        self._call(self.r.hset, f"ap:src:{name}", mapping={"next_at": next_at, "last_error": error})
+        return failures
+
+    def quarantine(self, name: str, position: str, doc: dict[str, Any]) -> None:
+        self._call(self.r.hset, f"ap:src:{name}:quarantine", position, json.dumps(doc, default=str))
+
+    def quarantined(self, name: str) -> list[dict[str, Any]]:
+        return [json.loads(v) for v in self._call(self.r.hvals, f"ap:src:{name}:quarantine")]
+
+    def quarantine_size(self, name: str) -> int:
+        return int(self._call(self.r.hlen, f"ap:src:{name}:quarantine"))
+
+    def unquarantine(self, name: str, positions: list[str]) -> None:
+        if positions:
+            self._call(self.r.hdel, f"ap:src:{name}:quarantine", *positions)

@@ -1,0 +1,114 @@
+"""Structural defects found while giving pipelines/ its rooms, each pinned by a test."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import warnings
+
+import pytest
+
+from pipelines.archive import directory
+from pipelines.config import Settings
+from pipelines.core.commitment import content_sha256
+from pipelines.core.note import Signer
+from pipelines.runtime import Runtime
+from pipelines.state.redis import RedisState
+from tests.faults import FaultyStore
+
+
+class ConcurrencyStore(FaultyStore):
+    """Records how many directory shard merges run at the same time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = self.peak = 0
+        self.counter = threading.Lock()
+
+    def get_versioned(self, key):
+        with self.counter:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            time.sleep(0.002)  # a network round trip, so that overlapping merges overlap here too
+            return super().get_versioned(key)
+        finally:
+            with self.counter:
+                self.active -= 1
+
+
+def test_directory_updates_run_a_bounded_number_of_merges_at_once():
+    store = ConcurrencyStore()
+    entries = [(f"agency-{a}", f"rec-{i}", (f"batch-{a}", i * 10, 9)) for a in range(12) for i in range(200)]
+    written = directory.update_directory(store, entries)
+    assert written == 12 * 16  # every shard of every agency was written ...
+    assert 1 < store.peak <= directory.MAX_PARALLEL_SHARDS  # ... by a bounded pool, not a thread per shard
+    for a, rid, loc in entries[::97]:
+        shard = store.get(directory.shard_key(a, rid))
+        assert shard is not None and rid.encode() in shard
+
+
+def _runtime(tmp_path, key_text: str) -> Runtime:
+    key_file = tmp_path / "log.key"
+    key_file.write_text(key_text)
+    return Runtime(Settings(redis_url="redis://127.0.0.1:1/0", archive=str(tmp_path / "archive"),
+                            log_key_file=str(key_file)))
+
+
+def test_the_sequencer_closes_its_key_file(tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log = _runtime(tmp_path, Signer.generate("example.gov/log").text() + "\n").sequencer
+        assert log.head().checkpoint.size == 0
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_the_sequencer_signs_with_every_key_of_a_rotation_file(tmp_path):
+    old, new = Signer.generate("example.gov/log"), Signer.generate("example.gov/log")
+    log = _runtime(tmp_path, f"{old.text()}\n{new.text()}\n").sequencer
+    note = log.head().note
+    for key in (old, new):  # a proof verifies under either pinned key while auditors move over
+        from pipelines.core.checkpoint import open_checkpoint
+
+        assert open_checkpoint(note, [key.verifier()], "example.gov/log").size == 0
+
+
+def test_a_claim_with_an_orphan_entry_claims_the_rest_and_reports_it(clean_redis):
+    state = RedisState.connect(clean_redis)
+    state.accept("agency-a", [(f"r{i}", content_sha256(i), secrets.token_bytes(32)) for i in range(5)])
+    state.r.lset("ap:pending", 2, f"{int(time.time() * 1000)}\x1fagency-a\x1fnever-stored")
+    claimed, orphans = state.claim("b1", 100, 0.0, "2026-11-29T00:00:00Z")
+    assert claimed == 4 and len(orphans) == 1 and orphans[0].endswith("never-stored")
+    assert state.pending_depth() == 0
+    assert [m.split("\x1f")[1] for m in state.r.lrange("ap:batch:b1:members", 0, -1)] == ["r0", "r1", "r3", "r4"]
+    assert state.load_batch("b1").size == 4
+
+
+def test_a_claim_sees_agencies_arriving_after_its_peek(clean_redis, monkeypatch):
+    """The claim script touches only the keys it declares; a new agency at the head makes it re-plan."""
+    state = RedisState.connect(clean_redis)
+    state.accept("agency-a", [("a1", content_sha256(1), secrets.token_bytes(32))])
+    real_peek, calls = state._peek, []
+
+    def peek_then_race(n):
+        seen = real_peek(n)
+        if not calls:  # between the peek and the script, another agency's record arrives
+            state.accept("agency-b", [("b1", content_sha256(2), secrets.token_bytes(32))])
+        calls.append(seen)
+        return seen
+
+    monkeypatch.setattr(state, "_peek", peek_then_race)
+    claimed, orphans = state.claim("b2", 100, 0.0, "2026-11-29T00:00:00Z")
+    assert (claimed, orphans, len(calls)) == (2, [], 2)
+    assert state.r.hget("ap:recbatch:agency-b", "b1") == "b2"
+
+
+@pytest.mark.parametrize("stage", ["sealed", "anchored", "archived"])
+def test_advance_names_its_batch_without_slicing_key_names(clean_redis, stage):
+    state = RedisState.connect(clean_redis)
+    state.r.hset("ap:batch:x:y", mapping={"state": "claimed"})
+    state.r.zadd("ap:stage:claimed", {"x:y": 1})
+    assert state.advance("x:y", stage, archived_records=3)
+    assert state.r.zscore("ap:stage:claimed", "x:y") is None
+    assert (state.r.zscore(f"ap:stage:{stage}", "x:y") is not None) == (stage != "archived")
