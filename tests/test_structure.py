@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -45,8 +46,8 @@ def test_directory_updates_run_a_bounded_number_of_merges_at_once():
     assert written == 12 * 16  # every shard of every agency was written ...
     assert 1 < store.peak <= directory.MAX_PARALLEL_SHARDS  # ... by a bounded pool, not a thread per shard
     for a, rid, loc in entries[::97]:
-        shard = store.get(directory.shard_key(a, rid))
-        assert shard is not None and rid.encode() in shard
+        shard = json.loads(store.get(directory.shard_key(a, rid)))
+        assert tuple(shard["entries"][rid]) == loc
 
 
 def _runtime(tmp_path, key_text: str) -> Runtime:
