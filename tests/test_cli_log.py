@@ -50,9 +50,9 @@ def test_every_proof_verifies_with_its_log_receipt(logged: Path):
             assert res.stdout.endswith("VALID\n")
 
 
-def test_without_a_pinned_key_the_anchor_is_reported_unchecked(logged: Path):
+def test_without_a_pinned_key_the_anchor_is_unchecked_and_the_proof_not_valid(logged: Path):
     res = run("verify", "out1/r0.json", cwd=logged)
-    assert res.returncode == 0 and "NOT CHECKED" in res.stdout
+    assert res.returncode == 3 and "no log key pinned" in res.stderr and "VALID" not in res.stdout
 
 
 def test_wrong_key_or_forged_checkpoint_is_invalid(logged: Path):

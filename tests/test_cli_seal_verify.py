@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.core.proof import parse_proof
-from pipelines.core.verify import verify_proof
+from pipelines.core.verify import Policy, verify_proof
+from pipelines.runtime import load_verifiers
 from pipelines.archive.files import proof_filename
 
 CLI = [sys.executable, "-m", "pipelines.cli"]
@@ -31,10 +32,17 @@ def sealed(tmp_path: Path) -> Path:
     records.append({"id": "raw.pdf", "sha256": hashlib.sha256(b"%PDF-1.7 raw").hexdigest().upper()})
     records.append({"id": "_batch", "content": None})
     write_records(tmp_path / "in.jsonl", records)
-    res = run("seal", "in.jsonl", "--agency", "dept-x", "--out", "out", cwd=tmp_path)
+    keygen = run("log", "keygen", "log.key", "--origin", "records.example.gov/log", cwd=tmp_path)
+    (tmp_path / "log.vkey").write_text(keygen.stdout)
+    res = run("seal", "in.jsonl", "--agency", "dept-x", "--out", "out", "--log", "log", "--log-key", "log.key",
+              cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "sealed 52 records" in res.stdout
     return tmp_path
+
+
+def pinned(*args: str) -> tuple[str, ...]:
+    return (*args, "--log-vkey", "log.vkey")
 
 
 def test_seal_writes_one_verifiable_proof_per_record(sealed: Path):
@@ -45,20 +53,20 @@ def test_seal_writes_one_verifiable_proof_per_record(sealed: Path):
     proofs = [n for n in names if n != "_batch.json"]
     for name in proofs:
         proof = parse_proof((out / name).read_bytes())
-        verify_proof(proof)
+        verify_proof(proof, Policy.of(load_verifiers([str(sealed / "log.vkey")]), ["tlog"]))
         assert proof.batch.root == summary["root"]
     for name in proofs[::10]:  # and through the command itself
-        res = run("verify", f"out/{name}", cwd=sealed)
+        res = run(*pinned("verify", f"out/{name}", "--require", "tlog"), cwd=sealed)
         assert res.returncode == 0 and res.stdout.endswith("VALID\n"), res.stderr
 
 
 def test_verify_checks_the_record_content(sealed: Path):
     (sealed / "rec.json").write_text(json.dumps({"text": "é" * 7, "n": 7}))
-    assert run("verify", "out/" + proof_filename("case/7"), "--record", "rec.json", cwd=sealed).returncode == 0
-    res = run("verify", "out/" + proof_filename("case/8"), "--record", "rec.json", cwd=sealed)
+    assert run(*pinned("verify", "out/" + proof_filename("case/7"), "--record", "rec.json"), cwd=sealed).returncode == 0
+    res = run(*pinned("verify", "out/" + proof_filename("case/8"), "--record", "rec.json"), cwd=sealed)
     assert res.returncode == 1 and "INVALID" in res.stderr
     (sealed / "raw.pdf").write_bytes(b"%PDF-1.7 raw")
-    assert run("verify", "out/raw.pdf.json", "--record-bytes", "raw.pdf", cwd=sealed).returncode == 0
+    assert run(*pinned("verify", "out/raw.pdf.json", "--record-bytes", "raw.pdf"), cwd=sealed).returncode == 0
 
 
 def test_tampered_proof_is_invalid_and_garbage_is_unusable(sealed: Path):
@@ -125,9 +133,60 @@ def test_the_auditor_side_runs_without_the_worker_stack(sealed: Path):
         "from pipelines.cli import main\n"
         "main()\n"
     )
-    res = subprocess.run([sys.executable, "-c", blocker, "verify", "out/case%2F3.json"], cwd=sealed,
+    res = subprocess.run([sys.executable, "-c", blocker, *pinned("verify", "out/case%2F3.json")], cwd=sealed,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.endswith("VALID\n"), res.stderr
     res = subprocess.run([sys.executable, "-c", blocker, "seal", "in.jsonl", "--agency", "dept-x", "--out", "again"],
                          cwd=sealed, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
+
+
+def test_a_fabricated_proof_without_anchors_is_not_valid(sealed: Path):
+    """Anyone can seal a one-record file of their own: its root is just the leaf, anchored nowhere."""
+    write_records(sealed / "forged.jsonl", [{"id": "case/3", "content": {"n": 999}}])
+    assert run("seal", "forged.jsonl", "--agency", "dept-x", "--out", "forged", cwd=sealed).returncode == 0
+    (sealed / "rec.json").write_text(json.dumps({"n": 999}))
+    for args in (pinned("verify", "forged/case%2F3.json", "--record", "rec.json"),
+                 ("verify", "forged/case%2F3.json", "--record", "rec.json")):
+        res = run(*args, cwd=sealed)
+        assert res.returncode == 3 and "VALID" not in res.stdout, res.stdout
+        assert "not anchored under a pinned key" in res.stderr and "no anchor" in res.stderr
+    # The same forgery as a bundle
+    proof = (sealed / "forged" / "case%2F3.json").read_text()
+    (sealed / "forged.ndjson").write_text(json.dumps(json.loads(proof)) + "\n")
+    res = run(*pinned("verify", "forged.ndjson"), cwd=sealed)
+    assert res.returncode == 3 and "VALID" not in res.stdout
+
+
+def test_anchors_nothing_pinned_can_check_are_not_valid(sealed: Path):
+    res = run("verify", "out/case%2F3.json", cwd=sealed)
+    assert res.returncode == 3 and "no log key pinned" in res.stderr and "VALID" not in res.stdout
+    res = run(*pinned("verify", "out/case%2F3.json"), cwd=sealed)
+    assert res.returncode == 0 and "NOT CHECKED: the record's content" in res.stdout
+    assert "anchored: tlog" in res.stdout and res.stdout.endswith("VALID\n")
+
+
+def test_a_receipt_moved_onto_another_batch_is_invalid(sealed: Path):
+    """Batch B's proof wearing batch A's genuine, signed receipt must not verify."""
+    write_records(sealed / "b.jsonl", [{"id": f"b{i}", "content": i} for i in range(3)])
+    res = run("seal", "b.jsonl", "--agency", "dept-x", "--out", "outb", "--log", "log", "--log-key", "log.key",
+              cwd=sealed)
+    assert res.returncode == 0, res.stderr
+    a = json.loads((sealed / "out" / "case%2F3.json").read_text())
+    b = json.loads((sealed / "outb" / "b1.json").read_text())
+    assert run(*pinned("verify", "outb/b1.json"), cwd=sealed).returncode == 0
+    b["anchors"] = a["anchors"]
+    (sealed / "moved.json").write_text(json.dumps(b))
+    res = run(*pinned("verify", "moved.json"), cwd=sealed)
+    assert res.returncode == 1 and "INVALID" in res.stderr
+    bundle = "".join(json.dumps(json.loads(p.read_text())) + "\n" for p in sorted((sealed / "outb").glob("b*.json")))
+    lines = bundle.splitlines(keepends=True)
+    lines[1] = json.dumps(b) + "\n"
+    (sealed / "moved.ndjson").write_text("".join(lines))
+    res = run(*pinned("verify", "moved.ndjson"), cwd=sealed)
+    assert res.returncode == 1 and "other anchors" in res.stderr
+
+
+def test_an_unknown_required_anchor_kind_is_unusable_input(sealed: Path):
+    res = run(*pinned("verify", "out/case%2F3.json", "--require", "blockchain"), cwd=sealed)
+    assert res.returncode == 2 and "blockchain" in res.stderr

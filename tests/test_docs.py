@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from pipelines.core.proof import parse_proof
-from pipelines.core.verify import verify_proof
+from pipelines.core.verify import verify_inclusion
 
 DOCS = Path(__file__).parent.parent / "docs"
 
@@ -17,7 +17,7 @@ def _blocks(name: str, lang: str) -> list[str]:
 
 def test_the_proof_format_example_verifies():
     (example,) = _blocks("proof-format.md", "json")
-    report = verify_proof(parse_proof(example))
+    report = verify_inclusion(parse_proof(example))
     assert report.checks[-1].endswith("94dc7888b071ff90215715fac3aefa097e61886e3e5e132c57002924e8f99871")
 
 

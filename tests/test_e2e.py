@@ -23,7 +23,7 @@ from pipelines.intake.auth import add_agency
 from pipelines.core.commitment import content_sha256
 from pipelines.core.logentry import parse_batch_entry
 from pipelines.core.proof import parse_proof
-from pipelines.core.verify import verify_proof
+from pipelines.core.verify import Policy, verify_proof
 from pipelines.demo.localstack import local_stack
 from pipelines.state.redis import RedisState as State
 from pipelines.storage import open_store
@@ -68,7 +68,7 @@ def check_everything(stack, state: State, records: int) -> None:
             assert proof.record.id not in seen, f"{proof.record.id} proved twice"
             seen[proof.record.id] = batch_id
             i = int(proof.record.id.split("-")[1])
-            verify_proof(proof, content_sha256=content_sha256({"i": i}), log_keys=vkeys)
+            verify_proof(proof, Policy.of(vkeys, ["tlog"]), content_sha256=content_sha256({"i": i}))
     assert len(seen) == records
     for i in range(0, records, 97):
         assert directory.fetch_proof(store, "agency-a", f"rec-{i}").batch.id == seen[f"rec-{i}"]
@@ -92,7 +92,7 @@ def test_pushed_records_become_verifiable_proofs(tmp_path: Path):
         wait_for(lambda: state.archived_records() >= 700, 90, "700 archived proofs")
         resp = httpx.get(f"{stack.api_url}/v1/records/rec-5", headers={"Authorization": f"Bearer {key}"})
         assert resp.json()["status"] == "archived"
-        verify_proof(parse_proof(json.dumps(resp.json()["proof"])), log_keys=[stack.signer.verifier()])
+        verify_proof(parse_proof(json.dumps(resp.json()["proof"])), Policy.of([stack.signer.verifier()]))
         time.sleep(1)
         assert state.archived_records() == 700
         check_everything(stack, state, 700)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from pipelines.core.batch import Commitment, SealedBatch
 from pipelines.core.commitment import content_sha256
 from pipelines.core.proof import parse_proof
-from pipelines.core.verify import verify_proof
+from pipelines.core.verify import NotAnchored, Policy, verify_inclusion, verify_proof
 from pipelines.errors import ProofFormatError, VerificationError
 
 
@@ -28,14 +28,16 @@ def test_every_written_proof_parses_and_verifies(batch):
         doc = batch.proof(i)
         proof = parse_proof(json.dumps(doc))
         assert proof.model_dump(mode="json") == doc
-        report = verify_proof(proof, content_sha256=content_sha256({"n": i}))
-        assert len(report.checks) == 3
+        report = verify_inclusion(proof, content_sha256=content_sha256({"n": i}))
+        assert len(report.checks) == 3 and report.content_checked
+        with pytest.raises(NotAnchored, match="carries no anchor"):  # consistent, and still not VALID
+            verify_proof(proof, Policy(), content_sha256=content_sha256({"n": i}))
 
 
 def test_wrong_record_content_is_invalid(batch):
     proof = parse_proof(json.dumps(batch.proof(3)))
     with pytest.raises(VerificationError, match="record content hashes to"):
-        verify_proof(proof, content_sha256=content_sha256({"n": 4}))
+        verify_inclusion(proof, content_sha256=content_sha256({"n": 4}))
 
 
 @pytest.mark.parametrize(
@@ -51,7 +53,7 @@ def test_a_changed_field_breaks_verification(batch, field, value):
         target = target[key]
     target[field[-1]] = value
     with pytest.raises(VerificationError):
-        verify_proof(parse_proof(json.dumps(doc)))
+        verify_inclusion(parse_proof(json.dumps(doc)))
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from pipelines.archive import directory
 from pipelines.config import Settings
 from pipelines.core.commitment import content_sha256
 from pipelines.core.logentry import parse_batch_entry
-from pipelines.core.verify import verify_proof
+from pipelines.core.verify import Policy, verify_proof
 from pipelines.stages import Pipeline
 from pipelines.state.redis import RedisState as State
 from pipelines.ledger.tlog import TransparencyLog
@@ -77,7 +77,7 @@ def test_records_flow_to_verifiable_archived_proofs(pipe):
     assert sorted(log_batch_ids(pipe)) == sorted(done)
     for agency, i in [("agency-a", 0), ("agency-a", 2499), ("agency-b", 9)]:
         proof = directory.fetch_proof(pipe.store, agency, f"rec-{i}")
-        verify_proof(proof, content_sha256=content_sha256({"i": i}), log_keys=[SIGNER.verifier()])
+        verify_proof(proof, Policy.of([SIGNER.verifier()], ["tlog"]), content_sha256=content_sha256({"i": i}))
 
 
 def test_auditor_lookup_costs_two_gets(pipe):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -11,7 +10,8 @@ import click
 
 from pipelines.errors import AnchorpipeError, InputError, VerificationError
 
-EXIT_VALID, EXIT_INVALID, EXIT_UNUSABLE = 0, 1, 2
+#: verify: valid; a check failed; the input is unusable; consistent but not anchored under anything pinned.
+EXIT_VALID, EXIT_INVALID, EXIT_UNUSABLE, EXIT_NOT_ANCHORED = 0, 1, 2, 3
 
 endpoint_opt = click.option("--s3-endpoint", envvar="ANCHORPIPE_S3_ENDPOINT",
                             help="S3 endpoint URL for non-AWS services.")
@@ -37,10 +37,13 @@ def read_bytes(path: Path) -> bytes:
 
 
 def load_json(path: Path) -> object:
+    """A record file's JSON, read by the same rules as every entry point (pipelines.core.jsontext)."""
+    from pipelines.core.jsontext import JSONTextError, loads
+
     try:
-        return json.loads(read_bytes(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not JSON: {exc}") from exc
+        return loads(read_bytes(path))
+    except JSONTextError as exc:
+        raise InputError(f"{path}: {exc}") from exc
 
 
 def progressbar(label: str, length: int):  # type: ignore[no-untyped-def]

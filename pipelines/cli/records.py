@@ -9,6 +9,7 @@ import click
 
 from pipelines.cli.common import (
     EXIT_INVALID,
+    EXIT_NOT_ANCHORED,
     endpoint_opt,
     fail,
     fail_with,
@@ -19,7 +20,8 @@ from pipelines.cli.common import (
 )
 from pipelines.core.commitment import check_agency, content_sha256
 from pipelines.core.proof import parse_proof
-from pipelines.core.verify import Report, verify_batch, verify_proof
+from pipelines.core.anchors import ANCHOR_KINDS
+from pipelines.core.verify import NotAnchored, Policy, Report, verify_batch, verify_proof
 from pipelines.errors import AnchorpipeError, InputError, VerificationError
 from pipelines.runtime import load_verifiers
 
@@ -78,23 +80,32 @@ def seal(records: Path, agency: str, out: Path, log_location: str | None, log_ke
 @click.option("--record-bytes", "record_bytes", type=click.Path(dir_okay=False, path_type=Path),
               help="A file whose raw bytes' SHA-256 must match (for records sealed by sha256).")
 @vkey_opt
+@click.option("--require", "require", multiple=True, type=click.Choice(sorted(ANCHOR_KINDS)),
+              help="An anchor kind that must verify under a pinned key. Repeatable. "
+                   "Without it, any one verified anchor suffices.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log_vkeys: tuple[str, ...],
-           quiet: bool) -> None:
+           require: tuple[str, ...], quiet: bool) -> None:
     """Verify PROOF.json offline (or a whole batch: an archived BATCH.ndjson bundle).
 
-    Checks the leaf commitment, the path to the batch root and, with --log-vkey,
-    every log receipt (signed checkpoint and the batch's inclusion in the log).
-    For a bundle, every proof, and that no record of the batch is missing.
-    Exit status: 0 valid, 1 invalid (the reason is printed), 2 unusable input.
+    Checks the leaf commitment, the path to the batch root, and every anchor
+    receipt against the keys you pin (--log-vkey): VALID only when the batch is
+    anchored under a pinned key and every --require'd kind verified. For a
+    bundle, every proof, and that no record of the batch is missing.
+
+    Exit status: 0 valid; 1 invalid (the failed check is printed); 2 unusable
+    input; 3 consistent but not anchored under anything pinned.
     """
     try:
+        policy = Policy.of(load_verifiers(log_vkeys), require)
         if proof_file.suffix == ".ndjson":
             if record or record_bytes:
                 raise InputError("--record and --record-bytes go with one proof, not a bundle")
-            report = _verify_bundle(proof_file, log_vkeys)
+            report = _verify_bundle(proof_file, policy)
         else:
-            report = _verify_one(proof_file, record, record_bytes, log_vkeys)
+            report = _verify_one(proof_file, record, record_bytes, policy)
+    except NotAnchored as exc:
+        fail(f"NOT VALID: {exc}", EXIT_NOT_ANCHORED)
     except VerificationError as exc:
         fail(f"INVALID: {exc}", EXIT_INVALID)
     except AnchorpipeError as exc:
@@ -102,12 +113,13 @@ def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log
     if not quiet:
         for line in report.checks:
             click.echo(f"ok: {line}")
-        for line in report.unchecked:
-            click.echo(f"NOT CHECKED: {line}")
-        click.echo("VALID" if not report.unchecked else "VALID (batch inclusion only: give --log-vkey to check anchors)")
+        if proof_file.suffix != ".ndjson" and not report.content_checked:
+            click.echo("NOT CHECKED: the record's content (give --record or --record-bytes)")
+        click.echo(f"anchored: {', '.join(sorted(report.anchored))} ({policy.describe()})")
+        click.echo("VALID")
 
 
-def _verify_bundle(path: Path, log_vkeys: tuple[str, ...]) -> Report:
+def _verify_bundle(path: Path, policy: Policy) -> Report:
     proofs = []
     for n, line in enumerate(read_bytes(path).splitlines(), start=1):
         if line.strip():
@@ -115,11 +127,10 @@ def _verify_bundle(path: Path, log_vkeys: tuple[str, ...]) -> Report:
                 proofs.append(parse_proof(line))
             except InputError as exc:
                 raise InputError(f"{path} line {n}: {exc}") from exc
-    return verify_batch(proofs, log_keys=load_verifiers(log_vkeys) or None)
+    return verify_batch(proofs, policy)
 
 
-def _verify_one(proof_file: Path, record: Path | None, record_bytes: Path | None,
-                log_vkeys: tuple[str, ...]) -> Report:
+def _verify_one(proof_file: Path, record: Path | None, record_bytes: Path | None, policy: Policy) -> Report:
     proof = parse_proof(read_bytes(proof_file))
     if record is not None and record_bytes is not None:
         raise InputError("give --record or --record-bytes, not both")
@@ -128,4 +139,4 @@ def _verify_one(proof_file: Path, record: Path | None, record_bytes: Path | None
         digest = content_sha256(load_json(record))
     elif record_bytes is not None:
         digest = hashlib.sha256(read_bytes(record_bytes)).digest()
-    return verify_proof(proof, content_sha256=digest, log_keys=load_verifiers(log_vkeys) or None)
+    return verify_proof(proof, policy, content_sha256=digest)

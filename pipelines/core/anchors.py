@@ -27,6 +27,8 @@ class TlogAnchor(BaseModel):
 
 
 Anchor = Annotated[TlogAnchor, Field(discriminator="type")]
+#: Every anchor kind a verifier knows (``anchorpipe verify --require KIND``).
+ANCHOR_KINDS = frozenset({"tlog"})
 
 _ANCHOR = TypeAdapter(Anchor)
 

@@ -25,7 +25,7 @@ from pipelines.archive.bundle import bundle_key
 from pipelines.archive.directory import fetch_proof
 from pipelines.core.commitment import content_sha256
 from pipelines.core.proof import parse_proof
-from pipelines.core.verify import verify_proof
+from pipelines.core.verify import Policy, verify_proof
 from pipelines.demo.localstack import local_stack
 from pipelines.demo.offline import sample_record
 from pipelines.errors import VerificationError
@@ -119,11 +119,11 @@ def _pct(values: list[float], p: int) -> float:
 
 def _audit(store, log_store, vkey, samples: list[dict], echo: Echo, progress: Progress) -> None:
     """An auditor with S3 read access and the pinned log key; trusts nothing else."""
-    keys = [vkey]
+    policy = Policy.of([vkey], ["tlog"])
     with ThreadPoolExecutor(8) as pool:  # the two-GET lookup, record by record, on a sample
         looked_up = list(pool.map(lambda r: fetch_proof(store, AGENCY, r["id"]), samples[:SAMPLE_LOOKUPS]))
     for rec, proof in zip(samples, looked_up, strict=False):
-        verify_proof(proof, content_sha256=content_sha256(rec["content"]), log_keys=keys)
+        verify_proof(proof, policy, content_sha256=content_sha256(rec["content"]))
     # Every proof: each directory shard and each batch bundle fetched once.
     shards = {}
     for h in "0123456789abcdef":
@@ -136,9 +136,9 @@ def _audit(store, log_store, vkey, samples: list[dict], echo: Echo, progress: Pr
             if batch_id not in bundles:
                 bundles[batch_id] = store.get(bundle_key(batch_id))
             proof = parse_proof(bundles[batch_id][offset:offset + length])
-            verify_proof(proof, content_sha256=content_sha256(rec["content"]), log_keys=keys)
+            verify_proof(proof, policy, content_sha256=content_sha256(rec["content"]))
             bar.update(1)
-    reader = LogReader(log_store, keys)
+    reader = LogReader(log_store, [vkey])
     head = reader.head()
     reader.check_tiles(head)
     echo(f"auditor: {SAMPLE_LOOKUPS} proofs found by (agency, id) in 2 GETs each, and all {len(samples):,} "
