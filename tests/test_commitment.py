@@ -66,6 +66,10 @@ def test_wrong_sized_digest_or_salt_is_refused():
         leaf_data("a", "1", b"\x00" * 32, b"\x00" * 33)
 
 
-def test_non_json_content_is_an_input_error():
-    with pytest.raises(InputError, match="canonicalised"):
-        content_sha256(float("nan"))
+@pytest.mark.parametrize("content,message", [
+    (float("nan"), "not finite"), (2**53, "outside"), ({1: "x"}, "not a string"), ({"a": b"x"}, "bytes"),
+    ("\ud800", "surrogate"),
+])
+def test_non_json_content_is_an_input_error(content, message):
+    with pytest.raises(InputError, match=message):
+        content_sha256(content)

@@ -71,7 +71,7 @@ def setup(request, tmp_path, clean_redis, monkeypatch):
         env.update({k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").put_object(
             Bucket=bucket, Key="drop/x.jsonl", Body="".join(json.dumps(r) + "\n" for r in items(N)).encode())
-        body = f'kind = "s3"\nbucket = "{bucket}"\nprefix = "drop/"\nendpoint_url = "{endpoint}"\n'
+        body = f'kind = "s3"\nbucket = "{bucket}"\nprefix = "drop/"\nendpoint_url = "{endpoint}"\ncontent_field = "."\n'
     elif kind == "sql":
         url = f"sqlite:///{tmp_path / 'a.db'}"
         engine = sa.create_engine(url)
@@ -80,12 +80,12 @@ def setup(request, tmp_path, clean_redis, monkeypatch):
         meta.create_all(engine)
         with engine.begin() as conn:
             conn.execute(table.insert(), [{"rec_id": f"p{i}", "seq": i} for i in range(N)])
-        body = f'kind = "sql"\nurl = "{url}"\ntable = "t"\ncursor_column = "seq"\ntiebreak_column = "rec_id"\n'
+        body = f'kind = "sql"\nurl = "{url}"\ntable = "t"\ncursor_column = "seq"\ntiebreak_column = "rec_id"\ncontent_field = "."\n'
     else:
         inbox = tmp_path / "inbox"
         inbox.mkdir()
         (inbox / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items(N)))
-        body = f'kind = "folder"\npath = "{inbox}"\nmin_age = 0\n'
+        body = f'kind = "folder"\npath = "{inbox}"\nmin_age = 0\ncontent_field = "."\n'
     (tmp_path / "sources.toml").write_text(f'[[source]]\nname = "src"\n{common}{body}')
     return env, "src"
 

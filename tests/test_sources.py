@@ -195,6 +195,7 @@ prefix = "in/"
 endpoint_url = "{endpoint}"
 page_size = 400
 id_field = "rec_id"
+content_field = "."
 """)["bucket"]
     runner = SourceRunner(cfg, state)
     result = runner.run()
@@ -231,6 +232,7 @@ table = "permits"
 cursor_column = "updated_at"
 tiebreak_column = "id"
 page_size = 64
+content_field = "."
 """)["db"]
 
 
@@ -269,6 +271,7 @@ path = "{inbox}"
 min_age = {min_age}
 page_size = 50
 id_field = "rec_id"
+content_field = "."
 """)["drop"]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import rfc8785
 
 from pipelines.core.framing import lp
+from pipelines.core.jsontext import check_value
 from pipelines.core.merkle import HASH_SIZE, leaf_hash
 from pipelines.errors import InputError
 
@@ -65,7 +66,12 @@ def check_record_id(record_id: object) -> str:
 
 
 def content_sha256(content: Any) -> bytes:
-    """SHA-256 of a JSON value's RFC 8785 (JCS) canonical bytes."""
+    """SHA-256 of a JSON value's RFC 8785 (JCS) canonical bytes.
+
+    Precondition (checked): ``content`` keeps the rules of :mod:`pipelines.core.jsontext`
+    (safe integers, finite numbers, bounded depth, valid Unicode), whatever it was read from.
+    """
+    check_value(content)
     try:
         canonical = rfc8785.dumps(content)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:

@@ -85,21 +85,36 @@ def loads(text: bytes | str) -> Any:
 
 
 def check_value(value: Any) -> None:
-    """Apply the depth and Unicode rules to an already parsed value (iteratively: no recursion limit)."""
+    """Apply the rules to a value however it was read (JSON, CSV, SQL): numbers, depth, Unicode.
+
+    Iterative, so no input can exhaust the stack; raises :class:`JSONTextError`.
+    """
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
             _check_text(item)
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if abs(item) > MAX_SAFE_INTEGER:
+                raise JSONTextError(f"integer {str(item)[:20]} is outside ±(2**53 - 1)")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise JSONTextError(f"number {item} is not finite")
         elif isinstance(item, dict | list):
             if depth > MAX_DEPTH:
                 raise JSONTextError(f"nesting deeper than {MAX_DEPTH}")
             if isinstance(item, dict):
                 for key in item:
+                    if not isinstance(key, str):
+                        raise JSONTextError(f"object key {key!r} is not a string")
                     _check_text(key)
                 stack.extend((v, depth + 1) for v in item.values())
             else:
                 stack.extend((v, depth + 1) for v in item)
+        else:
+            raise JSONTextError(f"a {type(item).__name__} is not a JSON value")
 
 
 def _check_text(text: str) -> None:

@@ -1,17 +1,18 @@
 """Turning agency input into validated records: the one parser and the one duplicate policy.
 
-Every entry point (the API's request bodies, pull sources, ``anchorpipe seal``)
-validates records with :func:`parse_record` and applies :func:`unique`: an id
-repeated with the same content is one record; repeated with other content it
-is a problem at its later position, and the first one stands.
+Every entry point (the API's request bodies, pull sources, ``anchorpipe seal``,
+``verify --record``) reads JSON with :mod:`pipelines.core.jsontext`, validates
+records with :func:`parse_record` and applies :func:`unique`: an id repeated
+with the same content is one record; repeated with other content it is a
+problem at its later position, and the first one stands.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pipelines.core import jsontext
 from pipelines.core.commitment import RecordInput, check_record_id, content_sha256, parse_sha256_hex
 from pipelines.errors import FieldError, InputError, Problem, RecordError
 
@@ -72,9 +73,9 @@ def read_jsonl(lines: Iterable[bytes], progress: Callable[[int], None] | None = 
         if not line.strip():
             continue
         try:
-            parsed.append((number, parse_record(json.loads(line))))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            problems.append(Problem(number, "record", f"not JSON: {exc}"))
+            parsed.append((number, parse_record(jsontext.loads(line))))
+        except jsontext.JSONTextError as exc:
+            problems.append(Problem(number, "record", str(exc)))
         except FieldError as exc:
             problems.append(Problem(number, exc.field, str(exc)))
     kept, repeated = unique(parsed, "line {}".format)
@@ -87,29 +88,36 @@ def read_jsonl(lines: Iterable[bytes], progress: Callable[[int], None] | None = 
 
 
 def parse_body(body: bytes, content_type: str, max_records: int) -> list[RecordInput]:
-    """Parse one record, a JSON array of records, or NDJSON; raise RecordError naming each bad one (0-based)."""
-    import orjson  # the server's fast parser; the auditor's side never parses request bodies
+    """Parse one record, a JSON array of records, or NDJSON; raise RecordError naming every bad one.
 
+    Positions are 0-based record indices (blank NDJSON lines do not count); a
+    line that is not JSON is a problem at its index, and the lines after it are
+    still checked.
+    """
+    problems: list[Problem] = []
+    objects: list[tuple[int, Any]] = []
     if "ndjson" in content_type or "jsonl" in content_type:
-        objects = []
-        for n, line in enumerate(body.splitlines()):
-            if line.strip():
-                try:
-                    objects.append(orjson.loads(line))
-                except orjson.JSONDecodeError as exc:
-                    raise RecordError([Problem(len(objects), "record", f"line {n + 1} is not JSON: {exc}")]) from None
+        lines = [line for line in body.splitlines() if line.strip()]
+        if len(lines) > max_records:
+            raise RecordError([Problem(max_records, "body", f"more than {max_records} records in one request")])
+        for i, line in enumerate(lines):
+            try:
+                objects.append((i, jsontext.loads(line)))
+            except jsontext.JSONTextError as exc:
+                problems.append(Problem(i, "record", str(exc)))
     else:
         try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise RecordError([Problem(0, "body", f"not JSON: {exc}")]) from None
-        objects = doc if isinstance(doc, list) else [doc]
-    if not objects:
+            doc = jsontext.loads(body)
+        except jsontext.JSONTextError as exc:
+            raise RecordError([Problem(0, "body", str(exc))]) from None
+        docs = doc if isinstance(doc, list) else [doc]
+        if len(docs) > max_records:
+            raise RecordError([Problem(max_records, "body", f"more than {max_records} records in one request")])
+        objects = list(enumerate(docs))
+    if not objects and not problems:
         raise RecordError([Problem(0, "body", "no records")])
-    if len(objects) > max_records:
-        raise RecordError([Problem(max_records, "body", f"more than {max_records} records in one request")])
-    parsed, problems = [], []
-    for i, obj in enumerate(objects):
+    parsed = []
+    for i, obj in objects:
         try:
             parsed.append((i, parse_record(obj)))
         except FieldError as exc:

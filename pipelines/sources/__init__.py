@@ -63,12 +63,21 @@ def dig(obj: Any, path: str) -> Any:
     return obj
 
 
+#: ``content_field`` naming the whole item as the record's content.
+WHOLE_ITEM = "."
+
+
 @dataclass(frozen=True)
 class Mapping:
-    """How an item of a source becomes a record: its id field, and its content or digest field."""
+    """How an item of a source becomes a record: its id field, and its content or digest field.
+
+    With neither ``content_field`` nor ``sha256_field`` set, items are read in
+    the push format (``{"id", "content"}`` or ``{"id", "sha256"}``), so a record
+    pushed and also pulled is one record. ``content_field = "."`` seals the whole item.
+    """
 
     id_field: str = "id"
-    content_field: str | None = None  # dotted path; None: the whole item is the content
+    content_field: str | None = None  # dotted path, "." for the whole item; None: the push format
     sha256_field: str | None = None  # instead of content: a digest the agency computed
 
     def pulled(self, position: str, item: Any) -> Pulled:
@@ -78,7 +87,11 @@ class Mapping:
             rid = str(rid) if isinstance(rid, int) and not isinstance(rid, bool) else rid
             if self.sha256_field:
                 return Pulled(position, {"id": rid, "sha256": dig(item, self.sha256_field)})
-            return Pulled(position, {"id": rid, "content": dig(item, self.content_field) if self.content_field else item})
+            if self.content_field is None:  # the push format
+                kind = "sha256" if isinstance(item, dict) and "sha256" in item and "content" not in item else "content"
+                return Pulled(position, {"id": rid, kind: dig(item, kind)})
+            path = "" if self.content_field == WHOLE_ITEM else self.content_field
+            return Pulled(position, {"id": rid, "content": dig(item, path)})
         except (KeyError, IndexError, TypeError):
-            wanted = self.sha256_field or self.content_field or "(the item)"
+            wanted = self.sha256_field or self.content_field or "content' or 'sha256"
             return Pulled(position, item, f"item lacks field {self.id_field!r} or {wanted!r}")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import BinaryIO
 
+from pipelines.core import jsontext
 from pipelines.sources import Mapping, Pulled
 
 
@@ -37,12 +37,15 @@ def parse_lines(stream: BinaryIO, limit: int, csv_header: bytes | None, mapping:
 def _decode(line: bytes, fields: list[str] | None) -> tuple[object, str | None]:
     """(object, None), or (the raw text, the problem) for a line that cannot be read."""
     text = line.decode("utf-8", "replace")
+    if fields is None:
+        try:
+            return jsontext.loads(line), None
+        except jsontext.JSONTextError as exc:  # every way a line can be bad, never an exception escaping
+            return text[:1000], str(exc)
     try:
-        if fields is None:
-            return json.loads(line), None
         row = next(csv.reader(io.StringIO(line.decode("utf-8"))))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return text[:1000], f"not {'JSON' if fields is None else 'UTF-8 CSV'}: {exc}"
+    except (UnicodeDecodeError, csv.Error) as exc:
+        return text[:1000], f"not UTF-8 CSV: {exc}"
     if len(row) != len(fields):
         return text[:1000], f"CSV row has {len(row)} fields, the header has {len(fields)}"
     return dict(zip(fields, row, strict=True)), None
