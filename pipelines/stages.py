@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from pipelines.archive import bundle, directory
-from pipelines.core.anchors import parse_anchor
-from pipelines.core.batch import new_batch_id, now_timestamp
+from pipelines.core.anchors import Anchor, parse_anchor
+from pipelines.core.batch import SealedBatch, new_batch_id, now_timestamp
 from pipelines.core.logentry import BatchHead
+from pipelines.errors import AnchorpipeError
 from pipelines.ledger import Ledger
 from pipelines.ops import faultpoints, metrics
 from pipelines.ops.monitoring import report_exception, report_message
@@ -26,9 +27,24 @@ if TYPE_CHECKING:
     from pipelines.config import Settings
     from pipelines.state.redis import RedisState
 
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 SEAL_BUDGET_S = 5.0
 #: One Celery queue per stage (plus ``pull``); each scales with its own workers.
 QUEUES = ("seal", "anchor", "archive", "reconcile", "pull")
+
+
+@dataclass(frozen=True)
+class _Anchored:
+    """An anchored batch ready to archive: its tree, receipts, and its records' accept times."""
+
+    batch: SealedBatch
+    anchors: list[Anchor]
+    times: list[int]
+
+
+def _batch_id(item: BatchHead | _Anchored) -> str:
+    return item.id if isinstance(item, BatchHead) else item.batch.id
 
 
 @dataclass
@@ -90,11 +106,10 @@ class Pipeline:
                 self._fail(b, "anchor", exc)
                 continue
             heads.append(head)
-        if not heads:
-            return []
-        receipts = self._ledger().anchor(heads)  # idempotent per batch id: a re-run makes no second entry
-        faultpoints.reached("anchor.appended")
-        self.state.mark_checkpoint()
+        receipts = self._each_alone_on_failure("anchor", heads, lambda hs: self._ledger().anchor(hs))
+        if receipts:
+            faultpoints.reached("anchor.appended")
+            self.state.mark_checkpoint()
         for b, receipt in receipts.items():
             if self.state.advance(b, "anchored", expect="sealed", anchor=receipt.model_dump_json()):
                 metrics.BATCHES_ANCHORED.inc()
@@ -104,24 +119,17 @@ class Pipeline:
     def archive(self, batch_ids: list[str]) -> list[str]:
         """Archive every proof of the given anchored batches; return those now archived."""
         t = time.perf_counter()
-        done: dict[str, list[int]] = {}  # batch id -> accept times of its records
-        entries = []
+        ready = []
         for b in dict.fromkeys(batch_ids):
             info = self.state.batch(b)
             if info.get("state") != "anchored":
                 continue
             try:
                 batch, times = self.state.load_batch_with_times(b)
-                anchors = [parse_anchor(info["anchor"])]
+                ready.append(_Anchored(batch, [parse_anchor(info["anchor"])], times))
             except (KeyError, ValueError) as exc:
                 self._fail(b, "archive", exc)
-                continue
-            locations = bundle.write_batch(self.store, batch, anchors)
-            entries += [(c.agency, c.record_id, loc) for c, loc in zip(batch.commitments, locations, strict=True)]
-            done[b] = times
-        faultpoints.reached("archive.bundled")
-        directory.update_directory(self.store, entries)
-        faultpoints.reached("archive.indexed")
+        done = self._each_alone_on_failure("archive", ready, self._archive_round)
         # Commit point: every proof is archived and findable; only then is the batch done.
         now = now_ms()
         for b, times in done.items():
@@ -132,8 +140,47 @@ class Pipeline:
         metrics.STAGE_SECONDS.labels("archive").observe(time.perf_counter() - t)
         return list(done)
 
+    def _archive_round(self, ready: list[_Anchored]) -> dict[str, list[int]]:
+        """Write the bundles, then the directory entries, of ``ready``; return each batch's accept times."""
+        entries = []
+        for a in ready:
+            locations = bundle.write_batch(self.store, a.batch, a.anchors)
+            entries += [(c.agency, c.record_id, loc) for c, loc in zip(a.batch.commitments, locations, strict=True)]
+        faultpoints.reached("archive.bundled")
+        directory.update_directory(self.store, entries)
+        faultpoints.reached("archive.indexed")
+        return {a.batch.id: a.times for a in ready}
+
+    def _each_alone_on_failure(self, stage: str, items: list[_T], run: Callable[[list[_T]], dict[str, _R]]
+                               ) -> dict[str, _R]:
+        """``run(items)`` as one round; on a permanent error, each item alone, so only the batch at
+        fault is dead-lettered (once) and the others go on. Transient errors propagate (a retry)."""
+        if not items:
+            return {}
+        try:
+            return run(items)
+        except AnchorpipeError as exc:
+            if exc.transient:
+                raise
+            if len(items) == 1:
+                self._fail(_batch_id(items[0]), stage, exc)
+                return {}
+        out: dict[str, _R] = {}
+        for item in items:
+            try:
+                out.update(run([item]))
+            except AnchorpipeError as exc:
+                if exc.transient:
+                    raise
+                self._fail(_batch_id(item), stage, exc)
+        return out
+
     def _fail(self, batch_id: str, stage: str, exc: Exception) -> None:
-        """Dead-letter one batch (a permanent error), report it, and let the rest of the work go on."""
+        """Dead-letter one batch (a permanent error), report it, and let the rest of the work go on.
+
+        The batch leaves its stage (state ``failed``), so the reconciler never re-sends it;
+        ``anchorpipe dead-letters redrive`` puts it back once its cause is fixed.
+        """
         self.state.fail_batch(batch_id, stage, f"{type(exc).__name__}: {exc}")
         metrics.DEAD_LETTERS.labels(stage).inc()
         report_exception(exc)

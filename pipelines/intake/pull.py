@@ -124,18 +124,25 @@ class SourceRunner:
     def _commit(self, page: Page) -> None:
         self.state.commit_source_page(self.name, page.next_cursor, page.finished)
 
-    def _ingest(self, items: list[Pulled], result: RunResult) -> None:
+    @staticmethod
+    def _plan(items: list[Pulled]) -> tuple[dict[str, tuple[Pulled, RecordInput]], list[tuple[Pulled, str]]]:
+        """Split a page into the records to accept (by id) and the items to quarantine, with reasons."""
         parsed: list[tuple[int, RecordInput]] = []
+        bad: list[tuple[Pulled, str]] = []
         for n, item in enumerate(items):
-            problem = self.verdict(item)
+            problem = SourceRunner.verdict(item)
             if problem is None:
                 parsed.append((n, parse_record(item.record)))
             else:
-                self._quarantine(item, problem, result)
+                bad.append((item, problem))
         kept, repeated = unique(parsed, lambda n: items[n].position)
-        for p in repeated:  # the same id with other content in one page: the first stands
-            self._quarantine(items[p.position], p.message, result)
-        valid = {r.id: (items[n], r) for n, r in kept}
+        bad += [(items[p.position], p.message) for p in repeated]  # same id, other content: the first stands
+        return {r.id: (items[n], r) for n, r in kept}, bad
+
+    def _ingest(self, items: list[Pulled], result: RunResult) -> None:
+        valid, bad = self._plan(items)
+        for item, problem in bad:
+            self._quarantine(item, problem, result)
         while valid:
             try:
                 stored = store_records(self.state, self.cfg.agency, [r for _, r in valid.values()])
@@ -178,17 +185,32 @@ class SourceRunner:
         return self.state.quarantined(self.name)
 
     def replay(self) -> tuple[int, int]:
-        """Try every quarantined item again; return (accepted now, still quarantined)."""
+        """Try every quarantined item again; return (accepted now, still quarantined).
+
+        An item leaves the quarantine only after it is accepted (durable): a crash
+        in between leaves it listed, and replaying it again costs nothing.
+        """
         entries = self.quarantine()
         result = RunResult(self.name, "ok")
-        self.state.unquarantine(self.name, [d["position"] for d in entries])
         self._ingest([Pulled(d["position"], d["item"]) for d in entries], result)
+        still = set(result.positions)  # quarantined again, with today's reason
+        self.state.unquarantine(self.name, [d["position"] for d in entries if d["position"] not in still])
         return result.accepted + result.duplicates, result.quarantined
 
     def preview(self) -> tuple[Page, list[tuple[Pulled, str | None]]]:
-        """Fetch one page from the stored cursor and say what would happen to each item; change nothing."""
+        """Fetch one page from the stored cursor and say what a run would do with each item; change nothing.
+
+        Uses the run's own plan (validation, duplicates within the page) and checks
+        each valid record against what is already stored, as the accept would.
+        """
         page = self.source.fetch(self.cursor(), self.cfg.page_size)
-        return page, [(item, self.verdict(item)) for item in page.items]
+        valid, bad = self._plan(page.items)
+        reasons: dict[str, str] = {item.position: problem for item, problem in bad}
+        stored = self.state.content_digests(self.cfg.agency, list(valid))
+        for rid, (item, record) in valid.items():
+            if stored.get(rid, record.content_sha256) != record.content_sha256:
+                reasons[item.position] = str(ConflictRecord(rid))
+        return page, [(item, reasons.get(item.position)) for item in page.items]
 
 
 def backoff_seconds(failures: int) -> float:

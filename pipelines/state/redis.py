@@ -187,6 +187,13 @@ class RedisState:
         value, batch_id = self._call(pipe.execute)
         return None if value is None else (value, batch_id)
 
+    def content_digests(self, agency: str, ids: list[str]) -> dict[str, bytes]:
+        """The stored content digest of each of ``ids`` already accepted for ``agency``."""
+        if not ids:
+            return {}
+        values = self._call(self.r.hmget, f"ap:rec:{agency}", ids)
+        return {rid: bytes.fromhex(v.split(":", 1)[0]) for rid, v in zip(ids, values, strict=True) if v}
+
     def pending_depth(self) -> int:
         return int(self._call(self.r.llen, "ap:pending"))
 

@@ -1,0 +1,59 @@
+"""Failures stay with their batch: a permanent error dead-letters that batch once and the others flow."""
+
+from __future__ import annotations
+
+from pipelines.archive import bundle, directory
+from pipelines.core.logentry import batch_entry
+from tests.test_stages import accept, log_batch_ids, pipe  # noqa: F401  (pipe is a fixture)
+
+
+def _anchored_batches(p, n: int) -> list[str]:
+    for k in range(n):
+        accept(p, f"agency-{k}", 5)
+    p.cfg = p.cfg.model_copy(update={"batch_max": 5})
+    sealed = p.seal_ripe()
+    assert len(sealed) == n
+    assert p.anchor(sealed) == sealed
+    return sealed
+
+
+def test_a_batch_whose_bundle_conflicts_fails_alone(pipe):  # noqa: F811
+    batches = _anchored_batches(pipe, 3)
+    bad = batches[1]
+    pipe.store.put_immutable(bundle.bundle_key(bad), b"someone else's bytes\n")
+    done = pipe.archive(batches)
+    assert sorted(done) == sorted(b for b in batches if b != bad)
+    assert pipe.state.batch(bad)["state"] == "failed"
+    assert [d["args"] for d in pipe.state.dead_letters()] == [[bad]]
+    # The failed batch left its stage: the reconciler will not send it again, and re-runs change nothing.
+    assert bad not in pipe.state.in_stage("anchored")
+    assert pipe.archive(batches) == []
+    assert len(pipe.state.dead_letters()) == 1
+    assert pipe.state.archived_records() == 10
+
+
+def test_a_record_archived_elsewhere_fails_only_its_batch(pipe):  # noqa: F811
+    batches = _anchored_batches(pipe, 3)
+    first = pipe.state.load_batch(batches[0]).commitments[0]
+    directory.update_directory(pipe.store, [(first.agency, first.record_id, ("other-batch", 0, 10))])
+    done = pipe.archive(batches)
+    assert sorted(done) == sorted(batches[1:])
+    assert pipe.state.batch(batches[0])["state"] == "failed"
+    assert "already archived" in pipe.state.dead_letters()[0]["error"]
+
+
+def test_a_batch_the_log_refuses_fails_alone_and_the_rest_is_anchored(pipe):  # noqa: F811
+    for k in range(3):
+        accept(pipe, f"agency-{k}", 5)
+    pipe.cfg = pipe.cfg.model_copy(update={"batch_max": 5})
+    sealed = pipe.seal_ripe()
+    bad = sealed[2]
+    # The log already holds this batch id with another entry (a restored backup, a bug): permanent.
+    pipe.ledger.append([(bad, batch_entry(bad, b"\x07" * 32, 1, "2026-01-01T00:00:00Z"))])
+    anchored = pipe.anchor(sealed)
+    assert sorted(anchored) == sorted(sealed[:2])
+    assert pipe.state.batch(bad)["state"] == "failed"
+    assert [d["args"] for d in pipe.state.dead_letters()] == [[bad]]
+    assert pipe.anchor([]) == [] and len(pipe.state.dead_letters()) == 1
+    assert sorted(pipe.archive(anchored)) == sorted(anchored)
+    assert log_batch_ids(pipe).count(bad) == 1
