@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 
 import pytest
 
@@ -83,3 +84,43 @@ def test_source_test_predicts_what_a_run_does(tmp_path, state):
     result = runner.run()
     assert predicted == sorted(result.positions) and len(predicted) == 3
     assert result.accepted == 2
+
+
+def test_a_new_file_reusing_a_name_is_read_from_its_start(tmp_path, state):
+    """A nightly export.jsonl: yesterday's offset must not skip today's first records."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    runner = SourceRunner(drop_folder(tmp_path, inbox), state)
+    (inbox / "export.jsonl").write_text("".join(f'{{"id": "d1-{i}", "content": {i}}}\n' for i in range(3)))
+    assert runner.run().accepted == 3
+    (inbox / "export.jsonl").write_text("".join(f'{{"id": "d2-{i}", "content": {i}}}\n' for i in range(5)))
+    assert runner.run().accepted == 5
+    done = sorted(p.name for p in (inbox / "done").iterdir())
+    assert done == ["export.1.jsonl", "export.jsonl"]  # yesterday's file was not overwritten
+    assert (inbox / "done" / "export.jsonl").read_text().startswith('{"id": "d1-0"')
+
+
+def test_a_file_replaced_while_being_read_is_read_anew(tmp_path, state):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.jsonl").write_text("".join(f'{{"id": "old-{i}", "content": {i}}}\n' for i in range(120)))
+    runner = SourceRunner(drop_folder(tmp_path, inbox), state)
+    assert runner.run(max_pages=1).accepted == 50  # a crash or a page budget leaves it half read
+    (inbox / "a.jsonl").write_text("".join(f'{{"id": "new-{i}", "content": {i}}}\n' for i in range(60)))
+    assert runner.run().accepted == 60  # every record of the new file, none skipped
+
+
+def test_symlinks_and_other_non_regular_files_are_never_read(tmp_path, state):
+    secret = tmp_path / "log.key"
+    secret.write_text('{"id": "leak", "content": "PRIVATE+KEY+abc"}\n')
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.jsonl").symlink_to(secret)
+    (inbox / "b.jsonl").mkdir()
+    os.mkfifo(inbox / "c.jsonl")
+    (inbox / "d.jsonl").write_text('{"id": "fine", "content": 1}\n')
+    runner = SourceRunner(drop_folder(tmp_path, inbox), state)
+    result = runner.run()
+    assert (result.status, result.accepted, result.quarantined) == ("ok", 1, 0)
+    assert runner.quarantine() == [] and "leak" not in state.r.hkeys("ap:rec:dept-f")
+    assert (inbox / "a.jsonl").is_symlink()  # left where it was, not moved or followed
