@@ -12,7 +12,7 @@ from pipelines.intake.pull import SourceRunner
 from pipelines.intake.submit import store_records
 from pipelines.core.commitment import RecordInput
 from pipelines.state.redis import RedisState
-from tests.test_sources import write_config
+from tests.test_sources import feed, write_config  # noqa: F401  (feed is a fixture)
 
 
 @pytest.fixture
@@ -124,3 +124,37 @@ def test_symlinks_and_other_non_regular_files_are_never_read(tmp_path, state):
     assert (result.status, result.accepted, result.quarantined) == ("ok", 1, 0)
     assert runner.quarantine() == [] and "leak" not in state.r.hkeys("ap:rec:dept-f")
     assert (inbox / "a.jsonl").is_symlink()  # left where it was, not moved or followed
+
+
+def test_credentials_in_a_feed_url_never_reach_the_state_or_sentry(tmp_path, state, feed):  # noqa: F811
+    import sentry_sdk
+
+    from pipelines.config import Settings
+    from pipelines.ops.monitoring import init_sentry
+    from tests.sentry_fake import FakeSentry
+    from tests.test_sources import http_config
+
+    url = feed.url.replace("http://", "http://agency-user:hunter2pass@") + "?api_key=SECRETKEY123&x=1"
+    feed.faults = [("status", 403)]  # a permanent failure: the run fails with the URL in its message
+    with FakeSentry() as fake:
+        init_sentry(Settings(redis_url="redis://x", archive=str(tmp_path), SENTRY_DSN=fake.dsn))
+        result = SourceRunner(http_config(tmp_path, url, retries=0)["permits"], state).run()
+        sentry_sdk.flush()
+        sentry_sdk.get_client().close()
+    assert result.status == "failed" and "403" in result.error
+    stored = state.source_status("permits")["last_error"]
+    raw = b"".join(fake.raw)
+    assert fake.events(), "the failure was not reported"
+    for secret in ("hunter2pass", "SECRETKEY123", "agency-user"):
+        assert secret not in result.error and secret not in stored and secret.encode() not in raw
+    assert "[redacted]" in stored
+
+
+def test_a_page_larger_than_the_cap_fails_the_run_cleanly(tmp_path, state, feed):  # noqa: F811
+    from tests.test_sources import http_config
+
+    feed.records = [{"rec_id": f"r{i}", "body": {"pad": "x" * 200}} for i in range(100)]  # ~25 kB a page
+    runner = SourceRunner(http_config(tmp_path, feed.url, retries=0, max_page_bytes=4096)["permits"], state)
+    result = runner.run()
+    assert result.status == "failed" and "larger than 4096 bytes" in result.error
+    assert runner.cursor() is None and state.pending_depth() == 0  # nothing half-taken

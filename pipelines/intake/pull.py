@@ -23,6 +23,7 @@ from pipelines.intake.records import parse_record, unique
 from pipelines.intake.submit import store_records
 from pipelines.ops import faultpoints, metrics
 from pipelines.ops.monitoring import report_message
+from pipelines.ops.redact import redact
 from pipelines.sources import Page, Pulled, Source
 from pipelines.sources.config import SourceConfig
 from pipelines.state import now_ms
@@ -176,10 +177,11 @@ class SourceRunner:
         metrics.QUARANTINED.labels(self.name).inc()
 
     def _failed(self, exc: AnchorpipeError) -> RunResult:
-        failures = self.state.source_failed(self.name, str(exc), backoff_seconds)
+        error = redact(str(exc))  # a source URL may carry credentials: they never reach the state or Sentry
+        failures = self.state.source_failed(self.name, error, backoff_seconds)
         metrics.PULL_FAILURES.labels(self.name).inc()
-        report_message(f"source {self.name} failed ({failures} in a row): {exc}")
-        return RunResult(self.name, "failed", error=str(exc))
+        report_message(f"source {self.name} failed ({failures} in a row): {error}")
+        return RunResult(self.name, "failed", error=error)
 
     def quarantine(self) -> list[dict[str, Any]]:
         return self.state.quarantined(self.name)

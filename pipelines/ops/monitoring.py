@@ -5,20 +5,17 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from pipelines.ops.redact import redact
+
 if TYPE_CHECKING:
     from pipelines.config import Settings
 
-_TOKEN = re.compile(r"ap_[A-Za-z0-9_-]{20,}|PRIVATE\+KEY\+\S+")
 _SECRET_NAMES = re.compile(r"authorization|cookie|token|secret|password|key|dsn|content", re.I)
-
-
-def scrub_text(text: str) -> str:
-    return _TOKEN.sub("[redacted]", text)
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return scrub_text(value)
+        return redact(value)
     if isinstance(value, dict):
         return {k: "[redacted]" if _SECRET_NAMES.search(str(k)) else _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

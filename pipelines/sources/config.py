@@ -38,6 +38,7 @@ class HttpSource(_Base):
     timeout: float = Field(10.0, gt=0)
     verify_tls: bool = True
     retries: int = Field(4, ge=0, le=10)
+    max_page_bytes: int = Field(32 << 20, ge=1024, description="a larger page fails the run cleanly")
 
     def auth_value(self) -> str | None:
         if not self.auth_secret_env:

@@ -7,7 +7,9 @@ import json
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from pipelines.core import jsontext
 from pipelines.errors import AnchorpipeError, StorageError
+from pipelines.ops.redact import redact
 from pipelines.sources import Mapping, Page, dig
 from pipelines.sources.config import HttpSource
 
@@ -37,6 +39,7 @@ class HttpFeed:
         if cfg.auth_header:
             headers[cfg.auth_header] = cfg.auth_value() or ""
         self.client = httpx.Client(timeout=cfg.timeout, verify=cfg.verify_tls, headers=headers, transport=transport)
+        self.url = redact(cfg.url)  # for messages and quarantine positions: never the URL's credentials
 
     def fetch(self, cursor: str | None, limit: int) -> Page:
         retrying = Retrying(stop=stop_after_attempt(self.cfg.retries + 1), wait=_wait, reraise=True,
@@ -52,7 +55,7 @@ class HttpFeed:
             next_cursor = dig(doc, self.cfg.next_cursor_path)
         except KeyError:
             next_cursor = None
-        where = f"{self.cfg.url} {self.cfg.cursor_param}={cursor or ''}"
+        where = f"{self.url} {self.cfg.cursor_param}={cursor or ''}"
         pulled = [self.mapping.pulled(f"{where} item {i}", item) for i, item in enumerate(items)]
         more = next_cursor is not None and str(next_cursor) != (cursor or "") and len(items) > 0
         return Page(pulled, str(next_cursor) if next_cursor is not None else cursor, more)
@@ -64,21 +67,44 @@ class HttpFeed:
         if self.cfg.limit_param:
             params[self.cfg.limit_param] = limit
         try:
-            resp = self.client.get(self.cfg.url, params=params)
+            with self.client.stream("GET", self.cfg.url, params=params) as resp:
+                self._check_status(resp)
+                body = self._read_capped(resp)
         except httpx.HTTPError as exc:  # connection refused, timeouts, broken transfers
-            raise FeedError(f"{self.cfg.name}: {type(exc).__name__} from {self.cfg.url}", transient=True) from exc
+            raise FeedError(f"{self.cfg.name}: {type(exc).__name__} from {self.url}", transient=True) from None
+        return self._parse(body)
+
+    def _check_status(self, resp: httpx.Response) -> None:
         if resp.status_code == 429:
             raise FeedError(f"{self.cfg.name}: 429 Too Many Requests", transient=True,
                             retry_after=_retry_after(resp.headers.get("retry-after")))
         if resp.status_code >= 500:
-            raise FeedError(f"{self.cfg.name}: {resp.status_code} from {self.cfg.url}", transient=True)
+            raise FeedError(f"{self.cfg.name}: {resp.status_code} from {self.url}", transient=True)
         if resp.status_code != 200:
-            raise FeedError(f"{self.cfg.name}: {resp.status_code} from {self.cfg.url}", transient=False)
+            raise FeedError(f"{self.cfg.name}: {resp.status_code} from {self.url}", transient=False)
+
+    def _read_capped(self, resp: httpx.Response) -> bytes:
+        """The body, refused once it grows past ``max_page_bytes`` (whatever Content-Length claims)."""
+        cap = self.cfg.max_page_bytes
+        body = bytearray()
+        for chunk in resp.iter_bytes():
+            body += chunk
+            if len(body) > cap:
+                raise FeedError(f"{self.cfg.name}: page from {self.url} is larger than {cap} bytes "
+                                "(max_page_bytes; lower page_size or raise the limit)", transient=False)
+        return bytes(body)
+
+    def _parse(self, body: bytes) -> object:
         try:
-            return json.loads(resp.content)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            # A truncated or garbled page: retrying may get a whole one.
-            raise FeedError(f"{self.cfg.name}: page is not JSON ({exc})", transient=True) from exc
+            return jsontext.loads(body)
+        except jsontext.JSONTextError as exc:
+            try:
+                # Valid JSON breaking a record rule (a huge integer, deep nesting in one item): read it
+                # leniently, and the items at fault are quarantined one by one when they are validated.
+                return json.loads(body)
+            except (ValueError, RecursionError):
+                # A truncated or garbled page: retrying may get a whole one.
+                raise FeedError(f"{self.cfg.name}: page is not JSON ({exc})", transient=True) from None
 
     def finish(self, units: list[str]) -> None:
         pass
