@@ -158,3 +158,72 @@ def test_a_page_larger_than_the_cap_fails_the_run_cleanly(tmp_path, state, feed)
     result = runner.run()
     assert result.status == "failed" and "larger than 4096 bytes" in result.error
     assert runner.cursor() is None and state.pending_depth() == 0  # nothing half-taken
+
+
+def _sql_runner(tmp_path, state, url: str, table: str, cursor: str, tie: str, extra: str = "") -> SourceRunner:
+    cfg = write_config(tmp_path, f'[[source]]\nname = "db"\nagency = "dept-sql"\nkind = "sql"\nurl = "{url}"\n'
+                                 f'table = "{table}"\ncursor_column = "{cursor}"\ntiebreak_column = "{tie}"\n'
+                                 f'content_field = "."\npage_size = 2\n{extra}')["db"]
+    return SourceRunner(cfg, state)
+
+
+def test_any_tie_breaker_type_makes_a_cursor(tmp_path, state, postgres_url):
+    import uuid
+
+    import sqlalchemy as sa
+    from sqlalchemy.dialects.postgresql import UUID
+
+    engine = sa.create_engine(postgres_url)
+    meta = sa.MetaData()
+    t = sa.Table("by_uuid", meta, sa.Column("id", UUID(as_uuid=True), primary_key=True),
+                 sa.Column("seen", sa.Time), sa.Column("blob", sa.LargeBinary))
+    meta.drop_all(engine)
+    meta.create_all(engine)
+    import datetime as dt
+
+    with engine.begin() as conn:
+        conn.execute(t.insert(), [{"id": uuid.UUID(int=i), "seen": dt.time(9, i), "blob": bytes([i]) * 3}
+                                  for i in range(1, 6)])
+    for cursor, tie in (("seen", "id"), ("seen", "blob")):  # a time cursor; UUID and bytes tie-breakers
+        state.r.flushdb()
+        runner = _sql_runner(tmp_path, state, postgres_url, "by_uuid", cursor, tie)
+        result = runner.run()
+        assert (result.status, result.accepted, result.pages) == ("ok", 5, 3), result.error
+        assert runner.run().accepted == 0  # the stored cursor reads back
+    engine.dispose()
+
+
+def test_a_safety_lag_never_skips_a_row_whose_transaction_commits_late(tmp_path, state, postgres_url):
+    """Two concurrent transactions: the earlier-stamped one commits after the later one is read."""
+    import time
+
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(postgres_url)
+    meta = sa.MetaData()
+    t = sa.Table("late", meta, sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()))
+    meta.drop_all(engine)
+    meta.create_all(engine)
+
+    def scenario(lag: float) -> set[str]:
+        state.r.flushdb()
+        with engine.begin() as conn:
+            conn.execute(t.delete())
+        runner = _sql_runner(tmp_path, state, postgres_url, "late", "updated_at", "id", f"safety_lag = {lag}\n")
+        slow = engine.connect()
+        slow_tx = slow.begin()
+        slow.execute(t.insert().values(id=1))  # stamped now(), at its transaction's start ...
+        time.sleep(0.05)
+        with engine.begin() as fast:
+            fast.execute(t.insert().values(id=2))  # ... stamped later, committed first
+        runner.run()
+        slow_tx.commit()  # the first row becomes visible only now
+        slow.close()
+        time.sleep(lag + 0.3)
+        runner.run()
+        return {k for k in state.r.hkeys("ap:rec:dept-sql")}
+
+    assert scenario(0) == {"2"}  # without a lag the late row is passed by the cursor and lost
+    assert scenario(1.0) == {"1", "2"}
+    engine.dispose()

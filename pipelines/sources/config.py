@@ -64,6 +64,8 @@ class SqlSource(_Base):
     table: str
     cursor_column: str
     tiebreak_column: str
+    safety_lag: float = Field(0, ge=0, description="seconds (time cursors) or units (number cursors) behind "
+                                                    "the newest value that rows wait before they are read")
 
 
 class FolderSource(_Base):

@@ -29,29 +29,41 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+#: How each cursor value type is written into the stored cursor (tagged JSON) and read back.
+_CODECS: list[tuple[str, type | tuple[type, ...], Any, Any]] = [
+    ("datetime", dt.datetime, dt.datetime.isoformat, dt.datetime.fromisoformat),
+    ("date", dt.date, dt.date.isoformat, dt.date.fromisoformat),
+    ("time", dt.time, dt.time.isoformat, dt.time.fromisoformat),
+    ("decimal", decimal.Decimal, str, decimal.Decimal),
+    ("uuid", uuid.UUID, str, uuid.UUID),
+    ("bytes", (bytes, bytearray, memoryview), lambda v: base64.b64encode(bytes(v)).decode(), base64.b64decode),
+]
+
+
 def _encode_cursor(values: tuple[Any, Any]) -> str:
+    """The stored cursor for a row's (cursor column, tie-breaker) values, whatever their types."""
     out = []
     for v in values:
-        if isinstance(v, dt.datetime):
-            out.append({"datetime": v.isoformat()})
-        elif isinstance(v, dt.date):
-            out.append({"date": v.isoformat()})
-        elif isinstance(v, decimal.Decimal):
-            out.append({"decimal": str(v)})
-        else:
+        if v is None or isinstance(v, bool | int | float | str):
             out.append(v)
+            continue
+        for tag, kind, encode, _ in _CODECS:
+            if isinstance(v, kind):
+                out.append({tag: encode(v)})
+                break
+        else:
+            raise ConfigError(f"cursor values of type {type(v).__name__} are not supported; "
+                              "use a number, text, time, date, decimal, UUID or binary column")
     return json.dumps(out)
 
 
 def _decode_cursor(text: str) -> list[Any]:
+    decoders = {tag: decode for tag, _, _, decode in _CODECS}
     out = []
     for v in json.loads(text):
-        if isinstance(v, dict) and "datetime" in v:
-            out.append(dt.datetime.fromisoformat(v["datetime"]))
-        elif isinstance(v, dict) and "date" in v:
-            out.append(dt.date.fromisoformat(v["date"]))
-        elif isinstance(v, dict) and "decimal" in v:
-            out.append(decimal.Decimal(v["decimal"]))
+        if isinstance(v, dict) and len(v) == 1 and next(iter(v)) in decoders:
+            tag, raw = next(iter(v.items()))
+            out.append(decoders[tag](raw))
         else:
             out.append(v)
     return out
@@ -84,6 +96,8 @@ class SqlTable:
                 last_col, last_tie = _decode_cursor(cursor)
                 query = query.where(sa.or_(col > last_col, sa.and_(col == last_col, tie > last_tie)))
             with self.engine.connect() as conn:
+                if self.cfg.safety_lag:
+                    query = query.where(col <= self._horizon(conn, col))
                 rows = [dict(r._mapping) for r in conn.execute(query)]
         except SQLAlchemyError as exc:
             raise StorageError(f"{self.cfg.name}: database error {type(exc).__name__}", transient=True) from exc
@@ -97,6 +111,24 @@ class SqlTable:
         last = rows[-1]
         next_cursor = _encode_cursor((last[self.cfg.cursor_column], last[self.cfg.tiebreak_column]))
         return Page(items, next_cursor, len(rows) == limit)
+
+    def _horizon(self, conn: sa.Connection, col: sa.ColumnElement[Any]) -> Any:
+        """The newest cursor value safe to read: ``safety_lag`` behind the database's clock (time
+        columns) or behind the column's largest value (numbers). Rows past it wait for a later run, so
+        a transaction that stamped its row earlier but commits later is not passed by the cursor."""
+        lag = self.cfg.safety_lag
+        newest = conn.execute(sa.select(sa.func.max(col))).scalar()
+        if newest is None:
+            return None
+        if isinstance(newest, dt.datetime | dt.date):
+            now = conn.execute(sa.select(sa.func.current_timestamp())).scalar()
+            if isinstance(now, str):  # SQLite: UTC as text
+                now = dt.datetime.fromisoformat(now)
+            if isinstance(now, dt.datetime) and isinstance(newest, dt.datetime) and newest.tzinfo is None \
+                    and now.tzinfo is not None:
+                now = now.astimezone(dt.UTC).replace(tzinfo=None)
+            return now - dt.timedelta(seconds=lag)
+        return newest - type(newest)(lag)
 
     def finish(self, units: list[str]) -> None:
         pass
