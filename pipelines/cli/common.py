@@ -19,6 +19,26 @@ vkey_opt = click.option("--log-vkey", "log_vkeys", multiple=True, metavar="VKEY"
                         help="A pinned verifier key of the built-in log (the text, or a file holding it). Repeatable.")
 
 
+class Duration(click.ParamType):
+    """A duration: seconds, or a number with s, m, h or d (``90d``, ``12h``)."""
+
+    name = "duration"
+    UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip().lower()
+        unit = self.UNITS.get(text[-1:], None)
+        try:
+            seconds = float(text[:-1] if unit else text) * (unit or 1)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration (e.g. 3600, 90m, 12h, 30d)", param, ctx)
+        if seconds < 0:
+            self.fail("a duration cannot be negative", param, ctx)
+        return seconds
+
+
 def fail(message: str, code: int = EXIT_UNUSABLE) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)

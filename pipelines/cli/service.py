@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipelines.cli.common import fail_with
+from pipelines.cli.common import Duration, fail_with
 from pipelines.errors import AnchorpipeError
 
 if TYPE_CHECKING:
@@ -20,22 +20,49 @@ def _state() -> RedisState:
     return runtime().state
 
 
+expires_opt = click.option("--expires", type=Duration(), default=None,
+                           help="The key stops working after this long (e.g. 90d). Default: never.")
+
+
+def _show_key(key: str, expires_in_s: float | None) -> None:
+    click.echo(key)
+    when = "never expires" if expires_in_s is None else f"expires in {expires_in_s / 86400:g} days"
+    click.echo(f"(shown only this once; {when})", err=True)
+
+
 @click.group()
 def agency() -> None:
-    """Agencies (reads ANCHORPIPE_REDIS_URL)."""
+    """Agencies and their API keys (reads ANCHORPIPE_REDIS_URL)."""
 
 
 @agency.command("add")
 @click.argument("name")
-def agency_add(name: str) -> None:
-    """Create agency NAME and print its API key (shown only this once)."""
+@expires_opt
+def agency_add(name: str, expires: float | None) -> None:
+    """Create agency NAME and print its API key (shown only this once). An existing agency is refused."""
     from pipelines.intake.auth import add_agency
 
     try:
-        key = add_agency(_state(), name)
+        key = add_agency(_state(), name, expires)
     except AnchorpipeError as exc:
         fail_with(exc)
-    click.echo(key)
+    _show_key(key, expires)
+
+
+@agency.command("rotate")
+@click.argument("name")
+@click.option("--grace", type=Duration(), required=True,
+              help="How long the agency's current keys keep working (e.g. 7d), so its systems can move over.")
+@expires_opt
+def agency_rotate(name: str, grace: float, expires: float | None) -> None:
+    """Print a new API key for agency NAME; its current keys expire after --grace."""
+    from pipelines.intake.auth import rotate
+
+    try:
+        key = rotate(_state(), "agency", name, grace, expires)
+    except AnchorpipeError as exc:
+        fail_with(exc)
+    _show_key(key, expires)
 
 
 @click.group()
@@ -46,15 +73,72 @@ def auditor() -> None:
 @auditor.command("add")
 @click.argument("name")
 @click.option("--agency", "agencies", multiple=True, required=True, help="An agency the auditor may read. Repeatable.")
-def auditor_add(name: str, agencies: tuple[str, ...]) -> None:
+@expires_opt
+def auditor_add(name: str, agencies: tuple[str, ...], expires: float | None) -> None:
     """Create auditor NAME and print its read-only API key (shown only this once)."""
     from pipelines.intake.auth import add_auditor
 
     try:
-        key = add_auditor(_state(), name, list(agencies))
+        key = add_auditor(_state(), name, list(agencies), expires)
     except AnchorpipeError as exc:
         fail_with(exc)
-    click.echo(key)
+    _show_key(key, expires)
+
+
+@auditor.command("rotate")
+@click.argument("name")
+@click.option("--grace", type=Duration(), required=True, help="How long the auditor's current keys keep working.")
+@expires_opt
+def auditor_rotate(name: str, grace: float, expires: float | None) -> None:
+    """Print a new read-only key for auditor NAME; its current keys expire after --grace."""
+    from pipelines.intake.auth import rotate
+
+    try:
+        key = rotate(_state(), "auditor", name, grace, expires)
+    except AnchorpipeError as exc:
+        fail_with(exc)
+    _show_key(key, expires)
+
+
+@click.group()
+def key() -> None:
+    """Every API key: list them (by id, never the key itself) and revoke one."""
+
+
+@key.command("list")
+def key_list() -> None:
+    """One line per key: id, kind, name, agencies, created, expires (UTC)."""
+    from pipelines.intake.auth import list_keys
+    from pipelines.state import now_ms
+
+    try:
+        keys = list_keys(_state())
+    except AnchorpipeError as exc:
+        fail_with(exc)
+    now = now_ms()
+    for k in keys:
+        expires = "never" if k.expires_ms is None else _utc(k.expires_ms) + (" (expired)" if k.expired(now) else "")
+        click.echo(f"{k.id}  {k.kind:7}  {k.name}  agencies={','.join(k.agencies)}  created={_utc(k.created_ms)}  "
+                   f"expires={expires}")
+
+
+@key.command("revoke")
+@click.argument("key_id")
+def key_revoke(key_id: str) -> None:
+    """Revoke the key with KEY_ID (from 'anchorpipe key list'): it stops working at once."""
+    from pipelines.intake.auth import revoke
+
+    try:
+        gone = revoke(_state(), key_id)
+    except AnchorpipeError as exc:
+        fail_with(exc)
+    click.echo(f"revoked key {gone.id} of {gone.kind} {gone.name}")
+
+
+def _utc(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @click.group("dead-letters")

@@ -355,6 +355,13 @@ class RedisState:
         raw = self._call(self.r.hget, "ap:keys", digest)
         return None if raw is None else dict(json.loads(raw))
 
+    def keys(self) -> dict[str, dict[str, Any]]:
+        """Every stored key's digest and principal."""
+        return {d: json.loads(raw) for d, raw in self._call(self.r.hgetall, "ap:keys").items()}
+
+    def delete_key(self, digest: str) -> None:
+        self._call(self.r.hdel, "ap:keys", digest)
+
     # -- pull sources ----------------------------------------------------------------------
 
     def source_status(self, name: str) -> dict[str, str]:
