@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     sentry_dsn: SecretStr | None = Field(None, validation_alias="SENTRY_DSN")
     #: Prometheus metrics port for workers (0: none).
     metrics_port: int = Field(0, ge=0, le=65535)
+    #: Address the workers' metrics listener binds (0.0.0.0 where Prometheus scrapes from elsewhere).
+    metrics_addr: str = "127.0.0.1"
+    #: Bearer token that the API's /metrics requires; unset, the API serves no metrics (they name agencies).
+    metrics_token: SecretStr | None = None
 
     @field_validator("s3_sse")
     @classmethod

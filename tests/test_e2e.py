@@ -212,7 +212,7 @@ def test_beat_pulls_a_source_and_a_worker_killed_mid_pull_loses_nothing(tmp_path
 def test_workers_serve_prometheus_metrics(tmp_path: Path):
     from pipelines.demo.services import free_port
 
-    with local_stack(tmp_path, workers={}, **FAST) as stack:
+    with local_stack(tmp_path, workers={}, metrics_token="scrape-token-0123456789", **FAST) as stack:
         port = free_port()
         stack.start_worker("stages", "seal,archive,reconcile", 2, env={
             "ANCHORPIPE_METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")})
@@ -235,5 +235,5 @@ def test_workers_serve_prometheus_metrics(tmp_path: Path):
         text = scraped()
         assert "anchorpipe_records_sealed_total 120.0" in text
         assert 'anchorpipe_stage_seconds_count{stage="archive"}' in text
-        api = httpx.get(f"{stack.api_url}/metrics").text
+        api = httpx.get(f"{stack.api_url}/metrics", headers={"Authorization": "Bearer scrape-token-0123456789"}).text
         assert 'anchorpipe_queue_length{queue="archive"}' in api and "anchorpipe_pending_records 0.0" in api

@@ -16,10 +16,13 @@ from pipelines.errors import PersistenceError
 from pipelines.state.redis import RedisState as State
 
 
+METRICS_TOKEN = "scrape-" + "t" * 20
+
+
 @pytest.fixture
 def env(clean_redis, tmp_path):
     cfg = Settings(redis_url=clean_redis, archive=str(tmp_path / "archive"), max_body_bytes=2_000_000,
-                   max_records_per_request=20_000)
+                   max_records_per_request=20_000, metrics_token=METRICS_TOKEN)
     state = State.connect(clean_redis)
     keys = {"a": add_agency(state, "agency-a"), "b": add_agency(state, "agency-b")}
     keys["auditor"] = add_auditor(state, "audit-office", ["agency-a"])
@@ -128,7 +131,9 @@ def test_health_readiness_and_metrics(env):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"]["redis"] == "ok"
-    text = client.get("/metrics").text
+    assert client.get("/metrics").status_code == 401  # agency names and volumes are not for everyone
+    assert client.get("/metrics", headers={"Authorization": f"Bearer {keys['a']}"}).status_code == 401
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
     assert 'anchorpipe_records_accepted_total{agency="agency-a"}' in text
     assert "anchorpipe_pending_records 3.0" in text
     assert 'anchorpipe_oldest_pending_seconds{agency="agency-a"}' in text
@@ -207,3 +212,10 @@ def test_health_answers_while_a_large_submission_is_parsed(clean_redis, tmp_path
     # On a blocked event loop /healthz could answer only after the whole request was parsed and stored.
     assert stored_when_healthy[0] < 40_000
     assert len(stored(state, "agency-a")) == 40_000
+
+
+def test_without_a_metrics_token_the_api_serves_no_metrics(clean_redis, tmp_path):
+    client = TestClient(create_app(Settings(redis_url=clean_redis, archive=str(tmp_path))))
+    resp = client.get("/metrics")
+    assert resp.status_code == 404 and "ANCHORPIPE_METRICS_TOKEN" in resp.json()["detail"]
+    assert "/metrics" not in client.get("/openapi.json").json()["paths"]

@@ -112,7 +112,7 @@ def _serve_metrics(**_: object) -> None:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
         try:
-            start_http_server(port, registry=registry)
+            start_http_server(port, addr=settings().metrics_addr, registry=registry)
         except OSError as exc:  # say so loudly: a silent missing endpoint only shows up as a gap in graphs
             logging.getLogger("anchorpipe").error("cannot serve metrics on port %s: %s", port, exc)
             raise

@@ -8,6 +8,7 @@ loop, so health checks answer while large requests are processed.
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Annotated, Any
 
@@ -169,8 +170,16 @@ def _health_routes(rt: Runtime) -> APIRouter:
         ok, checks = _readiness(rt)
         return JSONResponse({"ready": ok, "checks": checks, "time": time.time()}, status_code=200 if ok else 503)
 
-    @router.get("/metrics")
-    def metrics_endpoint() -> Response:
+    token = rt.cfg.metrics_token.get_secret_value().encode() if rt.cfg.metrics_token else None
+
+    @router.get("/metrics", include_in_schema=False)
+    def metrics_endpoint(authorization: Annotated[str | None, Header()] = None) -> Response:
+        """Prometheus metrics, for a scraper holding ANCHORPIPE_METRICS_TOKEN: they name agencies and volumes."""
+        if token is None:
+            raise HTTPException(404, "metrics are off on this listener (set ANCHORPIPE_METRICS_TOKEN)")
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
+            raise HTTPException(401, "a metrics token is required", headers={"WWW-Authenticate": "Bearer"})
         data = generate_latest(DEFAULT_REGISTRY) + generate_latest(registry)
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 
