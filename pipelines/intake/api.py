@@ -24,6 +24,7 @@ from pipelines.core.commitment import check_agency, record_leaf_hash
 from pipelines.errors import AnchorpipeError, ConflictRecord, InputError, RecordError
 from pipelines.intake.auth import Principal, authenticate
 from pipelines.intake.records import parse_body
+from pipelines.intake.schema import GET_RESPONSES, SUBMIT_BODY, SUBMIT_RESPONSES, RecordStatus, Submitted
 from pipelines.intake.submit import store_records
 from pipelines.ledger.tlog import CHECKPOINT
 from pipelines.ops import metrics
@@ -106,7 +107,8 @@ def _records_routes(rt: Runtime) -> APIRouter:
         except ConflictRecord as exc:
             return JSONResponse({"detail": str(exc), "id": exc.record_id}, status_code=409)
 
-    @router.post("/v1/records", status_code=202)
+    @router.post("/v1/records", status_code=202, response_model=Submitted, responses=SUBMIT_RESPONSES,
+                 openapi_extra=SUBMIT_BODY)
     async def submit(request: Request, who: Principal = Depends(principal)) -> Any:
         """Submit one record, a JSON array of records, or NDJSON (Content-Type: application/x-ndjson)."""
         if who.kind != "agency":
@@ -114,7 +116,7 @@ def _records_routes(rt: Runtime) -> APIRouter:
         body = await _read_body(request, cfg.max_body_bytes)
         return await run_in_threadpool(accept, who.name, body, request.headers.get("content-type", ""))
 
-    @router.get("/v1/records/{record_id:path}")
+    @router.get("/v1/records/{record_id:path}", response_model=RecordStatus, responses=GET_RESPONSES)
     def get_record(record_id: str, agency: str | None = None, who: Principal = Depends(principal)) -> dict[str, Any]:
         """A record's status, and its proof once archived. Auditors name the agency (?agency=)."""
         agency = agency or who.name
