@@ -73,7 +73,7 @@ def read_jsonl(lines: Iterable[bytes], progress: Callable[[int], None] | None = 
         if not line.strip():
             continue
         try:
-            parsed.append((number, parse_record(jsontext.loads(line))))
+            parsed.append((number, parse_record(jsontext.loads(line, walk=False))))
         except jsontext.JSONTextError as exc:
             problems.append(Problem(number, "record", str(exc)))
         except FieldError as exc:
@@ -102,12 +102,12 @@ def parse_body(body: bytes, content_type: str, max_records: int) -> list[RecordI
             raise RecordError([Problem(max_records, "body", f"more than {max_records} records in one request")])
         for i, line in enumerate(lines):
             try:
-                objects.append((i, jsontext.loads(line)))
+                objects.append((i, jsontext.loads(line, walk=False)))
             except jsontext.JSONTextError as exc:
                 problems.append(Problem(i, "record", str(exc)))
     else:
         try:
-            doc = jsontext.loads(body)
+            doc = jsontext.loads(body, walk=False)
         except jsontext.JSONTextError as exc:
             raise RecordError([Problem(0, "body", str(exc))]) from None
         docs = doc if isinstance(doc, list) else [doc]
