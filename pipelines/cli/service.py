@@ -49,22 +49,6 @@ def agency_add(name: str, expires: float | None) -> None:
     _show_key(key, expires)
 
 
-@agency.command("rotate")
-@click.argument("name")
-@click.option("--grace", type=Duration(), required=True,
-              help="How long the agency's current keys keep working (e.g. 7d), so its systems can move over.")
-@expires_opt
-def agency_rotate(name: str, grace: float, expires: float | None) -> None:
-    """Print a new API key for agency NAME; its current keys expire after --grace."""
-    from pipelines.intake.auth import rotate
-
-    try:
-        key = rotate(_state(), "agency", name, grace, expires)
-    except AnchorpipeError as exc:
-        fail_with(exc)
-    _show_key(key, expires)
-
-
 @click.group()
 def auditor() -> None:
     """Auditors: read-only keys over chosen agencies (reads ANCHORPIPE_REDIS_URL)."""
@@ -85,19 +69,28 @@ def auditor_add(name: str, agencies: tuple[str, ...], expires: float | None) -> 
     _show_key(key, expires)
 
 
-@auditor.command("rotate")
-@click.argument("name")
-@click.option("--grace", type=Duration(), required=True, help="How long the auditor's current keys keep working.")
-@expires_opt
-def auditor_rotate(name: str, grace: float, expires: float | None) -> None:
-    """Print a new read-only key for auditor NAME; its current keys expire after --grace."""
-    from pipelines.intake.auth import rotate
+def _add_rotate(group: click.Group, kind: str) -> None:
+    """``anchorpipe agency|auditor rotate NAME --grace D``: one command for both kinds of principal."""
 
-    try:
-        key = rotate(_state(), "auditor", name, grace, expires)
-    except AnchorpipeError as exc:
-        fail_with(exc)
-    _show_key(key, expires)
+    @group.command("rotate")
+    @click.argument("name")
+    @click.option("--grace", type=Duration(), required=True,
+                  help=f"How long the {kind}'s current keys keep working (e.g. 7d), so its systems can move over.")
+    @expires_opt
+    def rotate_key(name: str, grace: float, expires: float | None) -> None:
+        from pipelines.intake.auth import rotate
+
+        try:
+            key = rotate(_state(), kind, name, grace, expires)
+        except AnchorpipeError as exc:
+            fail_with(exc)
+        _show_key(key, expires)
+
+    rotate_key.help = f"Print a new API key for {kind} NAME; its current keys expire after --grace."
+
+
+_add_rotate(agency, "agency")
+_add_rotate(auditor, "auditor")
 
 
 @click.group()
