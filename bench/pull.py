@@ -62,7 +62,7 @@ def pull_rate(url: str, config: str, tmp: Path, n: int) -> float:
     t = time.perf_counter()
     result = SourceRunner(cfg, state).run(max_pages=10_000)
     elapsed = time.perf_counter() - t
-    assert result.accepted == n, result
+    assert result.accepted == n, (result.status, result.accepted, result.quarantined, result.error)
     return n / elapsed
 
 
@@ -103,7 +103,7 @@ def main() -> None:
         results["sql table (SQLite)"] = pull_rate(
             url, f'[[source]]\nname = "q"\nagency = "a-sql"\nkind = "sql"\nurl = "sqlite:///{tmp / "b.db"}"\n'
                  f'table = "t"\ncursor_column = "seq"\ntiebreak_column = "rec_id"\nid_field = "rec_id"\n'
-                 'page_size = 2000\n', tmp, n)
+                 'content_field = "."\npage_size = 2000\n', tmp, n)
         inbox = tmp / "inbox"
         inbox.mkdir()
         for k in range(0, n, 5000):

@@ -131,11 +131,11 @@ class SourceRunner:
         parsed: list[tuple[int, RecordInput]] = []
         bad: list[tuple[Pulled, str]] = []
         for n, item in enumerate(items):
-            problem = SourceRunner.verdict(item)
-            if problem is None:
-                parsed.append((n, parse_record(item.record)))
+            record, problem = SourceRunner._parse(item)
+            if record is not None:
+                parsed.append((n, record))
             else:
-                bad.append((item, problem))
+                bad.append((item, problem or "not a record"))
         kept, repeated = unique(parsed, lambda n: items[n].position)
         bad += [(items[p.position], p.message) for p in repeated]  # same id, other content: the first stands
         return {r.id: (items[n], r) for n, r in kept}, bad
@@ -159,15 +159,14 @@ class SourceRunner:
         metrics.PULLED.labels(self.name).inc(new)
 
     @staticmethod
-    def verdict(item: Pulled) -> str | None:
-        """Why ``item`` would be quarantined, or None if it is a valid record."""
+    def _parse(item: Pulled) -> tuple[RecordInput | None, str | None]:
+        """The item's record, or why it would be quarantined."""
         if item.problem is not None:
-            return item.problem
+            return None, item.problem
         try:
-            parse_record(item.record)
+            return parse_record(item.record), None
         except FieldError as exc:
-            return str(exc)
-        return None
+            return None, str(exc)
 
     def _quarantine(self, item: Pulled, reason: str, result: RunResult) -> None:
         doc = {"position": item.position, "reason": reason, "item": item.record, "at": now_ms()}

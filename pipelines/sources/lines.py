@@ -39,7 +39,7 @@ def _decode(line: bytes, fields: list[str] | None) -> tuple[object, str | None]:
     text = line.decode("utf-8", "replace")
     if fields is None:
         try:
-            return jsontext.loads(line), None
+            return jsontext.loads(line, walk=False), None  # parse_record applies the value rules
         except jsontext.JSONTextError as exc:  # every way a line can be bad, never an exception escaping
             return text[:1000], str(exc)
     try:
