@@ -60,25 +60,30 @@ class Pipeline:
         return self.ledger  # type: ignore[return-value]
 
     def seal_ripe(self) -> list[str]:
-        """Claim and seal ripe batches (full, or oldest record older than the interval)."""
+        """Claim and seal ripe batches, one agency per batch (full, or oldest record older than the interval)."""
+        self.state.upgrade_pending()
         sealed: list[str] = []
         deadline = time.monotonic() + SEAL_BUDGET_S
-        while time.monotonic() < deadline:
-            sealed_at = now_timestamp()
-            batch_id = new_batch_id(sealed_at)
-            claimed, orphans = self.state.claim(batch_id, self.cfg.batch_max, self.cfg.batch_interval, sealed_at)
-            if orphans:
-                self.state.dead_letter("claim", orphans, "pending entries with no stored record")
-                report_message(f"{len(orphans)} pending entries had no stored record; dead-lettered")
-            if not claimed:
-                if orphans:
-                    continue
-                break
-            # Commit point: the batch's members, salts and seal time are fixed in the state.
-            faultpoints.reached("seal.claimed")
-            self.seal(batch_id)
-            sealed.append(batch_id)
+        for agency in self.state.pending_agencies():
+            while time.monotonic() < deadline and self._seal_next(agency, sealed):
+                pass
         return sealed
+
+    def _seal_next(self, agency: str, sealed: list[str]) -> bool:
+        """Claim and seal one ripe batch of ``agency``; False when none is ripe."""
+        sealed_at = now_timestamp()
+        batch_id = new_batch_id(sealed_at)
+        claimed, orphans = self.state.claim(batch_id, agency, self.cfg.batch_max, self.cfg.batch_interval, sealed_at)
+        if orphans:
+            self.state.dead_letter("claim", orphans, "pending entries with no stored record")
+            report_message(f"{len(orphans)} pending entries had no stored record; dead-lettered")
+        if not claimed:
+            return bool(orphans)
+        # Commit point: the batch's members, salts and seal time are fixed in the state.
+        faultpoints.reached("seal.claimed")
+        self.seal(batch_id)
+        sealed.append(batch_id)
+        return True
 
     def seal(self, batch_id: str) -> None:
         """Compute a claimed batch's root and mark it sealed (a no-op once it is past that)."""

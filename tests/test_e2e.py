@@ -63,7 +63,7 @@ def check_everything(stack, state: State, records: int) -> None:
     assert sorted(logged) == batches, "every batch exactly once in the log"
     seen: dict[str, str] = {}
     for batch_id in batches:
-        for line in store.get(bundle.bundle_key(batch_id)).splitlines():
+        for line in store.get(bundle.bundle_key("agency-a", batch_id)).splitlines():
             proof = parse_proof(line)
             assert proof.record.id not in seen, f"{proof.record.id} proved twice"
             seen[proof.record.id] = batch_id

@@ -20,7 +20,7 @@ def _anchored_batches(p, n: int) -> list[str]:
 def test_a_batch_whose_bundle_conflicts_fails_alone(pipe):  # noqa: F811
     batches = _anchored_batches(pipe, 3)
     bad = batches[1]
-    pipe.store.put_immutable(bundle.bundle_key(bad), b"someone else's bytes\n")
+    pipe.store.put_immutable(bundle.bundle_key("agency-1", bad), b"someone else's bytes\n")
     done = pipe.archive(batches)
     assert sorted(done) == sorted(b for b in batches if b != bad)
     assert pipe.state.batch(bad)["state"] == "failed"

@@ -27,8 +27,8 @@ def accepted_ids(state: State, agency: str) -> set[str]:
     return set(state.r.hkeys(f"ap:rec:{agency}"))
 
 
-def pending_ids(state: State) -> list[str]:
-    return [p.split("\x1f")[2] for p in state.r.lrange("ap:pending", 0, -1)]
+def pending_ids(state: State, agency: str = "dept-x") -> list[str]:
+    return [p.split("\x1f")[1] for p in state.r.lrange(f"ap:pending:{agency}", 0, -1)]
 
 
 def write_config(tmp: Path, text: str) -> dict:

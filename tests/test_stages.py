@@ -72,7 +72,9 @@ def test_records_flow_to_verifiable_archived_proofs(pipe):
     accept(pipe, "agency-a", 2500)
     accept(pipe, "agency-b", 10)
     done = run_all(pipe)
-    assert len(done) == 3  # batches of at most 1000
+    assert len(done) == 4  # batches of at most 1000, one agency each
+    for b in done:  # so each bundle can be granted to its agency alone
+        assert len({c.agency for c in pipe.state.load_batch(b).commitments}) == 1
     assert pipe.state.archived_records() == 2510
     assert sorted(log_batch_ids(pipe)) == sorted(done)
     for agency, i in [("agency-a", 0), ("agency-a", 2499), ("agency-b", 9)]:
@@ -140,7 +142,7 @@ def test_anchor_crash_after_append_does_not_anchor_twice(pipe):
 
 def test_claimed_batch_is_sealed_by_the_reconciler_path(pipe):
     accept(pipe, "agency-a", 5)
-    pipe.state.claim("manual-batch", 1000, 0.0, "2026-11-28T12:00:00Z")  # a sealer died right after claiming
+    pipe.state.claim("manual-batch", "agency-a", 1000, 0.0, "2026-11-28T12:00:00Z")  # a sealer died right after claiming
     pipe.cfg = pipe.cfg.model_copy(update={"reconcile_after": 0.001})
     import time
 

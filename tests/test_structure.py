@@ -78,31 +78,27 @@ def test_the_sequencer_signs_with_every_key_of_a_rotation_file(tmp_path):
 def test_a_claim_with_an_orphan_entry_claims_the_rest_and_reports_it(clean_redis):
     state = RedisState.connect(clean_redis)
     state.accept("agency-a", [(f"r{i}", content_sha256(i), secrets.token_bytes(32)) for i in range(5)])
-    state.r.lset("ap:pending", 2, f"{int(time.time() * 1000)}\x1fagency-a\x1fnever-stored")
-    claimed, orphans = state.claim("b1", 100, 0.0, "2026-11-29T00:00:00Z")
+    state.r.lset("ap:pending:agency-a", 2, f"{int(time.time() * 1000)}\x1fnever-stored")
+    claimed, orphans = state.claim("b1", "agency-a", 100, 0.0, "2026-11-29T00:00:00Z")
     assert claimed == 4 and len(orphans) == 1 and orphans[0].endswith("never-stored")
-    assert state.pending_depth() == 0
+    assert state.pending_depth() == 0 and state.pending_agencies() == []
     assert [m.split("\x1f")[1] for m in state.r.lrange("ap:batch:b1:members", 0, -1)] == ["r0", "r1", "r3", "r4"]
     assert state.load_batch("b1").size == 4
 
 
-def test_a_claim_sees_agencies_arriving_after_its_peek(clean_redis, monkeypatch):
-    """The claim script touches only the keys it declares; a new agency at the head makes it re-plan."""
+def test_records_pending_in_the_old_single_list_are_moved_per_agency_and_sealed(clean_redis, tmp_path):
+    """An upgrade keeps every record that an earlier version accepted but had not sealed yet."""
     state = RedisState.connect(clean_redis)
     state.accept("agency-a", [("a1", content_sha256(1), secrets.token_bytes(32))])
-    real_peek, calls = state._peek, []
-
-    def peek_then_race(n):
-        seen = real_peek(n)
-        if not calls:  # between the peek and the script, another agency's record arrives
-            state.accept("agency-b", [("b1", content_sha256(2), secrets.token_bytes(32))])
-        calls.append(seen)
-        return seen
-
-    monkeypatch.setattr(state, "_peek", peek_then_race)
-    claimed, orphans = state.claim("b2", 100, 0.0, "2026-11-29T00:00:00Z")
-    assert (claimed, orphans, len(calls)) == (2, [], 2)
-    assert state.r.hget("ap:recbatch:agency-b", "b1") == "b2"
+    ms = int(time.time() * 1000)
+    for agency, rid in (("agency-a", "old-a"), ("agency-b", "old-b")):  # as the earlier version stored them
+        state.r.hset(f"ap:rec:{agency}", rid, f"{content_sha256(rid).hex()}:{'00' * 32}:{ms}")
+        state.r.rpush("ap:pending", f"{ms}\x1f{agency}\x1f{rid}")
+    state.r.incrby("ap:pending_count", 0)
+    assert state.upgrade_pending() == 2 and not state.r.exists("ap:pending")
+    assert state.pending_depth() == 3 and state.pending_agencies() == ["agency-a", "agency-b"]
+    claimed, _ = state.claim("b-a", "agency-a", 100, 0.0, "2026-11-29T00:00:00Z")
+    assert claimed == 2 and state.upgrade_pending() == 0
 
 
 @pytest.mark.parametrize("stage", ["sealed", "anchored", "archived"])

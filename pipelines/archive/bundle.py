@@ -1,6 +1,9 @@
-"""Batch bundles: every proof of a batch as one NDJSON object, ``proofs/<batch id>.ndjson``, written once.
+"""Batch bundles: every proof of a batch as one NDJSON object, ``proofs/<agency>/<batch id>.ndjson``.
 
-A bundle holds one agency's records only when its batch does; see docs/archive.md.
+Batches are sealed per agency, so a bundle holds one agency's proofs and read
+access can be granted per agency prefix (docs/archive.md). Archives written
+before that keep their bundles at ``proofs/<batch id>.ndjson``, which readers
+still find (:func:`legacy_bundle_key`).
 """
 
 from __future__ import annotations
@@ -15,8 +18,21 @@ from pipelines.storage import ObjectStore
 Location = tuple[str, int, int]
 
 
-def bundle_key(batch_id: str) -> str:
+def bundle_key(agency: str, batch_id: str) -> str:
+    return f"proofs/{agency}/{batch_id}.ndjson"
+
+
+def legacy_bundle_key(batch_id: str) -> str:
+    """Where archives written before per-agency batches keep a bundle (read, never written)."""
     return f"proofs/{batch_id}.ndjson"
+
+
+def batch_agency(batch: SealedBatch) -> str:
+    """The one agency whose records ``batch`` holds; ValueError if it holds several (a precondition)."""
+    agencies = {c.agency for c in batch.commitments}
+    if len(agencies) != 1:
+        raise ValueError(f"batch {batch.id} holds records of {len(agencies)} agencies; bundles hold one")
+    return agencies.pop()
 
 
 def build_bundle(batch: SealedBatch, anchors: Sequence[Anchor]) -> tuple[bytes, list[Location]]:
@@ -34,6 +50,7 @@ def build_bundle(batch: SealedBatch, anchors: Sequence[Anchor]) -> tuple[bytes, 
 
 def write_batch(store: ObjectStore, batch: SealedBatch, anchors: Sequence[Anchor]) -> list[Location]:
     """Write the batch's bundle once (an identical re-write succeeds) and return the locations."""
+    agency = batch_agency(batch)
     data, locations = build_bundle(batch, anchors)
-    store.put_immutable(bundle_key(batch.id), data)
+    store.put_immutable(bundle_key(agency, batch.id), data)
     return locations

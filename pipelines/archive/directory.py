@@ -1,7 +1,7 @@
 """The archive's directory: finds a record's proof by (agency, id) in two GETs.
 
 Layout under the archive location (docs/archive.md), beside the bundles
-(:mod:`.bundle`, ``proofs/<batch id>.ndjson``):
+(:mod:`.bundle`, ``proofs/<agency>/<batch id>.ndjson``):
 
 - ``ids/<agency>/<h>.json``: a directory shard, ``h`` the first hex digit of
   SHA-256(UTF-8 record id): ``{"format": "anchorpipe.directory/1", "entries":
@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pipelines.archive.bundle import Location, bundle_key
+from pipelines.archive.bundle import Location, bundle_key, legacy_bundle_key
 from pipelines.core.proof import Proof, parse_proof
 from pipelines.errors import ConflictError, InputError, StorageError
 from pipelines.storage import ObjectStore
@@ -88,9 +88,11 @@ def fetch_proof(store: ObjectStore, agency: str, record_id: str) -> Proof:
     if entry is None:
         raise InputError(f"no archived proof for agency {agency!r} record {record_id!r}")
     batch_id, offset, length = entry
-    raw = store.get_range(bundle_key(batch_id), offset, length)
+    raw = store.get_range(bundle_key(agency, batch_id), offset, length)
+    if raw is None:  # an archive written before bundles were per agency
+        raw = store.get_range(legacy_bundle_key(batch_id), offset, length)
     if raw is None:
-        raise StorageError(f"{bundle_key(batch_id)} is missing from {store.describe()}")
+        raise StorageError(f"{bundle_key(agency, batch_id)} is missing from {store.describe()}")
     proof = parse_proof(raw)
     if (proof.record.agency, proof.record.id) != (agency, record_id):
         raise StorageError(f"directory entry for {record_id!r} points at another record's proof")

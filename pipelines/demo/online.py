@@ -134,7 +134,7 @@ def _audit(store, log_store, vkey, samples: list[dict], echo: Echo, progress: Pr
         for rec in samples:
             batch_id, offset, length = shards[rec["id"]]
             if batch_id not in bundles:
-                bundles[batch_id] = store.get(bundle_key(batch_id))
+                bundles[batch_id] = store.get(bundle_key(AGENCY, batch_id))
             proof = parse_proof(bundles[batch_id][offset:offset + length])
             verify_proof(proof, policy, content_sha256=content_sha256(rec["content"]))
             bar.update(1)

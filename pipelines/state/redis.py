@@ -4,7 +4,8 @@ Keys (all prefixed ``ap:``):
 
 - ``rec:<agency>`` hash: record id → ``<content sha256 hex>:<salt hex>:<accepted ms>``
 - ``recbatch:<agency>`` hash: record id → batch id, set when the record is claimed
-- ``pending`` list: ``<accepted ms>\\x1f<agency>\\x1f<id>``, oldest first
+- ``pending:<agency>`` list: ``<accepted ms>\\x1f<id>``, oldest first; ``pending_agencies`` set
+  (agencies with pending records) and ``pending_count`` (all pending records)
 - ``batch:<id>`` hash: state, sealed_at, size, created, root, anchor (receipt JSON)
 - ``batch:<id>:members`` list: ``<agency>\\x1f<id>\\x1f<stored record value>`` in leaf order
 - ``stage:<state>`` sorted sets (claimed, sealed, anchored): batch id → last change ms
@@ -34,8 +35,9 @@ from pipelines.state import STAGES, Accepted, now_ms
 
 SEP = "\x1f"
 
+# KEYS: rec:<agency>, pending:<agency>, pending_agencies, pending_count. ARGV: agency, now, then id/digest/salt.
 _ACCEPT = """
-local rec, pending, agency, now = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local rec, pending, agencies, count, agency, now = KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2]
 local out = {}
 for i = 3, #ARGV, 3 do
   local old = redis.call('HGET', rec, ARGV[i])
@@ -44,62 +46,84 @@ for i = 3, #ARGV, 3 do
   end
   out[#out + 1] = old or false
 end
-local depth = redis.call('LLEN', pending)
+local depth = tonumber(redis.call('GET', count) or '0')
+local added = 0
 for i = 3, #ARGV, 3 do
   local n = (i - 3) / 3 + 1
   if not out[n] then
     local value = ARGV[i + 1] .. ':' .. ARGV[i + 2] .. ':' .. now
     if redis.call('HSETNX', rec, ARGV[i], value) == 1 then
-      redis.call('RPUSH', pending, now .. '\\31' .. agency .. '\\31' .. ARGV[i])
+      redis.call('RPUSH', pending, now .. '\\31' .. ARGV[i])
+      added = added + 1
     end
     out[n] = redis.call('HGET', rec, ARGV[i])
   end
+end
+if added > 0 then
+  redis.call('SADD', agencies, agency)
+  redis.call('INCRBY', count, added)
 end
 local reply = {'ok', depth}
 for n = 1, #out do reply[n + 2] = out[n] end
 return reply
 """
 
-# KEYS: pending, batch hash, batch members, stage:claimed, then rec:<agency>, recbatch:<agency> per agency.
-# ARGV: batch id, now, max, ripe_before, sealed_at, then the agencies in KEYS order.
-# Validates everything before writing anything (a Lua error does not roll back): an entry of an
-# agency not declared returns 'retry' and changes nothing; an entry with no stored record is an
-# orphan, left out of the batch and returned so the caller can report it.
+# KEYS: pending:<agency>, rec:<agency>, recbatch:<agency>, batch hash, batch members, stage:claimed,
+#       pending_agencies, pending_count.  ARGV: batch id, agency, now, max, ripe_before, sealed_at.
+# One agency per batch, so each bundle holds one agency's proofs. Validates before writing (a Lua
+# error does not roll back): an entry with no stored record is an orphan, left out and returned.
 _CLAIM = """
-local pending, batch_key, members, claimed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local batch, now, max, ripe_before, sealed_at = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local pending, rec, recbatch, batch_key, members, claimed, agencies, count =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local batch, agency, now, max, ripe_before, sealed_at =
+  ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local depth = redis.call('LLEN', pending)
-if depth == 0 then return {0} end
+if depth == 0 then
+  redis.call('SREM', agencies, agency)
+  return {0}
+end
 local items = redis.call('LRANGE', pending, 0, max - 1)
 if depth < max then
   local first = tonumber(string.match(items[1], '^(%d+)'))
   if first > ripe_before then return {0} end
 end
-local slot = {}
-for n = 6, #ARGV do slot[ARGV[n]] = 5 + (n - 6) * 2 end
 local found, orphans = {}, {}
 for _, item in ipairs(items) do
-  local _, _, agency, id = string.find(item, '^%d+\\31([^\\31]*)\\31(.*)$')
-  if agency == nil or slot[agency] == nil then return {'retry'} end
-  local value = redis.call('HGET', KEYS[slot[agency]], id)
-  if value then
-    found[#found + 1] = {agency, id, value}
-  else
-    orphans[#orphans + 1] = item
-  end
+  local id = string.sub(item, string.find(item, '\\31', 1, true) + 1)
+  local value = redis.call('HGET', rec, id)
+  if value then found[#found + 1] = {id, value} else orphans[#orphans + 1] = item end
 end
 redis.call('LTRIM', pending, #items, -1)
+redis.call('DECRBY', count, #items)
+if #items == depth then redis.call('SREM', agencies, agency) end
 for _, f in ipairs(found) do
-  redis.call('RPUSH', members, f[1] .. '\\31' .. f[2] .. '\\31' .. f[3])
-  redis.call('HSET', KEYS[slot[f[1]] + 1], f[2], batch)
+  redis.call('RPUSH', members, agency .. '\\31' .. f[1] .. '\\31' .. f[2])
+  redis.call('HSET', recbatch, f[1], batch)
 end
 if #found > 0 then
   redis.call('HSET', batch_key, 'state', 'claimed', 'sealed_at', sealed_at, 'size', #found, 'created', now)
   redis.call('ZADD', claimed, now, batch)
 end
 local reply = {#found}
-for _, o in ipairs(orphans) do reply[#reply + 1] = o end
+for _, o in ipairs(orphans) do reply[#reply + 1] = agency .. '\\31' .. o end
 return reply
+"""
+
+# Moves entries of the global pending list written before batches were per agency into the
+# per-agency lists. KEYS: old pending, pending_agencies, pending_count; also touches the
+# pending:<agency> lists it learns from the entries (a one-time upgrade step).
+_UPGRADE_PENDING = """
+local moved = 0
+while true do
+  local item = redis.call('LPOP', KEYS[1])
+  if not item then break end
+  local _, _, ms, agency, id = string.find(item, '^(%d+)\\31([^\\31]*)\\31(.*)$')
+  redis.call('RPUSH', 'ap:pending:' .. agency, ms .. '\\31' .. id)
+  redis.call('SADD', KEYS[2], agency)
+  redis.call('INCRBY', KEYS[3], 1)
+  moved = moved + 1
+end
+return moved
 """
 
 # KEYS: batch hash, stage:claimed, stage:sealed, stage:anchored, stage:<new state>, archived_records.
@@ -132,6 +156,7 @@ class RedisState:
         self.r = client
         self._accept = client.register_script(_ACCEPT)
         self._claim = client.register_script(_CLAIM)
+        self._upgrade_pending = client.register_script(_UPGRADE_PENDING)
         self._advance = client.register_script(_ADVANCE)
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
@@ -169,7 +194,8 @@ class RedisState:
         argv: list[str] = [agency, str(now_ms())]
         for rid, digest, salt in records:
             argv += [rid, digest.hex(), salt.hex()]
-        reply = self._call(self._accept, keys=[f"ap:rec:{agency}", "ap:pending"], args=argv)
+        keys = [f"ap:rec:{agency}", f"ap:pending:{agency}", "ap:pending_agencies", "ap:pending_count"]
+        reply = self._call(self._accept, keys=keys, args=argv)
         if reply[0] == "conflict":
             raise ConflictRecord(reply[1])
         out = []
@@ -195,40 +221,45 @@ class RedisState:
         return {rid: bytes.fromhex(v.split(":", 1)[0]) for rid, v in zip(ids, values, strict=True) if v}
 
     def pending_depth(self) -> int:
-        return int(self._call(self.r.llen, "ap:pending"))
+        return int(self._call(self.r.get, "ap:pending_count") or 0)
 
-    def oldest_pending(self, scan: int = 10_000) -> dict[str, int]:
-        """Accept time (ms) of the oldest pending record per agency, within the first ``scan`` entries."""
-        oldest: dict[str, int] = {}
-        for item in self._call(self.r.lrange, "ap:pending", 0, scan - 1):
-            ms, agency, _ = item.split(SEP, 2)
-            oldest.setdefault(agency, int(ms))
-        return oldest
+    def pending_agencies(self) -> list[str]:
+        """Agencies with records waiting to be sealed (an agency may stay listed until its next claim)."""
+        return sorted(self._call(self.r.smembers, "ap:pending_agencies"))
+
+    def oldest_pending(self) -> dict[str, int]:
+        """Accept time (ms) of the oldest pending record of each agency."""
+        agencies = self.pending_agencies()
+        pipe = self.r.pipeline(transaction=False)
+        for agency in agencies:
+            pipe.lindex(f"ap:pending:{agency}", 0)
+        heads = self._call(pipe.execute)
+        return {a: int(h.split(SEP, 1)[0]) for a, h in zip(agencies, heads, strict=True) if h}
+
+    def upgrade_pending(self) -> int:
+        """Move records pending in the single list of earlier versions into per-agency lists; return how
+        many. Cheap when there is nothing to move (one EXISTS)."""
+        if not self._call(self.r.exists, "ap:pending"):
+            return 0
+        keys = ["ap:pending", "ap:pending_agencies", "ap:pending_count"]
+        return int(self._call(self._upgrade_pending, keys=keys, args=[]))
 
     # -- batches ---------------------------------------------------------------------------
 
-    def claim(self, batch_id: str, max_size: int, interval_s: float, sealed_at: str) -> tuple[int, list[str]]:
-        """Claim up to ``max_size`` pending records into a new batch if they are ripe.
+    def claim(self, batch_id: str, agency: str, max_size: int, interval_s: float,
+              sealed_at: str) -> tuple[int, list[str]]:
+        """Claim up to ``max_size`` of ``agency``'s pending records into a new batch if they are ripe.
 
         Returns how many were claimed and the orphans: pending entries whose
         record is not stored, taken out of the pending list and left in no batch
         (the caller reports them). All or nothing: a failure claims nothing.
         """
-        for _ in range(10):
-            now = now_ms()
-            ripe_before = now - int(interval_s * 1000)
-            agencies = sorted({item.split(SEP, 2)[1] for item in self._peek(max_size)})
-            keys = ["ap:pending", f"ap:batch:{batch_id}", f"ap:batch:{batch_id}:members", "ap:stage:claimed"]
-            for agency in agencies:
-                keys += [f"ap:rec:{agency}", f"ap:recbatch:{agency}"]
-            reply = self._call(self._claim, keys=keys, args=[batch_id, now, max_size, ripe_before, sealed_at,
-                                                             *agencies])
-            if reply[0] != "retry":  # retry: records of another agency arrived at the head since the peek
-                return int(reply[0]), list(reply[1:])
-        return 0, []
-
-    def _peek(self, max_size: int) -> list[str]:
-        return list(self._call(self.r.lrange, "ap:pending", 0, max_size - 1))
+        now = now_ms()
+        keys = [f"ap:pending:{agency}", f"ap:rec:{agency}", f"ap:recbatch:{agency}", f"ap:batch:{batch_id}",
+                f"ap:batch:{batch_id}:members", "ap:stage:claimed", "ap:pending_agencies", "ap:pending_count"]
+        args = [batch_id, agency, now, max_size, now - int(interval_s * 1000), sealed_at]
+        reply = self._call(self._claim, keys=keys, args=args)
+        return int(reply[0]), list(reply[1:])
 
     def batch(self, batch_id: str) -> dict[str, str]:
         return dict(self._call(self.r.hgetall, f"ap:batch:{batch_id}"))

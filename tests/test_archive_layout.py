@@ -1,0 +1,35 @@
+"""One agency per bundle, and archives written before that stay readable."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.archive import bundle, directory
+from pipelines.core.batch import Commitment, SealedBatch, seal_records
+from pipelines.core.commitment import RecordInput, content_sha256
+from tests.faults import FaultyStore
+
+
+def test_bundles_live_under_their_agency():
+    store = FaultyStore()
+    batch = seal_records("dept-a", [RecordInput(f"r{i}", content_sha256(i)) for i in range(3)])
+    locations = bundle.write_batch(store, batch, [])
+    assert list(store.objects) == [f"proofs/dept-a/{batch.id}.ndjson"]
+    directory.update_directory(store, [("dept-a", f"r{i}", loc) for i, loc in enumerate(locations)])
+    assert directory.fetch_proof(store, "dept-a", "r2").record.id == "r2"
+
+
+def test_a_batch_of_several_agencies_is_refused_by_the_archive():
+    mixed = SealedBatch("b1", "2026-11-29T00:00:00Z", [Commitment("dept-a", "x", b"\x01" * 32, b"\x02" * 32),
+                                                        Commitment("dept-b", "y", b"\x03" * 32, b"\x04" * 32)])
+    with pytest.raises(ValueError, match="2 agencies"):
+        bundle.write_batch(FaultyStore(), mixed, [])
+
+
+def test_an_archive_written_before_per_agency_bundles_is_still_read():
+    store = FaultyStore()
+    batch = seal_records("dept-a", [RecordInput(f"r{i}", content_sha256(i)) for i in range(3)])
+    data, locations = bundle.build_bundle(batch, [])
+    store.put_immutable(bundle.legacy_bundle_key(batch.id), data)  # where the earlier version wrote it
+    directory.update_directory(store, [("dept-a", f"r{i}", loc) for i, loc in enumerate(locations)])
+    assert directory.fetch_proof(store, "dept-a", "r1").batch.id == batch.id
