@@ -66,6 +66,10 @@ class VerificationError(AnchorpipeError):
     """A well-formed proof or receipt does not verify; the message says which check failed."""
 
 
+class NoTrustedSignature(VerificationError):
+    """A signed note carries no signature by any key the reader trusts (nothing pinned vouches for it)."""
+
+
 class StorageError(AnchorpipeError):
     """The archive, log or state storage failed; ``transient`` says whether to retry."""
 

@@ -7,6 +7,7 @@ the state, the archive's object store and a ledger.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,10 +17,11 @@ from pipelines.archive import bundle, directory
 from pipelines.core.anchors import Anchor, parse_anchor
 from pipelines.core.batch import SealedBatch, new_batch_id, now_timestamp
 from pipelines.core.logentry import BatchHead
-from pipelines.errors import AnchorpipeError
+from pipelines.errors import ConflictError, InputError
 from pipelines.ledger import Ledger
 from pipelines.ops import faultpoints, metrics
 from pipelines.ops.monitoring import report_exception, report_message
+from pipelines.ops.redact import redact
 from pipelines.state import STAGES, now_ms
 from pipelines.storage import ObjectStore
 
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from pipelines.config import Settings
     from pipelines.state.redis import RedisState
 
+#: Errors a batch's own data can cause: they fail that batch alone. (ConflictError is not transient.)
+_BATCH_FAULTS = (ConflictError, InputError, ValueError)
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 SEAL_BUDGET_S = 5.0
@@ -60,13 +64,20 @@ class Pipeline:
         return self.ledger  # type: ignore[return-value]
 
     def seal_ripe(self) -> list[str]:
-        """Claim and seal ripe batches, one agency per batch (full, or oldest record older than the interval)."""
+        """Claim and seal ripe batches, one agency per batch (full, or oldest record older than the interval).
+
+        Agencies take turns, one batch each per pass, from a rotating start, so
+        one agency's backlog never holds up another's records.
+        """
         self.state.upgrade_pending()
         sealed: list[str] = []
         deadline = time.monotonic() + SEAL_BUDGET_S
-        for agency in self.state.pending_agencies():
-            while time.monotonic() < deadline and self._seal_next(agency, sealed):
-                pass
+        agencies = self.state.pending_agencies()
+        if agencies:
+            start = secrets.randbelow(len(agencies))
+            agencies = agencies[start:] + agencies[:start]
+        while agencies and time.monotonic() < deadline:
+            agencies = [a for a in agencies if time.monotonic() < deadline and self._seal_next(a, sealed)]
         return sealed
 
     def _seal_next(self, agency: str, sealed: list[str]) -> bool:
@@ -111,7 +122,8 @@ class Pipeline:
                 self._fail(b, "anchor", exc)
                 continue
             heads.append(head)
-        receipts = self._each_alone_on_failure("anchor", heads, lambda hs: self._ledger().anchor(hs))
+        ledger = self._ledger() if heads else None  # a ledger that cannot open is no batch's fault
+        receipts = self._each_alone_on_failure("anchor", heads, lambda hs: ledger.anchor(hs))  # type: ignore[union-attr]
         if receipts:
             faultpoints.reached("anchor.appended")
             self.state.mark_checkpoint()
@@ -158,15 +170,14 @@ class Pipeline:
 
     def _each_alone_on_failure(self, stage: str, items: list[_T], run: Callable[[list[_T]], dict[str, _R]]
                                ) -> dict[str, _R]:
-        """``run(items)`` as one round; on a permanent error, each item alone, so only the batch at
-        fault is dead-lettered (once) and the others go on. Transient errors propagate (a retry)."""
+        """``run(items)`` as one round; on an error that a batch's own data can cause (a conflict, bad
+        input), each item alone, so only the batch at fault is dead-lettered (once) and the others go
+        on. Everything else (transient, or a fault of the whole deployment) propagates untouched."""
         if not items:
             return {}
         try:
             return run(items)
-        except AnchorpipeError as exc:
-            if exc.transient:
-                raise
+        except _BATCH_FAULTS as exc:
             if len(items) == 1:
                 self._fail(_batch_id(items[0]), stage, exc)
                 return {}
@@ -174,9 +185,7 @@ class Pipeline:
         for item in items:
             try:
                 out.update(run([item]))
-            except AnchorpipeError as exc:
-                if exc.transient:
-                    raise
+            except _BATCH_FAULTS as exc:
                 self._fail(_batch_id(item), stage, exc)
         return out
 
@@ -186,7 +195,7 @@ class Pipeline:
         The batch leaves its stage (state ``failed``), so the reconciler never re-sends it;
         ``anchorpipe dead-letters redrive`` puts it back once its cause is fixed.
         """
-        self.state.fail_batch(batch_id, stage, f"{type(exc).__name__}: {exc}")
+        self.state.fail_batch(batch_id, stage, redact(f"{type(exc).__name__}: {exc}"))
         metrics.DEAD_LETTERS.labels(stage).inc()
         report_exception(exc)
 

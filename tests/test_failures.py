@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pipelines.archive import bundle, directory
 from pipelines.core.logentry import batch_entry
+import pytest
+
 from tests.test_stages import accept, log_batch_ids, pipe  # noqa: F401  (pipe is a fixture)
 
 
@@ -20,7 +22,8 @@ def _anchored_batches(p, n: int) -> list[str]:
 def test_a_batch_whose_bundle_conflicts_fails_alone(pipe):  # noqa: F811
     batches = _anchored_batches(pipe, 3)
     bad = batches[1]
-    pipe.store.put_immutable(bundle.bundle_key("agency-1", bad), b"someone else's bytes\n")
+    agency = pipe.state.load_batch(bad).commitments[0].agency
+    pipe.store.put_immutable(bundle.bundle_key(agency, bad), b"someone else's bytes\n")
     done = pipe.archive(batches)
     assert sorted(done) == sorted(b for b in batches if b != bad)
     assert pipe.state.batch(bad)["state"] == "failed"
@@ -57,3 +60,38 @@ def test_a_batch_the_log_refuses_fails_alone_and_the_rest_is_anchored(pipe):  # 
     assert pipe.anchor([]) == [] and len(pipe.state.dead_letters()) == 1
     assert sorted(pipe.archive(anchored)) == sorted(anchored)
     assert log_batch_ids(pipe).count(bad) == 1
+
+
+def test_a_fault_of_the_deployment_fails_no_batch(pipe):  # noqa: F811
+    """A sequencer without its key (or any error that is not one batch's) leaves every batch where it was."""
+    from pipelines.errors import ConfigError
+
+    for k in range(2):
+        accept(pipe, f"agency-{k}", 5)
+    sealed = pipe.seal_ripe()
+
+    def no_key():
+        raise ConfigError("ANCHORPIPE_LOG_KEY_FILE is required to anchor batches")
+
+    pipe.ledger = no_key
+    with pytest.raises(ConfigError):
+        pipe.anchor(sealed)
+    assert [pipe.state.batch(b)["state"] for b in sealed] == ["sealed", "sealed"]
+    assert pipe.state.dead_letters() == []
+
+
+def test_one_agencys_backlog_does_not_hold_up_another(pipe, monkeypatch):  # noqa: F811
+    pipe.cfg = pipe.cfg.model_copy(update={"batch_max": 10})
+    accept(pipe, "agency-big", 500)
+    accept(pipe, "agency-small", 3)
+    turns: list[str] = []
+    real = pipe._seal_next
+
+    def recorded(agency, sealed):
+        turns.append(agency)
+        return real(agency, sealed)
+
+    monkeypatch.setattr(pipe, "_seal_next", recorded)
+    pipe.seal_ripe()
+    assert set(turns[:2]) == {"agency-big", "agency-small"}  # every agency gets a batch in the first pass
+    assert turns.count("agency-big") == 51 and pipe.state.pending_depth() == 0

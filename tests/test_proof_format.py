@@ -89,3 +89,9 @@ def test_proofs_are_frozen(batch):
     proof = parse_proof(json.dumps(batch.proof(0)))
     with pytest.raises(ValidationError):
         proof.leaf_hash = "00" * 32
+
+
+@pytest.mark.parametrize("raw", ["[" * 100_000, '{"format": ' + "9" * 5000 + "}", '{"a": 1, "a": 2}', "\xff"])
+def test_hostile_documents_are_format_errors_not_crashes(raw):
+    with pytest.raises(ProofFormatError):
+        parse_proof(raw)

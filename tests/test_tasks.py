@@ -112,3 +112,17 @@ def test_beat_ticks_expire_instead_of_piling_up(tasks):
     for name, entry in module.app.conf.beat_schedule.items():
         expires = entry.get("options", {}).get("expires")
         assert expires is not None and 0 < expires <= max(entry["schedule"] * 4, 2.0), name
+
+
+def test_a_permanent_error_in_a_tick_is_counted_not_dead_lettered(tasks, monkeypatch):
+    """A broken source or sealer fails every tick: the dead-letter list must not grow with each one."""
+    module, pipe, _ = tasks
+    from pipelines.errors import ConfigError
+
+    def broken():
+        raise ConfigError("source feed: environment variable FEED_TOKEN is not set")
+
+    monkeypatch.setattr(pipe, "seal_ripe", broken)
+    for _ in range(3):
+        assert module.seal.apply().successful()
+    assert pipe.state.dead_letters() == []

@@ -1,8 +1,11 @@
 """Thin Celery tasks: ids in, the work in pipelines.stages, the next stage published after commit.
 
 Transient errors (anchorpipe errors with ``transient``) are retried with
-exponential backoff and jitter; anything else goes to the dead-letter list and
-the ``anchorpipe_dead_letters`` metric, and the reconciler leaves it to people.
+exponential backoff and jitter; other anchorpipe errors of a stage task go to
+the dead-letter list and the ``anchorpipe_dead_letters`` metric (a batch whose
+own data is at fault is failed alone by the stage itself). Tick tasks (seal,
+reconcile, pull) are never retried or dead-lettered: the next tick is the retry,
+and their errors are counted and reported instead of piling up.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any
 
 from pipelines.errors import AnchorpipeError
 from pipelines.ops import metrics
+from pipelines.ops.monitoring import report_exception
+from pipelines.ops.redact import redact
 from pipelines.runtime import runtime
 from pipelines.stages import Pipeline
 from workers.app import app
@@ -46,11 +51,13 @@ def stage(name: str, tick: bool = False) -> Callable[[Callable[..., Any]], Any]:
             except AnchorpipeError as exc:
                 kind = "transient" if exc.transient else "permanent"
                 metrics.FAILED.labels(name, kind).inc()
-                if exc.transient and tick:
+                if tick:
+                    if not exc.transient:
+                        report_exception(exc)
                     return None
                 if exc.transient and self.request.retries < MAX_RETRIES:
                     raise Transient(str(exc)) from exc
-                pipeline().state.dead_letter(name, list(args), str(exc))
+                pipeline().state.dead_letter(name, list(args), redact(str(exc)))
                 metrics.DEAD_LETTERS.labels(name).inc()
                 raise
 

@@ -27,12 +27,12 @@ def legacy_bundle_key(batch_id: str) -> str:
     return f"proofs/{batch_id}.ndjson"
 
 
-def batch_agency(batch: SealedBatch) -> str:
-    """The one agency whose records ``batch`` holds; ValueError if it holds several (a precondition)."""
+def key_for(batch: SealedBatch) -> str:
+    """Where ``batch``'s bundle goes: under its agency. A batch sealed before batches were per agency
+    (several agencies, claimed by an earlier version and archived after the upgrade) goes where
+    earlier versions put bundles, where readers look next."""
     agencies = {c.agency for c in batch.commitments}
-    if len(agencies) != 1:
-        raise ValueError(f"batch {batch.id} holds records of {len(agencies)} agencies; bundles hold one")
-    return agencies.pop()
+    return bundle_key(agencies.pop(), batch.id) if len(agencies) == 1 else legacy_bundle_key(batch.id)
 
 
 def build_bundle(batch: SealedBatch, anchors: Sequence[Anchor]) -> tuple[bytes, list[Location]]:
@@ -50,7 +50,6 @@ def build_bundle(batch: SealedBatch, anchors: Sequence[Anchor]) -> tuple[bytes, 
 
 def write_batch(store: ObjectStore, batch: SealedBatch, anchors: Sequence[Anchor]) -> list[Location]:
     """Write the batch's bundle once (an identical re-write succeeds) and return the locations."""
-    agency = batch_agency(batch)
     data, locations = build_bundle(batch, anchors)
-    store.put_immutable(bundle_key(agency, batch.id), data)
+    store.put_immutable(key_for(batch), data)
     return locations

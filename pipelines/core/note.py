@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from pipelines.errors import InputError, VerificationError
+from pipelines.errors import InputError, NoTrustedSignature, VerificationError
 
 ALG_ED25519 = 0x01
 SIG_PREFIX = "\u2014 "  # em dash, space
@@ -174,7 +174,7 @@ def open_note(note: str, verifiers: list[Verifier]) -> tuple[str, list[str]]:
             raise VerificationError(f"signature by {name} does not verify")
         verified.append(name)
     if not verified:
-        raise VerificationError("note is not signed by any trusted key")
+        raise NoTrustedSignature("note is not signed by any trusted key")
     return text, verified
 
 

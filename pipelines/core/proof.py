@@ -9,12 +9,12 @@ proofs); tests check that the two agree.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
+from pipelines.core import jsontext
 from pipelines.core.anchors import Anchor
 from pipelines.core.commitment import check_agency, check_record_id
 from pipelines.core.fields import BatchId, Hex32, Timestamp
@@ -80,9 +80,9 @@ def parse_proof(raw: bytes | str) -> Proof:
     if len(raw) > MAX_PROOF_BYTES:
         raise ProofFormatError(f"proof is {len(raw)} bytes, more than the {MAX_PROOF_BYTES} allowed")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProofFormatError(f"proof is not JSON: {exc}") from exc
+        data = jsontext.loads(raw)  # bounded depth, no duplicate keys: nothing but ProofFormatError escapes
+    except jsontext.JSONTextError as exc:
+        raise ProofFormatError(f"proof is not JSON by anchorpipe's rules: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != PROOF_FORMAT:
         got = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise ProofFormatError(f"not an anchorpipe proof: format is {got!r}, want {PROOF_FORMAT!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from urllib.parse import quote
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
@@ -28,7 +29,7 @@ from pipelines.intake.schema import GET_RESPONSES, SUBMIT_BODY, SUBMIT_RESPONSES
 from pipelines.intake.submit import store_records
 from pipelines.ledger.tlog import CHECKPOINT
 from pipelines.ops import metrics
-from pipelines.ops.monitoring import init_sentry
+from pipelines.ops.monitoring import init_sentry, report_exception
 from pipelines.runtime import Runtime, runtime
 from pipelines.stages import QUEUES
 from pipelines.state import Accepted
@@ -46,7 +47,10 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
     async def _anchorpipe_error(_: Request, exc: AnchorpipeError) -> JSONResponse:
         if exc.transient:
             return JSONResponse({"detail": "storage unavailable, retry"}, status_code=503, headers={"Retry-After": "1"})
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        if isinstance(exc, InputError):
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+        report_exception(exc)  # a fault of the deployment: its details are for operators, not clients
+        return JSONResponse({"detail": "internal error"}, status_code=500)
 
     app.include_router(_records_routes(rt))
     app.include_router(_health_routes(rt))
@@ -85,7 +89,7 @@ def _receipts(agency: str, stored: list[Accepted]) -> dict[str, Any]:
             "id": s.id,
             "leaf_hash": record_leaf_hash(agency, s.id, s.content_sha256, s.salt).hex(),
             "status": "duplicate" if s.duplicate else "accepted",
-            "proof_url": f"/v1/records/{s.id}",
+            "proof_url": f"/v1/records/{quote(s.id, safe='')}",
         }
         for s in stored
     ]
@@ -147,12 +151,12 @@ def _readiness(rt: Runtime) -> tuple[bool, dict[str, Any]]:
         age = checks["checkpoint_age_seconds"] = rt.state.checkpoint_age()
         waiting = bool(rt.state.in_stage("sealed"))
         stale = waiting and (age is None or age > rt.cfg.reconcile_after)
-    except AnchorpipeError as exc:
-        checks["redis"] = f"error: {exc}"
+    except AnchorpipeError as exc:  # the name of the failure only: /readyz is not authenticated
+        checks["redis"] = f"error: {type(exc).__name__}"
     try:
         checks["checkpoint"] = "present" if rt.log_store.get(CHECKPOINT) else "absent"
     except AnchorpipeError as exc:
-        checks["archive"] = f"error: {exc}"
+        checks["archive"] = f"error: {type(exc).__name__}"
     if stale:
         checks["anchoring"] = "stalled"
     return checks["redis"] == "ok" and checks["archive"] == "ok" and not stale, checks
