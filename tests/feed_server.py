@@ -11,7 +11,8 @@ from urllib.parse import parse_qs, urlparse
 
 class Feed:
     """Serves ``records`` after ``?after=<index>`` in pages of ``?limit=``; ``faults`` is a queue of
-    actions for the next requests: ("status", code[, retry_after]), ("slow", seconds), ("truncate",)."""
+    actions for the next requests: ("status", code[, retry_after]), ("slow", seconds), ("truncate",),
+    ("body", raw bytes)."""
 
     def __init__(self, records: list[dict]) -> None:
         self.records = records
@@ -38,6 +39,8 @@ class Feed:
                 body = json.dumps({"data": {"items": items, "next": str(nxt)}}).encode()
                 if fault and fault[0] == "truncate":
                     body = body[: len(body) // 2]
+                if fault and fault[0] == "body":  # a page exactly as given
+                    body = fault[1]
                 self._send(200, body)
 
             def _send(self, code: int, body: bytes, headers: dict | None = None) -> None:

@@ -219,3 +219,15 @@ def test_without_a_metrics_token_the_api_serves_no_metrics(clean_redis, tmp_path
     resp = client.get("/metrics")
     assert resp.status_code == 404 and "ANCHORPIPE_METRICS_TOKEN" in resp.json()["detail"]
     assert "/metrics" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_a_redis_that_fsyncs_only_every_second_is_refused(clean_redis, tmp_path):
+    import redis
+
+    client = redis.Redis.from_url(clean_redis)
+    client.config_set("appendfsync", "everysec")
+    try:
+        with pytest.raises(PersistenceError, match="appendfsync=everysec"):
+            create_app(Settings(redis_url=clean_redis, archive=str(tmp_path / "a")))
+    finally:
+        client.config_set("appendfsync", "always")

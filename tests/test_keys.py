@@ -75,3 +75,11 @@ def test_key_commands_never_print_stored_keys(state, clean_redis):
     assert listing.returncode == 0 and len(listing.stdout.splitlines()) == 2 and "expires=never" in listing.stdout
     assert added.stdout.strip() not in listing.stdout and rotated.stdout.strip() not in listing.stdout
     assert cli("agency", "rotate", "dept-a", "--grace", "soon").returncode == 2
+
+
+def test_an_agency_whose_keys_were_all_revoked_gets_a_new_one(state):
+    leaked = add_agency(state, "dept-a")
+    (info,) = list_keys(state)
+    revoke(state, info.id)
+    fresh = rotate(state, "agency", "dept-a", grace_s=0)
+    assert authenticate(state, leaked) is None and authenticate(state, fresh).name == "dept-a"

@@ -227,3 +227,13 @@ def test_a_safety_lag_never_skips_a_row_whose_transaction_commits_late(tmp_path,
     assert scenario(0) == {"2"}  # without a lag the late row is passed by the cursor and lost
     assert scenario(1.0) == {"1", "2"}
     engine.dispose()
+
+
+def test_a_feed_page_with_a_duplicate_key_fails_rather_than_guessing(tmp_path, state, feed):  # noqa: F811
+    from tests.test_sources import http_config
+
+    runner = SourceRunner(http_config(tmp_path, feed.url, retries=0)["permits"], state)
+    feed.faults = [("body", b'{"data": {"items": [{"rec_id": "r0", "body": {"amount": 1, "amount": 1000000}}], '
+                            b'"next": "0"}}')]
+    result = runner.run()
+    assert result.status == "failed" and "appears twice" in result.error and state.pending_depth() == 0

@@ -102,10 +102,13 @@ def add_auditor(state: State, name: str, agencies: list[str], expires_in_s: floa
 def rotate(state: State, kind: str, name: str, grace_s: float, expires_in_s: float | None = None) -> str:
     """A new key for an existing agency or auditor; its current keys expire ``grace_s`` from now."""
     current = _principal_keys(state, kind, name)
-    if not current:
+    if current:
+        agencies = tuple(next(iter(current.values()))["agencies"])
+    elif kind == "agency" and name in state.agencies():
+        agencies = (name,)  # every key was revoked (a leak): the agency gets a fresh one
+    else:
         raise InputError(f"no {kind} {name!r} with a key")
-    first = next(iter(current.values()))
-    token = _create(state, Principal(kind, name, tuple(first["agencies"])), expires_in_s)
+    token = _create(state, Principal(kind, name, agencies), expires_in_s)
     until = now_ms() + int(grace_s * 1000)
     for digest, doc in current.items():
         if doc.get("expires") is None or doc["expires"] > until:

@@ -95,16 +95,18 @@ class HttpFeed:
         return bytes(body)
 
     def _parse(self, body: bytes) -> object:
+        """The page's JSON. Number, depth and Unicode rules are left to each item's validation (an item
+        breaking them is quarantined alone); duplicate keys or NaN fail the whole page, which cannot be
+        read unambiguously."""
         try:
-            return jsontext.loads(body)
+            return jsontext.loads(body, walk=False)
         except jsontext.JSONTextError as exc:
             try:
-                # Valid JSON breaking a record rule (a huge integer, deep nesting in one item): read it
-                # leniently, and the items at fault are quarantined one by one when they are validated.
-                return json.loads(body)
+                json.loads(body)
             except (ValueError, RecursionError):
                 # A truncated or garbled page: retrying may get a whole one.
                 raise FeedError(f"{self.cfg.name}: page is not JSON ({exc})", transient=True) from None
+            raise FeedError(f"{self.cfg.name}: page breaks anchorpipe's JSON rules: {exc}", transient=False) from None
 
     def finish(self, units: list[str]) -> None:
         pass

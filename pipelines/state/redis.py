@@ -16,7 +16,7 @@ Keys (all prefixed ``ap:``):
   reason and item), ``src:<name>:lock`` (the run lock, with a TTL)
 
 Accepting, claiming and advancing are Lua scripts that declare every key they
-touch, so each is all-or-nothing. Only this module speaks to Redis. A batch's
+touch and check before they write, so each is all-or-nothing. Only this module speaks to Redis. A batch's
 membership, salts and seal time are fixed when it is claimed, so every later
 stage is a pure function of this state and may run any number of times.
 """
@@ -109,23 +109,6 @@ for _, o in ipairs(orphans) do reply[#reply + 1] = agency .. '\\31' .. o end
 return reply
 """
 
-# Moves entries of the global pending list written before batches were per agency into the
-# per-agency lists. KEYS: old pending, pending_agencies, pending_count; also touches the
-# pending:<agency> lists it learns from the entries (a one-time upgrade step).
-_UPGRADE_PENDING = """
-local moved = 0
-while true do
-  local item = redis.call('LPOP', KEYS[1])
-  if not item then break end
-  local _, _, ms, agency, id = string.find(item, '^(%d+)\\31([^\\31]*)\\31(.*)$')
-  redis.call('RPUSH', 'ap:pending:' .. agency, ms .. '\\31' .. id)
-  redis.call('SADD', KEYS[2], agency)
-  redis.call('INCRBY', KEYS[3], 1)
-  moved = moved + 1
-end
-return moved
-"""
-
 # KEYS: batch hash, stage:claimed, stage:sealed, stage:anchored, stage:<new state>, archived_records.
 # ARGV: batch id, new state, now, archived count, expected state ('' for any), then field/value pairs.
 _ADVANCE = """
@@ -156,7 +139,6 @@ class RedisState:
         self.r = client
         self._accept = client.register_script(_ACCEPT)
         self._claim = client.register_script(_CLAIM)
-        self._upgrade_pending = client.register_script(_UPGRADE_PENDING)
         self._advance = client.register_script(_ADVANCE)
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
@@ -177,10 +159,13 @@ class RedisState:
         self._call(self.r.ping)
 
     def check_persistence(self) -> None:
-        """Refuse a Redis that would lose accepted records on restart (no AOF)."""
-        aof = self._call(self.r.config_get, "appendonly").get("appendonly")
-        if aof != "yes":
+        """Refuse a Redis that could lose an accepted record on restart: AOF on, fsync on every write."""
+        config = self._call(self.r.config_get, "append*")
+        if config.get("appendonly") != "yes":
             raise PersistenceError("Redis has appendonly=no: accepted records would not survive a restart")
+        if config.get("appendfsync") != "always":
+            raise PersistenceError(f"Redis has appendfsync={config.get('appendfsync')}: up to a second of records "
+                                   "answered 202 could be lost in a crash; set appendfsync always")
 
     # -- records ---------------------------------------------------------------------------
 
@@ -236,13 +221,36 @@ class RedisState:
         heads = self._call(pipe.execute)
         return {a: int(h.split(SEP, 1)[0]) for a, h in zip(agencies, heads, strict=True) if h}
 
-    def upgrade_pending(self) -> int:
+    def upgrade_pending(self, chunk: int = 1000) -> int:
         """Move records pending in the single list of earlier versions into per-agency lists; return how
-        many. Cheap when there is nothing to move (one EXISTS)."""
-        if not self._call(self.r.exists, "ap:pending"):
-            return 0
-        keys = ["ap:pending", "ap:pending_agencies", "ap:pending_count"]
-        return int(self._call(self._upgrade_pending, keys=keys, args=[]))
+        many. Cheap when there is nothing to move (one EXISTS).
+
+        Chunk by chunk, each an optimistic transaction (WATCH the old list, MULTI, append to the
+        agencies' lists, trim the old list, EXEC): an entry is never lost or moved twice, even while an
+        earlier version's API still appends to the old list during a rolling upgrade.
+        """
+        moved = 0
+        while self._call(self.r.exists, "ap:pending"):
+            try:
+                moved += self._call(self._upgrade_chunk, chunk)
+            except StateError as exc:
+                if not isinstance(exc.__cause__, redis.WatchError):
+                    raise
+        return moved
+
+    def _upgrade_chunk(self, chunk: int) -> int:
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.watch("ap:pending")
+            items = pipe.lrange("ap:pending", 0, chunk - 1)
+            pipe.multi()
+            for item in items:
+                ms, agency, rid = item.split(SEP, 2)
+                pipe.rpush(f"ap:pending:{agency}", f"{ms}{SEP}{rid}")
+                pipe.sadd("ap:pending_agencies", agency)
+            pipe.incrby("ap:pending_count", len(items))
+            pipe.ltrim("ap:pending", len(items), -1)
+            pipe.execute()
+        return len(items)
 
     # -- batches ---------------------------------------------------------------------------
 
