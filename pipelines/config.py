@@ -17,10 +17,10 @@ from pipelines.errors import ConfigError
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ANCHORPIPE_", extra="ignore", frozen=True)
 
-    #: Redis holding accepted records (must persist: AOF). Required.
-    redis_url: str
+    #: Redis holding accepted records (must persist: AOF). Required. (Kept out of repr: it may hold a password.)
+    redis_url: str = Field(repr=False)
     #: Celery broker; defaults to redis_url.
-    broker_url: str | None = None
+    broker_url: str | None = Field(None, repr=False)
     #: Where proofs are archived: s3://bucket/prefix or a folder. Required.
     archive: str
     #: Where the built-in log lives; defaults to <archive>/log.

@@ -71,6 +71,7 @@ class Runtime:
 
     def __init__(self, cfg: Settings) -> None:
         self.cfg = cfg
+        self._runners: dict[str, SourceRunner] = {}
 
     def store(self, location: str) -> ObjectStore:
         """The object store at ``location`` with the deployment's S3 endpoint, retention and encryption."""
@@ -121,15 +122,19 @@ class Runtime:
         return load_sources(self.cfg.sources) if self.cfg.sources else {}
 
     def source_runner(self, name: str) -> SourceRunner:
+        """The runner of source ``name``, built once per process (its HTTP client, database engine or
+        S3 client is reused by every run)."""
         from pipelines.intake.pull import SourceRunner
 
-        if not self.cfg.sources:
-            raise ConfigError("ANCHORPIPE_SOURCES is not set: no sources file")
-        sources = self.sources()
-        if name not in sources:
-            raise InputError(f"no source {name!r}; known: {', '.join(sorted(sources)) or 'none'}")
-        return SourceRunner(sources[name], self.state, max_pending=self.cfg.pull_max_pending,
-                            lock_ttl=self.cfg.source_lock_ttl)
+        if name not in self._runners:
+            if not self.cfg.sources:
+                raise ConfigError("ANCHORPIPE_SOURCES is not set: no sources file")
+            sources = self.sources()
+            if name not in sources:
+                raise InputError(f"no source {name!r}; known: {', '.join(sorted(sources)) or 'none'}")
+            self._runners[name] = SourceRunner(sources[name], self.state, max_pending=self.cfg.pull_max_pending,
+                                               lock_ttl=self.cfg.source_lock_ttl)
+        return self._runners[name]
 
 
 def runtime() -> Runtime:

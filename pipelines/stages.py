@@ -1,8 +1,8 @@
 """The pipeline's stages: seal, anchor, archive, reconcile. Each takes ids and may run again safely.
 
 Celery tasks (workers/tasks.py) call these and publish the next stage's task
-only after the state it refers to is committed. The stages speak to ports only:
-the state, the archive's object store and a ledger.
+only after the state it refers to is committed. The stages speak to the state,
+the archive's object store and a ledger, through their adapters' methods only.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The pull stage: read a source page by page into the intake path, at least once, never twice.
 
-Per page, in this order: fetch (no side effect at the agency) → validate →
-accept the valid records (atomic and idempotent on (agency, id), so a re-read
-page costs nothing) → quarantine the invalid ones → store the cursor (commit
-point) → let the source finish what it fully read. A crash anywhere before the
+Per page, in this order: fetch (no side effect at the agency) → validate and
+quarantine the invalid items (a re-read overwrites the same position) → accept
+the valid records (atomic and idempotent on (agency, id), so a re-read page
+costs nothing; one conflicting record is quarantined and the rest accepted) →
+store the cursor (commit point) → let the source finish what it fully read. A crash anywhere before the
 commit point re-reads the page; a crash after it re-runs an idempotent finish.
 
 Per source the state keeps its cursor, failures, next run time and last error,

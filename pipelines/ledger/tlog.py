@@ -97,10 +97,6 @@ class LogReader:
         merkle.verify_consistency(old.size, new.size, proof, old.root, new.root)
         return proof
 
-    def batch_index(self, batch_id: str) -> tuple[int, str] | None:
-        """The batch's log index and entry leaf hash, or None if it was never staged."""
-        return self.batch_indexes([batch_id])[0]
-
     def batch_indexes(self, batch_ids: list[str]) -> list[tuple[int, str] | None]:
         raws = get_all(self.store, [BATCH.format(batch_id=b) for b in batch_ids])
         return [None if raw is None else _index_doc(raw) for raw in raws]

@@ -15,6 +15,7 @@ its first byte, never from an older file's offset.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -74,7 +75,11 @@ class DropFolder:
             fd = os.open(self.cfg.path / f.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
             raise StorageError(f"{self.cfg.name}: cannot open {f.name}: {exc.strerror}", transient=True) from exc
-        st = os.fstat(fd)
+        try:
+            st = os.fstat(fd)
+        except OSError as exc:
+            os.close(fd)
+            raise StorageError(f"{self.cfg.name}: cannot stat {f.name}: {exc.strerror}", transient=True) from exc
         if not stat.S_ISREG(st.st_mode) or _identity(st) != f.identity:
             os.close(fd)
             raise StorageError(f"{self.cfg.name}: {f.name} changed while being read", transient=True)
@@ -100,6 +105,13 @@ class DropFolder:
 
     def finish(self, units: list[str]) -> None:
         """Move each fully read file to the done folder, if it is still the same file; never overwrite there."""
+        try:
+            self._finish(units)
+        except OSError as exc:  # e.g. done_path on another file system (no hard link across devices)
+            raise StorageError(f"{self.cfg.name}: cannot move a read file to {self.done}: {exc.strerror}",
+                               transient=exc.errno not in (errno.EXDEV, errno.EPERM, errno.EACCES)) from exc
+
+    def _finish(self, units: list[str]) -> None:
         self.done.mkdir(parents=True, exist_ok=True)
         for unit in units:
             name, _, identity = unit.rpartition("@")

@@ -101,6 +101,8 @@ class SqlTable:
                 rows = [dict(r._mapping) for r in conn.execute(query)]
         except SQLAlchemyError as exc:
             raise StorageError(f"{self.cfg.name}: database error {type(exc).__name__}", transient=True) from exc
+        except (TypeError, ValueError) as exc:  # a stored cursor or a safety lag that does not fit the column
+            raise ConfigError(f"{self.cfg.name}: cursor column {self.cfg.cursor_column!r}: {exc}") from exc
         items = []
         for row in rows:
             where = f"{self.cfg.table} {self.cfg.cursor_column}={row[self.cfg.cursor_column]} " \
@@ -128,7 +130,9 @@ class SqlTable:
                     and now.tzinfo is not None:
                 now = now.astimezone(dt.UTC).replace(tzinfo=None)
             return now - dt.timedelta(seconds=lag)
-        return newest - type(newest)(lag)
+        if isinstance(newest, int | float | decimal.Decimal):
+            return newest - type(newest)(lag)
+        raise TypeError(f"safety_lag needs a time or number column, not {type(newest).__name__}")
 
     def finish(self, units: list[str]) -> None:
         pass

@@ -1,4 +1,4 @@
-"""The storage port: where the log (and later the archive) keeps its objects.
+"""The storage port: where the log and the archive keep their objects.
 
 Two backends implement :class:`ObjectStore`: a local folder (:mod:`.local`) and
 any S3-compatible service (:mod:`.s3`). :func:`open_store` picks one from a
