@@ -32,6 +32,8 @@ import redis
 from pipelines.core.batch import Commitment, SealedBatch
 from pipelines.errors import ConflictRecord, InputError, PersistenceError, StateError
 from pipelines.state import STAGES, Accepted, now_ms
+from pipelines.state.redis_keys import KeysInRedis
+from pipelines.state.redis_sources import RELEASE_LOCK, RENEW_LOCK, SourcesInRedis
 
 SEP = "\x1f"
 
@@ -128,20 +130,22 @@ end
 return 1
 """
 
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
 
 
-class RedisState:
-    """The pipeline's state in Redis; every Redis error becomes a transient :class:`StateError`."""
+class RedisState(KeysInRedis, SourcesInRedis):
+    """The pipeline's state in Redis; every Redis error becomes a transient :class:`StateError`.
+
+    Records, batches and failures are here; API keys and pull sources are in
+    :mod:`.redis_keys` and :mod:`.redis_sources`, which use this class's client.
+    """
 
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
         self._accept = client.register_script(_ACCEPT)
         self._claim = client.register_script(_CLAIM)
         self._advance = client.register_script(_ADVANCE)
-        self._release = client.register_script(_RELEASE)
-        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(RELEASE_LOCK)
+        self._renew = client.register_script(RENEW_LOCK)
 
     @classmethod
     def connect(cls, url: str) -> RedisState:
@@ -377,83 +381,3 @@ class RedisState:
         for q in queues:
             pipe.llen(q)
         return dict(zip(queues, map(int, self._call(pipe.execute)), strict=True))
-
-    # -- API keys --------------------------------------------------------------------------
-
-    def add_agency(self, name: str) -> None:
-        self._call(self.r.sadd, "ap:agencies", name)
-
-    def agencies(self) -> set[str]:
-        return set(self._call(self.r.smembers, "ap:agencies"))
-
-    def put_key(self, digest: str, principal: dict[str, Any]) -> None:
-        """Store an API key's principal under the key's digest (never the key itself)."""
-        self._call(self.r.hset, "ap:keys", digest, json.dumps(principal))
-
-    def get_key(self, digest: str) -> dict[str, Any] | None:
-        raw = self._call(self.r.hget, "ap:keys", digest)
-        return None if raw is None else dict(json.loads(raw))
-
-    def keys(self) -> dict[str, dict[str, Any]]:
-        """Every stored key's digest and principal."""
-        return {d: json.loads(raw) for d, raw in self._call(self.r.hgetall, "ap:keys").items()}
-
-    def delete_key(self, digest: str) -> None:
-        self._call(self.r.hdel, "ap:keys", digest)
-
-    # -- pull sources ----------------------------------------------------------------------
-
-    def source_status(self, name: str) -> dict[str, str]:
-        """A source's cursor, failures, next run time (ms), last error and last success."""
-        return dict(self._call(self.r.hgetall, f"ap:src:{name}"))
-
-    def source_cursor(self, name: str) -> str | None:
-        value = self._call(self.r.hget, f"ap:src:{name}", "cursor")
-        return None if value is None else str(value)
-
-    def lock_source(self, name: str, token: str, ttl_ms: int) -> bool:
-        """Take a source's run lock for ``ttl_ms`` unless another run holds it."""
-        return bool(self._call(self.r.set, f"ap:src:{name}:lock", token, nx=True, px=ttl_ms))
-
-    def renew_source_lock(self, name: str, token: str, ttl_ms: int) -> bool:
-        """Extend the lock if ``token`` still holds it; False if it expired and was lost."""
-        return bool(self._call(self._renew, keys=[f"ap:src:{name}:lock"], args=[token, ttl_ms]))
-
-    def release_source_lock(self, name: str, token: str) -> None:
-        self._call(self._release, keys=[f"ap:src:{name}:lock"], args=[token])
-
-    def commit_source_page(self, name: str, cursor: str | None, finished: list[str]) -> None:
-        """Store the cursor past a page and the units it finished, atomically (the pull's commit point)."""
-        pipe = self.r.pipeline(transaction=True)
-        if cursor is not None:
-            pipe.hset(f"ap:src:{name}", "cursor", cursor)
-        for unit in finished:
-            pipe.hset(f"ap:src:{name}:finished", unit, now_ms())
-        self._call(pipe.execute)
-
-    def source_unit_finished(self, name: str, unit: str) -> bool:
-        return bool(self._call(self.r.hexists, f"ap:src:{name}:finished", unit))
-
-    def source_succeeded(self, name: str) -> None:
-        mapping = {"failures": 0, "next_at": 0, "last_ok": now_ms(), "last_error": ""}
-        self._call(self.r.hset, f"ap:src:{name}", mapping=mapping)
-
-    def source_failed(self, name: str, error: str, backoff: Callable[[int], float]) -> int:
-        """Count a failed run, wait ``backoff(failures)`` seconds before the next; return the failures."""
-        failures = int(self._call(self.r.hincrby, f"ap:src:{name}", "failures", 1))
-        next_at = now_ms() + int(backoff(failures) * 1000)
-        self._call(self.r.hset, f"ap:src:{name}", mapping={"next_at": next_at, "last_error": error})
-        return failures
-
-    def quarantine(self, name: str, position: str, doc: dict[str, Any]) -> None:
-        self._call(self.r.hset, f"ap:src:{name}:quarantine", position, json.dumps(doc, default=str))
-
-    def quarantined(self, name: str) -> list[dict[str, Any]]:
-        return [json.loads(v) for v in self._call(self.r.hvals, f"ap:src:{name}:quarantine")]
-
-    def quarantine_size(self, name: str) -> int:
-        return int(self._call(self.r.hlen, f"ap:src:{name}:quarantine"))
-
-    def unquarantine(self, name: str, positions: list[str]) -> None:
-        if positions:
-            self._call(self.r.hdel, f"ap:src:{name}:quarantine", *positions)
