@@ -63,14 +63,16 @@ class Pipeline:
             self.ledger = self.ledger()  # type: ignore[operator]
         return self.ledger  # type: ignore[return-value]
 
-    def seal_ripe(self) -> list[str]:
+    def seal_ripe(self, sealed: list[str] | None = None) -> list[str]:
         """Claim and seal ripe batches, one agency per batch (full, or oldest record older than the interval).
 
         Agencies take turns, one batch each per pass, from a rotating start, so
-        one agency's backlog never holds up another's records.
+        one agency's backlog never holds up another's records. Sealed batch ids
+        are appended to ``sealed`` as they are sealed, so a caller can publish
+        them even if a later claim fails.
         """
         self.state.upgrade_pending()
-        sealed: list[str] = []
+        sealed = [] if sealed is None else sealed
         deadline = time.monotonic() + SEAL_BUDGET_S
         agencies = self.state.pending_agencies()
         if agencies:
@@ -95,6 +97,14 @@ class Pipeline:
         self.seal(batch_id)
         sealed.append(batch_id)
         return True
+
+    def reseal(self, batch_ids: list[str]) -> None:
+        """Seal claimed batches a crashed sealer left behind; a batch whose own data is bad fails alone."""
+        for b in batch_ids:
+            try:
+                self.seal(b)
+            except _BATCH_FAULTS as exc:
+                self._fail(b, "seal", exc)
 
     def seal(self, batch_id: str) -> None:
         """Compute a claimed batch's root and mark it sealed (a no-op once it is past that)."""
@@ -195,9 +205,9 @@ class Pipeline:
         The batch leaves its stage (state ``failed``), so the reconciler never re-sends it;
         ``anchorpipe dead-letters redrive`` puts it back once its cause is fixed.
         """
-        self.state.fail_batch(batch_id, stage, redact(f"{type(exc).__name__}: {exc}"))
-        metrics.DEAD_LETTERS.labels(stage).inc()
-        report_exception(exc)
+        if self.state.fail_batch(batch_id, stage, redact(f"{type(exc).__name__}: {exc}")):
+            metrics.DEAD_LETTERS.labels(stage).inc()
+            report_exception(exc)
 
     def stuck(self) -> dict[str, list[str]]:
         """Batches that stayed in one stage longer than ``reconcile_after``, by stage."""

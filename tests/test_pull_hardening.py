@@ -237,3 +237,22 @@ def test_a_feed_page_with_a_duplicate_key_fails_rather_than_guessing(tmp_path, s
                             b'"next": "0"}}')]
     result = runner.run()
     assert result.status == "failed" and "appears twice" in result.error and state.pending_depth() == 0
+
+
+def test_a_run_that_lost_its_lock_never_moves_the_cursor(tmp_path, state, monkeypatch):
+    """Another run took over (the TTL passed): the stale run's cursor write must not land."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.jsonl").write_text("".join(f'{{"id": "r{i}", "content": {i}}}\n' for i in range(10)))
+    runner = SourceRunner(drop_folder(tmp_path, inbox), state)
+    real_ingest = runner._ingest
+
+    def ingest_then_lose_the_lock(items, result):
+        real_ingest(items, result)
+        state.r.set("ap:src:drop:lock", "another-run")  # our lock expired and another run holds it
+
+    monkeypatch.setattr(runner, "_ingest", ingest_then_lose_the_lock)
+    result = runner.run()
+    assert result.status == "failed" and "lost its run lock" in result.error
+    assert runner.cursor() is None and (inbox / "a.jsonl").exists()  # neither cursor nor finish moved
+    assert len(state.r.hkeys("ap:rec:dept-f")) == 10  # the records themselves are accepted: nothing lost

@@ -63,7 +63,7 @@ def test_a_tick_is_not_retried(tasks, monkeypatch):
 
     calls = []
 
-    def down():
+    def down(*_):
         calls.append(1)
         raise StorageError("Redis is down", transient=True)
 
@@ -119,10 +119,32 @@ def test_a_permanent_error_in_a_tick_is_counted_not_dead_lettered(tasks, monkeyp
     module, pipe, _ = tasks
     from pipelines.errors import ConfigError
 
-    def broken():
+    def broken(*_):
         raise ConfigError("source feed: environment variable FEED_TOKEN is not set")
 
     monkeypatch.setattr(pipe, "seal_ripe", broken)
     for _ in range(3):
         assert module.seal.apply().successful()
     assert pipe.state.dead_letters() == []
+
+
+def test_batches_sealed_before_a_failure_are_anchored_at_once(tasks, monkeypatch):
+    module, pipe, sent = tasks
+    from pipelines.errors import StorageError
+
+    def seal_one_then_fail(sealed):
+        sealed.append("batch-sealed-first")
+        raise StorageError("Redis is down", transient=True)
+
+    monkeypatch.setattr(pipe, "seal_ripe", seal_one_then_fail)
+    assert module.seal.apply().successful()
+    assert sent == [("anchor", ["batch-sealed-first"])]
+
+
+def test_a_batch_failed_twice_is_dead_lettered_once(tasks):
+    _, pipe, _ = tasks
+    accept(pipe, "agency-a", 3)
+    (batch,) = pipe.seal_ripe()
+    assert pipe.state.fail_batch(batch, "anchor", "first") is True
+    assert pipe.state.fail_batch(batch, "anchor", "second") is False
+    assert [d["error"] for d in pipe.state.dead_letters()] == ["first"]

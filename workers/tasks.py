@@ -68,9 +68,12 @@ def stage(name: str, tick: bool = False) -> Callable[[Callable[..., Any]], Any]:
 
 @stage("seal", tick=True)
 def seal() -> None:
-    sealed = pipeline().seal_ripe()
-    if sealed:
-        anchor.delay(sealed)
+    sealed: list[str] = []
+    try:
+        pipeline().seal_ripe(sealed)
+    finally:  # what was sealed before a failure is anchored now, not when the reconciler finds it
+        if sealed:
+            anchor.delay(sealed)
 
 
 @stage("anchor")
@@ -90,8 +93,7 @@ def reconcile() -> None:
     """Re-drive batches stuck in a stage (a lost message, a crashed worker past its retries)."""
     p = pipeline()
     stuck = p.stuck()
-    for batch_id in stuck["claimed"]:
-        p.seal(batch_id)
+    p.reseal(stuck["claimed"])
     if stuck["claimed"] or stuck["sealed"]:
         anchor.delay(stuck["claimed"] + stuck["sealed"])
     if stuck["anchored"]:

@@ -113,8 +113,10 @@ class SourceRunner:
             page = self.source.fetch(self.cursor(), self.cfg.page_size)
             self._ingest(page.items, result)
             faultpoints.reached("pull.accepted")
-            # Commit point: the page's records are durable, so the cursor may move past them.
-            self._commit(page)
+            # Commit point: the page's records are durable, so the cursor may move past them, but only
+            # while this run still holds the lock (else another run owns the cursor now).
+            if not self.state.commit_source_page(self.name, token, page.next_cursor, page.finished):
+                raise InputError(f"source {self.name}: lost its run lock (a run took longer than its TTL)")
             self.source.finish(page.finished)
             result.pages += 1
             if not self.state.renew_source_lock(self.name, token, self.lock_ttl_ms):
@@ -122,9 +124,6 @@ class SourceRunner:
             if not page.more:
                 break
         return result
-
-    def _commit(self, page: Page) -> None:
-        self.state.commit_source_page(self.name, page.next_cursor, page.finished)
 
     @staticmethod
     def _plan(items: list[Pulled]) -> tuple[dict[str, tuple[Pulled, RecordInput]], list[tuple[Pulled, str]]]:

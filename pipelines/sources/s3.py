@@ -57,7 +57,7 @@ class S3Prefix:
         try:
             return self._fetch(json.loads(cursor) if cursor else {}, limit)
         except StorageError as exc:
-            raise StorageError(f"{self.cfg.name}: {exc}", transient=True) from exc
+            raise StorageError(f"{self.cfg.name}: {exc}", transient=exc.transient) from exc
 
     def _fetch(self, state: dict[str, Any], limit: int) -> Page:
         candidates = self._candidates()

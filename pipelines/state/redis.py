@@ -33,7 +33,7 @@ from pipelines.core.batch import Commitment, SealedBatch
 from pipelines.errors import ConflictRecord, InputError, PersistenceError, StateError
 from pipelines.state import STAGES, Accepted, now_ms
 from pipelines.state.redis_keys import KeysInRedis
-from pipelines.state.redis_sources import RELEASE_LOCK, RENEW_LOCK, SourcesInRedis
+from pipelines.state.redis_sources import COMMIT_PAGE, RELEASE_LOCK, RENEW_LOCK, SourcesInRedis
 
 SEP = "\x1f"
 
@@ -111,15 +111,18 @@ for _, o in ipairs(orphans) do reply[#reply + 1] = agency .. '\\31' .. o end
 return reply
 """
 
-# KEYS: batch hash, stage:claimed, stage:sealed, stage:anchored, stage:<new state>, archived_records.
-# ARGV: batch id, new state, now, archived count, expected state ('' for any), then field/value pairs.
+# KEYS: batch hash, stage:claimed, stage:sealed, stage:anchored, stage:<new state>, archived_records,
+#       deadletter.
+# ARGV: batch id, new state, now, archived count, expected state ('' for any), a dead letter to push
+#       with the change ('' for none), then field/value pairs.
 _ADVANCE = """
 local batch_key = KEYS[1]
-local batch, state, now, count, expected = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local batch, state, now, count, expected, letter = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local old = redis.call('HGET', batch_key, 'state')
-if old == 'archived' then return 0 end
+if old == 'archived' or old == state then return 0 end
 if expected ~= '' and old ~= expected then return 0 end
-for i = 6, #ARGV, 2 do redis.call('HSET', batch_key, ARGV[i], ARGV[i + 1]) end
+for i = 7, #ARGV, 2 do redis.call('HSET', batch_key, ARGV[i], ARGV[i + 1]) end
+if letter ~= '' then redis.call('RPUSH', KEYS[7], letter) end
 redis.call('HSET', batch_key, 'state', state, 'updated', now)
 for k = 2, 4 do redis.call('ZREM', KEYS[k], batch) end
 if state == 'archived' then
@@ -146,6 +149,7 @@ class RedisState(KeysInRedis, SourcesInRedis):
         self._advance = client.register_script(_ADVANCE)
         self._release = client.register_script(RELEASE_LOCK)
         self._renew = client.register_script(RENEW_LOCK)
+        self._commit_page = client.register_script(COMMIT_PAGE)
 
     @classmethod
     def connect(cls, url: str) -> RedisState:
@@ -295,16 +299,18 @@ class RedisState(KeysInRedis, SourcesInRedis):
         return SealedBatch(batch_id, info["sealed_at"], commitments), accepted
 
     def advance(self, batch_id: str, state: str, archived_records: int = 0, expect: str = "",
-                **fields: str) -> bool:
+                letter: str = "", **fields: str) -> bool:
         """Record that a batch reached ``state`` (sealed, anchored, archived or failed), with its new fields.
 
         Atomic, and a compare-and-swap when ``expect`` names the state it must
-        be in; an archived batch is never changed. Returns False when nothing
-        changed, so of two racing re-runs only one counts the batch.
+        be in; an archived batch is never changed, and a batch already in
+        ``state`` is left alone. ``letter`` is pushed to the dead letters in the
+        same step. Returns False when nothing changed, so of two racing re-runs
+        only one counts the batch.
         """
         keys = [f"ap:batch:{batch_id}", *(f"ap:stage:{s}" for s in STAGES), f"ap:stage:{state}",
-                "ap:archived_records"]
-        args: list[object] = [batch_id, state, now_ms(), archived_records, expect]
+                "ap:archived_records", "ap:deadletter"]
+        args: list[object] = [batch_id, state, now_ms(), archived_records, expect, letter]
         for k, v in fields.items():
             args += [k, v]
         return bool(self._call(self._advance, keys=keys, args=args))
@@ -352,10 +358,11 @@ class RedisState(KeysInRedis, SourcesInRedis):
         doc = {"task": what, "args": args, "error": error, "at": now_ms()}
         self._call(self.r.rpush, "ap:deadletter", json.dumps(doc))
 
-    def fail_batch(self, batch_id: str, stage: str, error: str) -> None:
-        """Take a batch that cannot go on out of its stage (state ``failed``) and dead-letter it."""
-        self.advance(batch_id, "failed", error=f"{stage}: {error}"[:2000])
-        self.dead_letter(stage, [batch_id], error)
+    def fail_batch(self, batch_id: str, stage: str, error: str) -> bool:
+        """Take a batch that cannot go on out of its stage (state ``failed``) and dead-letter it, in one
+        atomic step; a batch already failed or archived is left alone (False)."""
+        letter = json.dumps({"task": stage, "args": [batch_id], "error": error, "at": now_ms()})
+        return self.advance(batch_id, "failed", letter=letter, error=f"{stage}: {error}"[:2000])
 
     def redrive(self, batch_id: str) -> str:
         """Put a failed batch back in the stage it failed in (after its cause is fixed); return that stage."""

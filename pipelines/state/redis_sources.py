@@ -14,6 +14,13 @@ from typing import Any
 from pipelines.state import now_ms
 
 RELEASE_LOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+#: KEYS: lock, source hash, finished units. ARGV: token, cursor ('' to keep), now, then finished units.
+COMMIT_PAGE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 'cursor', ARGV[2]) end
+for i = 4, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], ARGV[3]) end
+return 1
+"""
 RENEW_LOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
 
 
@@ -24,6 +31,7 @@ class SourcesInRedis:
     _call: Callable[..., Any]
     _release: Any
     _renew: Any
+    _commit_page: Any
 
     def source_status(self, name: str) -> dict[str, str]:
         """A source's cursor, failures, next run time (ms), last error and last success."""
@@ -44,14 +52,11 @@ class SourcesInRedis:
     def release_source_lock(self, name: str, token: str) -> None:
         self._call(self._release, keys=[f"ap:src:{name}:lock"], args=[token])
 
-    def commit_source_page(self, name: str, cursor: str | None, finished: list[str]) -> None:
-        """Store the cursor past a page and the units it finished, atomically (the pull's commit point)."""
-        pipe = self.r.pipeline(transaction=True)
-        if cursor is not None:
-            pipe.hset(f"ap:src:{name}", "cursor", cursor)
-        for unit in finished:
-            pipe.hset(f"ap:src:{name}:finished", unit, now_ms())
-        self._call(pipe.execute)
+    def commit_source_page(self, name: str, token: str, cursor: str | None, finished: list[str]) -> bool:
+        """Store the cursor past a page and the units it finished, atomically, only while ``token``
+        holds the run lock (the pull's commit point); False, and nothing stored, if the lock was lost."""
+        keys = [f"ap:src:{name}:lock", f"ap:src:{name}", f"ap:src:{name}:finished"]
+        return bool(self._call(self._commit_page, keys=keys, args=[token, cursor or "", now_ms(), *finished]))
 
     def source_unit_finished(self, name: str, unit: str) -> bool:
         return bool(self._call(self.r.hexists, f"ap:src:{name}:finished", unit))

@@ -17,12 +17,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import NoCredentialsError, ParamValidationError, PartialCredentialsError
 
 from pipelines.errors import ConflictError, StorageError
 from pipelines.storage import check_key
 
 _CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+_PERMANENT = (NoCredentialsError, PartialCredentialsError, ParamValidationError)
 _TRANSIENT = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError",
               "ServiceUnavailable", "503", "500"}
 
@@ -81,7 +82,8 @@ class S3Store:
                 return ConflictError(f"{action} {key} in {self.describe()}: precondition failed ({code})")
             transient = code in _TRANSIENT or status in _TRANSIENT
             return StorageError(f"{action} {key} in {self.describe()} failed: {code} {status}", transient=transient)
-        transient = isinstance(exc, (BotoConnectionError, BotoCoreError))
+        # Network trouble may pass; missing credentials or a malformed request will not.
+        transient = isinstance(exc, BotoCoreError) and not isinstance(exc, _PERMANENT)
         return StorageError(f"{action} {key} in {self.describe()} failed: {type(exc).__name__}", transient=transient)
 
     def list_keys(self, prefix: str) -> list[str]:
