@@ -27,7 +27,7 @@ from pipelines.storage import ObjectStore
 
 if TYPE_CHECKING:
     from pipelines.config import Settings
-    from pipelines.state.redis import RedisState
+    from pipelines.state import State
 
 #: Errors a batch's own data can cause: they fail that batch alone. (ConflictError is not transient.)
 _BATCH_FAULTS = (ConflictError, InputError, ValueError)
@@ -54,7 +54,7 @@ def _batch_id(item: BatchHead | _Anchored) -> str:
 @dataclass
 class Pipeline:
     cfg: Settings
-    state: RedisState
+    state: State
     store: ObjectStore
     ledger: Ledger | Callable[[], Ledger]  # a ledger, or how to open it (only the sequencer needs one)
 

@@ -109,3 +109,19 @@ def test_advance_names_its_batch_without_slicing_key_names(clean_redis, stage):
     assert state.advance("x:y", stage, archived_records=3)
     assert state.r.zscore("ap:stage:claimed", "x:y") is None
     assert (state.r.zscore(f"ap:stage:{stage}", "x:y") is not None) == (stage != "archived")
+
+
+def test_the_redis_adapter_implements_the_whole_state_port(clean_redis):
+    import inspect
+
+    from pipelines.state import State
+
+    state = RedisState.connect(clean_redis)
+    assert isinstance(state, State)
+    for name, member in inspect.getmembers(State, inspect.isfunction):
+        if not name.startswith("_"):
+            declared = list(inspect.signature(member).parameters)
+            given = inspect.signature(getattr(RedisState, name)).parameters
+            assert list(given)[:len(declared)] == declared, name  # the port's parameters, in order ...
+            extra = list(given.values())[len(declared):]
+            assert all(p.default is not p.empty for p in extra), name  # ... and only optional ones beyond

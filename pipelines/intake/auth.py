@@ -19,7 +19,7 @@ from pipelines.errors import InputError
 from pipelines.state import now_ms
 
 if TYPE_CHECKING:
-    from pipelines.state.redis import RedisState as State
+    from pipelines.state import State
 
 KEY_PREFIX = "ap_"
 KEY_ID_DIGITS = 12

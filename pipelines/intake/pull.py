@@ -30,7 +30,7 @@ from pipelines.sources.config import SourceConfig
 from pipelines.state import now_ms
 
 if TYPE_CHECKING:
-    from pipelines.state.redis import RedisState as State
+    from pipelines.state import State
 
 BACKOFF_BASE_S = 5.0
 BACKOFF_MAX_S = 3600.0

@@ -15,7 +15,7 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:
-    from pipelines.state.redis import RedisState
+    from pipelines.state import State
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -40,7 +40,7 @@ PULL_PAUSED = Counter("anchorpipe_pull_paused", "Source runs skipped by backpres
 class StateCollector:
     """Gauges read from the state at scrape time: pending depth, oldest pending age, queues, stages."""
 
-    def __init__(self, state: RedisState, queues: tuple[str, ...]) -> None:
+    def __init__(self, state: State, queues: tuple[str, ...]) -> None:
         self.state, self.queues = state, queues
 
     def collect(self) -> Iterator[Metric]:
