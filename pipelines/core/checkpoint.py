@@ -53,8 +53,14 @@ def parse_checkpoint_text(text: str) -> Checkpoint:
 
 def open_checkpoint(note: str, verifiers: list[Verifier], origin: str | None = None) -> Checkpoint:
     """Verify a signed checkpoint with trusted keys and parse it; check its origin if given."""
-    text, _ = open_note(note, verifiers)
+    return open_signed_checkpoint(note, verifiers, origin)[0]
+
+
+def open_signed_checkpoint(note: str, verifiers: list[Verifier],
+                           origin: str | None = None) -> tuple[Checkpoint, list[str]]:
+    """:func:`open_checkpoint`, also returning the names of the trusted keys whose signatures verified."""
+    text, signers = open_note(note, verifiers)
     cp = parse_checkpoint_text(text)
     if origin is not None and cp.origin != origin:
         raise VerificationError(f"checkpoint origin is {cp.origin!r}, want {origin!r}")
-    return cp
+    return cp, signers

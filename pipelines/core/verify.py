@@ -17,10 +17,10 @@ from functools import lru_cache
 
 from pipelines.core import merkle
 from pipelines.core.anchors import ANCHOR_KINDS, TlogAnchor
-from pipelines.core.checkpoint import Checkpoint, parse_checkpoint_text
+from pipelines.core.checkpoint import Checkpoint, open_signed_checkpoint
 from pipelines.core.commitment import record_leaf_hash
 from pipelines.core.logentry import batch_entry
-from pipelines.core.note import Verifier, open_note
+from pipelines.core.note import Verifier
 from pipelines.core.proof import BatchInclusion, Proof
 from pipelines.errors import InputError, NoTrustedSignature, VerificationError
 
@@ -133,10 +133,7 @@ def check_anchors(anchors: Sequence[TlogAnchor], batch: BatchInclusion, policy: 
 @lru_cache(maxsize=64)
 def _open_checkpoint(note: str, keys: tuple[Verifier, ...], origin: str) -> tuple[Checkpoint, tuple[str, ...]]:
     """Checkpoints repeat across a batch's proofs: verify each signature once (failures are not cached)."""
-    text, signers = open_note(note, list(keys))
-    cp = parse_checkpoint_text(text)
-    if cp.origin != origin:
-        raise VerificationError(f"checkpoint origin is {cp.origin!r}, the receipt says {origin!r}")
+    cp, signers = open_signed_checkpoint(note, list(keys), origin)
     return cp, tuple(signers)
 
 

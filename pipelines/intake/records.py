@@ -63,28 +63,41 @@ def unique(records: Iterable[tuple[int, RecordInput]],
     return list(first.values()), problems
 
 
-def read_jsonl(lines: Iterable[bytes], progress: Callable[[int], None] | None = None) -> list[RecordInput]:
-    """Parse every line; raise one :class:`RecordError` naming each bad line (1-based). Blank lines are skipped."""
+def _records(items: Iterable[tuple[int, bytes | Any]], where: Callable[[int], str],
+             what: str) -> list[RecordInput]:
+    """Parse ``(position, JSON line or parsed object)`` pairs, apply the duplicate policy, and raise one
+    :class:`RecordError` naming every bad position (each position is reported once, in order)."""
     parsed: list[tuple[int, RecordInput]] = []
     problems: list[Problem] = []
-    for number, line in enumerate(lines, start=1):
-        if progress is not None:
-            progress(len(line))
-        if not line.strip():
-            continue
+    for position, item in items:
         try:
-            parsed.append((number, parse_record(jsontext.loads(line, walk=False))))
+            obj = jsontext.loads(item, walk=False) if isinstance(item, bytes) else item
+            parsed.append((position, parse_record(obj)))
         except jsontext.JSONTextError as exc:
-            problems.append(Problem(number, "record", str(exc)))
+            problems.append(Problem(position, "record", str(exc)))
         except FieldError as exc:
-            problems.append(Problem(number, exc.field, str(exc)))
-    kept, repeated = unique(parsed, "line {}".format)
+            problems.append(Problem(position, exc.field, str(exc)))
+    kept, repeated = unique(parsed, where)
     problems = sorted(problems + repeated, key=lambda p: p.position)
     if problems:
-        raise RecordError(problems, what="line")
-    if not kept:
-        raise InputError("no records in the input")
+        raise RecordError(problems, what=what)
     return [r for _, r in kept]
+
+
+def read_jsonl(lines: Iterable[bytes], progress: Callable[[int], None] | None = None) -> list[RecordInput]:
+    """Parse every line; raise one :class:`RecordError` naming each bad line (1-based). Blank lines are skipped."""
+
+    def numbered() -> Iterable[tuple[int, bytes]]:
+        for number, line in enumerate(lines, start=1):
+            if progress is not None:
+                progress(len(line))
+            if line.strip():
+                yield number, line
+
+    records = _records(numbered(), "line {}".format, "line")
+    if not records:
+        raise InputError("no records in the input")
+    return records
 
 
 def parse_body(body: bytes, content_type: str, max_records: int) -> list[RecordInput]:
@@ -94,36 +107,17 @@ def parse_body(body: bytes, content_type: str, max_records: int) -> list[RecordI
     line that is not JSON is a problem at its index, and the lines after it are
     still checked.
     """
-    problems: list[Problem] = []
-    objects: list[tuple[int, Any]] = []
+    items: list[Any]
     if "ndjson" in content_type or "jsonl" in content_type:
-        lines = [line for line in body.splitlines() if line.strip()]
-        if len(lines) > max_records:
-            raise RecordError([Problem(max_records, "body", f"more than {max_records} records in one request")])
-        for i, line in enumerate(lines):
-            try:
-                objects.append((i, jsontext.loads(line, walk=False)))
-            except jsontext.JSONTextError as exc:
-                problems.append(Problem(i, "record", str(exc)))
+        items = [line for line in body.splitlines() if line.strip()]
     else:
         try:
             doc = jsontext.loads(body, walk=False)
         except jsontext.JSONTextError as exc:
             raise RecordError([Problem(0, "body", str(exc))]) from None
-        docs = doc if isinstance(doc, list) else [doc]
-        if len(docs) > max_records:
-            raise RecordError([Problem(max_records, "body", f"more than {max_records} records in one request")])
-        objects = list(enumerate(docs))
-    if not objects and not problems:
+        items = doc if isinstance(doc, list) else [doc]
+    if not items:
         raise RecordError([Problem(0, "body", "no records")])
-    parsed = []
-    for i, obj in objects:
-        try:
-            parsed.append((i, parse_record(obj)))
-        except FieldError as exc:
-            problems.append(Problem(i, exc.field, str(exc)))
-    kept, repeated = unique(parsed)
-    problems = sorted(problems + repeated, key=lambda p: p.position)
-    if problems:
-        raise RecordError(problems)
-    return [r for _, r in kept]
+    if len(items) > max_records:
+        raise RecordError([Problem(max_records, "body", f"more than {max_records} records in one request")])
+    return _records(enumerate(items), "record {}".format, "record")
