@@ -1,11 +1,12 @@
 """Benchmark: the whole pipeline, records pushed over HTTP until every proof is archived.
 
-Starts the local stack (Redis with AOF, moto S3, API, workers, beat), then for
-each offered rate pushes records for a few seconds and reports the sustained
-end-to-end rate and accept→archived latency percentiles. Two baselines are
-measured in the same run on the same Redis: a pipelined Redis write loop (what
-storing records costs at the least) and trivial Celery tasks (what one message
-costs).
+Starts the local stack (PostgreSQL, Redis, moto S3, API, workers, beat), then
+for each offered rate pushes records for a few seconds and reports the sustained
+end-to-end rate and accept→archived latency percentiles. Three baselines are
+measured in the same run on the same servers: a pipelined Redis write loop (what
+storing records cost when Redis held them), bulk idempotent inserts into
+PostgreSQL (what storing them costs at the least now), and trivial Celery tasks
+(what one message costs).
 
     python bench/e2e.py [--seconds 8] [--rates 2000,5000,max]
 """
@@ -26,7 +27,7 @@ import redis
 
 from pipelines.intake.auth import add_agency
 from pipelines.demo.localstack import local_stack
-from pipelines.state.redis import RedisState as State
+from pipelines.state.postgres import PostgresState as State
 
 CHUNK = 1_000
 
@@ -43,6 +44,31 @@ def redis_baseline(url: str, n: int = 200_000) -> float:
     pipe.execute()
     rate = n / (time.perf_counter() - t)
     r.delete("bench:rec", "bench:pending")
+    return rate
+
+
+def postgres_baseline(url: str, n: int = 200_000) -> float:
+    """Bulk idempotent inserts of (agency, id, digest, salt) rows, 2,000 a transaction, as accepting does."""
+    import os as _os
+
+    import psycopg
+
+    from pipelines.state.schema import psycopg_url
+
+    with psycopg.connect(psycopg_url(url)) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_records (agency text, id text, d bytea, s bytea, "
+                     "PRIMARY KEY (agency, id))")
+        conn.commit()
+        t = time.perf_counter()
+        for start in range(0, n, 2000):
+            ids = [f"r{i}" for i in range(start, min(start + 2000, n))]
+            conn.execute("INSERT INTO bench_records SELECT 'a', i, d, s FROM unnest(%s::text[], %s::bytea[], "
+                         "%s::bytea[]) AS t(i, d, s) ON CONFLICT DO NOTHING",
+                         (ids, [_os.urandom(32) for _ in ids], [_os.urandom(32) for _ in ids]))
+            conn.commit()
+        rate = n / (time.perf_counter() - t)
+        conn.execute("DROP TABLE bench_records")
+        conn.commit()
     return rate
 
 
@@ -107,24 +133,27 @@ def main() -> None:
     args = ap.parse_args()
     rates = [None if r == "max" else float(r) for r in args.rates.split(",")]
     with tempfile.TemporaryDirectory() as tmp, local_stack(
-        Path(tmp), batch_interval="0.25", batch_max="20000", allow_volatile_redis="false"
+        Path(tmp), batch_interval="0.25", batch_max="20000", allow_volatile_state="false"
     ) as stack:
         os.environ.update({k: v for k, v in stack.env.items() if k.startswith("AWS_")})
-        state = State.connect(stack.redis_url)
+        state = State.connect(stack.database_url)
         key = add_agency(state, "bench-agency")
         time.sleep(2)  # let workers and beat settle
         base_redis = redis_baseline(stack.redis_url)
+        base_pg = postgres_baseline(stack.database_url)
         base_celery = celery_baseline(stack.redis_url)
         print(f"baseline: pipelined Redis writes        {base_redis:>10,.0f} records/s")
+        print(f"baseline: bulk PostgreSQL inserts        {base_pg:>10,.0f} records/s")
         print(f"baseline: trivial Celery tasks           {base_celery:>10,.0f} tasks/s")
         print(f"{'offered/s':>10} {'records':>8} {'accepted/s':>11} {'end-to-end/s':>13} {'p50 s':>6} {'p99 s':>6}"
-              f" {'e2e/redis':>10} {'e2e/celery':>11}")
+              f" {'e2e/redis':>10} {'e2e/pg':>7} {'e2e/celery':>11}")
         start = 0
         for rate in rates:
             start, res = run_rate(stack, state, key, rate, args.seconds, start)
             print(f"{'max' if rate is None else f'{rate:,.0f}':>10} {res['records']:>8,} {res['accept_rate']:>11,.0f} "
                   f"{res['e2e_rate']:>13,.0f} {res['p50']:>6.2f} {res['p99']:>6.2f} "
-                  f"{res['e2e_rate'] / base_redis:>10.3f} {res['e2e_rate'] / base_celery:>11.1f}")
+                  f"{res['e2e_rate'] / base_redis:>10.3f} {res['e2e_rate'] / base_pg:>7.3f} "
+                  f"{res['e2e_rate'] / base_celery:>11.1f}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Benchmark: records/s pulled and accepted per connector, beside the push intake measured in the same run.
 
 Each connector reads 20,000 generated records from a real peer (an HTTP feed
-server, S3 over HTTP via moto, SQLite, a folder) into a private Redis (AOF);
+server, S3 over HTTP via moto, SQLite, a folder) into a private PostgreSQL;
 the push baseline sends the same records through the intake API in-process
 (FastAPI's test client, no network), so the ratio shows what pulling costs
 beyond the shared intake path.
@@ -20,15 +20,15 @@ import time
 from pathlib import Path
 
 import boto3
-import redis
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the feed server lives in tests/
 
 from pipelines.intake.pull import SourceRunner
-from pipelines.demo.services import moto_s3, redis_server
+from pipelines.demo.services import moto_s3, postgres_server
 from pipelines.sources.config import load_sources
-from pipelines.state.redis import RedisState as State
+from pipelines.state.postgres import PostgresState as State
+from pipelines.state.schema import upgrade
 
 
 def items(n: int) -> list[dict]:
@@ -44,7 +44,7 @@ def push_rate(url: str, tmp: Path, records: list[dict]) -> float:
 
     state = State.connect(url)
     key = add_agency(state, "push-agency")
-    client = TestClient(create_app(Settings(redis_url=url, archive=str(tmp / "archive"))))
+    client = TestClient(create_app(Settings(database_url=url, redis_url="redis://127.0.0.1:1/0", archive=str(tmp / "archive"))))
     t = time.perf_counter()
     for start in range(0, len(records), 1000):
         body = "\n".join(json.dumps({"id": r["rec_id"], "content": r["body"]}) for r in records[start:start + 1000])
@@ -72,8 +72,9 @@ def main() -> None:
     n = ap.parse_args().records
     recs = items(n)
     common = 'id_field = "rec_id"\ncontent_field = "body"\npage_size = 2000\n'
-    with tempfile.TemporaryDirectory() as d, redis_server(Path(d)) as url, moto_s3(Path(d)) as endpoint:
+    with tempfile.TemporaryDirectory() as d, postgres_server(Path(d)) as url, moto_s3(Path(d)) as endpoint:
         tmp = Path(d)
+        upgrade(url)
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
         os.environ["FEED_TOKEN"] = "s3cret"
@@ -110,7 +111,6 @@ def main() -> None:
             (inbox / f"{k:06d}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs[k:k + 5000]))
         results["drop folder"] = pull_rate(url, f'[[source]]\nname = "f"\nagency = "a-f"\nkind = "folder"\n'
                                            f'path = "{inbox}"\nmin_age = 0\n{common}', tmp, n)
-        redis.Redis.from_url(url).close()
     base = results["push (intake API)"]
     print(f"{'path':<22} {'records/s':>10} {'ratio to push':>14}")
     for name, rate in results.items():

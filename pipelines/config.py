@@ -17,7 +17,12 @@ from pipelines.errors import ConfigError
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ANCHORPIPE_", extra="ignore", frozen=True)
 
-    #: Redis holding accepted records (must persist: AOF). Required. (Kept out of repr: it may hold a password.)
+    #: PostgreSQL, the system of record (accepted records, batches, keys, sources). Required.
+    #: (Kept out of repr, as every URL here: it may hold a password.)
+    database_url: str = Field(repr=False)
+    #: Most connections each process opens to PostgreSQL.
+    database_pool: int = Field(10, ge=1, le=1000)
+    #: Redis for work in flight (the Celery broker); it may restart empty. Required.
     redis_url: str = Field(repr=False)
     #: Celery broker; defaults to redis_url.
     broker_url: str | None = Field(None, repr=False)
@@ -54,8 +59,8 @@ class Settings(BaseSettings):
     pull_max_pending: int = Field(1_000_000, ge=1)
     #: A source's run lock expires this many seconds after its holder stops renewing it.
     source_lock_ttl: float = Field(300.0, gt=0)
-    #: Start even if Redis does not persist (tests and demos only).
-    allow_volatile_redis: bool = False
+    #: Start even if PostgreSQL could lose committed transactions (fsync off; tests and demos only).
+    allow_volatile_state: bool = False
     #: Sentry DSN, from SENTRY_DSN.
     sentry_dsn: SecretStr | None = Field(None, validation_alias="SENTRY_DSN")
     #: Prometheus metrics port for workers (0: none).
@@ -64,6 +69,13 @@ class Settings(BaseSettings):
     metrics_addr: str = "127.0.0.1"
     #: Bearer token that the API's /metrics requires; unset, the API serves no metrics (they name agencies).
     metrics_token: SecretStr | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, v: str) -> str:
+        if not v.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+            raise ValueError("want a postgresql:// URL")
+        return v
 
     @field_validator("s3_sse")
     @classmethod

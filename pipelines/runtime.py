@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from pipelines.intake.pull import SourceRunner
     from pipelines.sources.config import SourceConfig
     from pipelines.stages import Pipeline
-    from pipelines.state.redis import RedisState
+    from pipelines.state.postgres import PostgresState
+    from pipelines.state.redis import BrokerQueues
 
 
 def read_text(path: str | Path, what: str) -> str:
@@ -84,10 +85,25 @@ class Runtime:
         return open_store(location)
 
     @cached_property
-    def state(self) -> RedisState:
-        from pipelines.state.redis import RedisState
+    def state(self) -> PostgresState:
+        from pipelines.state.postgres import PostgresState
 
-        return RedisState.connect(self.cfg.redis_url)
+        return PostgresState.connect(self.cfg.database_url, max_connections=self.cfg.database_pool)
+
+    @cached_property
+    def queues(self) -> BrokerQueues:
+        """Depths of the Celery queues (the broker's Redis)."""
+        from pipelines.state.redis import BrokerQueues
+
+        return BrokerQueues(self.cfg.broker)
+
+    def check_state(self) -> None:
+        """Refuse to serve on a database that is not at this version's schema or could lose a commit."""
+        from pipelines.state.schema import check_current
+
+        check_current(self.cfg.database_url)
+        if not self.cfg.allow_volatile_state:
+            self.state.check_persistence()
 
     @cached_property
     def archive(self) -> ObjectStore:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from pipelines.archive import bundle, directory
+from pipelines.archive import bundle, index
 from pipelines.core.anchors import Anchor, parse_anchor
 from pipelines.core.batch import SealedBatch, new_batch_id, now_timestamp
 from pipelines.core.logentry import BatchHead
@@ -71,7 +71,6 @@ class Pipeline:
         are appended to ``sealed`` as they are sealed, so a caller can publish
         them even if a later claim fails.
         """
-        self.state.upgrade_pending()
         sealed = [] if sealed is None else sealed
         deadline = time.monotonic() + SEAL_BUDGET_S
         agencies = self.state.pending_agencies()
@@ -143,8 +142,9 @@ class Pipeline:
         metrics.STAGE_SECONDS.labels("anchor").observe(time.perf_counter() - t)
         return list(receipts)
 
-    def archive(self, batch_ids: list[str]) -> list[str]:
-        """Archive every proof of the given anchored batches; return those now archived."""
+    def archive(self, batch_ids: list[str], compact_due: list[str] | None = None) -> list[str]:
+        """Archive every proof of the given anchored batches; return those now archived. Agencies whose
+        index is due for compaction are appended to ``compact_due``."""
         t = time.perf_counter()
         ready = []
         for b in dict.fromkeys(batch_ids):
@@ -156,27 +156,44 @@ class Pipeline:
                 ready.append(_Anchored(batch, [parse_anchor(info["anchor"])], times))
             except (KeyError, ValueError) as exc:
                 self._fail(b, "archive", exc)
-        done = self._each_alone_on_failure("archive", ready, self._archive_round)
+        due: set[str] = set()
+        done = self._each_alone_on_failure("archive", ready, lambda items: self._archive_round(items, due))
+        if compact_due is not None:
+            compact_due += sorted(due)
         # Commit point: every proof is archived and findable; only then is the batch done.
         now = now_ms()
-        for b, times in done.items():
-            if self.state.advance(b, "archived", archived_records=len(times), expect="anchored"):
+        for b, (times, key, offsets) in done.items():
+            if self.state.advance(b, "archived", archived_records=len(times), expect="anchored", bundle=key,
+                                  offsets=offsets):
                 for ms in times:
                     metrics.ACCEPT_TO_ARCHIVED.observe((now - ms) / 1000)
                 metrics.ARCHIVED.inc(len(times))
         metrics.STAGE_SECONDS.labels("archive").observe(time.perf_counter() - t)
         return list(done)
 
-    def _archive_round(self, ready: list[_Anchored]) -> dict[str, list[int]]:
-        """Write the bundles, then the directory entries, of ``ready``; return each batch's accept times."""
-        entries = []
+    def _archive_round(self, ready: list[_Anchored], due: set[str]) -> dict[str, tuple[list[int], str, list[int]]]:
+        """Write the bundles, then one index run per agency, of ``ready``; return each batch's accept times,
+        bundle key and the byte offset of each leaf's proof in it (with the bundle's size last)."""
+        entries: dict[str, list[tuple[str, bundle.Location]]] = {}
+        out = {}
         for a in ready:
-            locations = bundle.write_batch(self.store, a.batch, a.anchors)
-            entries += [(c.agency, c.record_id, loc) for c, loc in zip(a.batch.commitments, locations, strict=True)]
+            key, locations, size = bundle.write_batch(self.store, a.batch, a.anchors)
+            for c, loc in zip(a.batch.commitments, locations, strict=True):
+                entries.setdefault(c.agency, []).append((c.record_id, loc))
+            out[a.batch.id] = (a.times, key, [loc[1] for loc in locations] + [size])
         faultpoints.reached("archive.bundled")
-        directory.update_directory(self.store, entries)
+        for agency, rows in entries.items():
+            if index.add_round(self.store, agency, rows):
+                due.add(agency)
         faultpoints.reached("archive.indexed")
-        return {a.batch.id: a.times for a in ready}
+        return out
+
+    def compact(self, agency: str) -> dict[str, int]:
+        """Compact ``agency``'s archive index (merge its level-0 runs); see :mod:`pipelines.archive.index`."""
+        t = time.perf_counter()
+        stats = index.compact(self.store, agency)
+        metrics.STAGE_SECONDS.labels("compact").observe(time.perf_counter() - t)
+        return stats
 
     def _each_alone_on_failure(self, stage: str, items: list[_T], run: Callable[[list[_T]], dict[str, _R]]
                                ) -> dict[str, _R]:

@@ -16,22 +16,23 @@ from hypothesis import HealthCheck, settings
 from pipelines.config import Settings
 from pipelines.intake.api import create_app
 from pipelines.intake.auth import add_agency
-from pipelines.state.redis import RedisState
+from pipelines.state.postgres import PostgresState
 
 EXAMPLES = int(os.environ.get("ANCHORPIPE_FUZZ_EXAMPLES", "60"))
 
 
 # The document alone, from an app that connects to nothing (building it reaches no service).
 schema = schemathesis.openapi.from_dict(
-    create_app(Settings(redis_url="redis://127.0.0.1:1/0", archive="/nonexistent", allow_volatile_redis=True)).openapi())
+    create_app(Settings(database_url="postgresql://127.0.0.1:1/none", redis_url="redis://127.0.0.1:1/0",
+                        archive="/nonexistent"), check_state=False).openapi())
 
 
 @pytest.fixture
-def api(clean_redis, tmp_path):
+def api(db, clean_redis, tmp_path):
     """The API against a real Redis, and an agency key for it."""
-    app = create_app(Settings(redis_url=clean_redis, archive=str(tmp_path / "archive"), max_body_bytes=65_536,
+    app = create_app(Settings(database_url=db, redis_url=clean_redis, archive=str(tmp_path / "archive"), max_body_bytes=65_536,
                               max_records_per_request=200))
-    return app, add_agency(RedisState.connect(clean_redis), "agency-a")
+    return app, add_agency(PostgresState.connect(db), "agency-a")
 
 
 @schema.parametrize()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.archive import bundle, directory
+from pipelines.archive import bundle, index
 from pipelines.core.batch import seal_records
 from pipelines.core.commitment import RecordInput, content_sha256
 from pipelines.core.note import Signer
@@ -65,8 +65,8 @@ def test_proof_get_from_a_folder_archive_with_the_base_install(base_venv: Path, 
     log = TransparencyLog.create(LocalStore(tmp_path / "archive" / "log"), [signer])
     store = LocalStore(tmp_path / "archive")
     batch = seal_records("dept-x", [RecordInput(f"r{i}", content_sha256({"i": i})) for i in range(5)])
-    locations = bundle.write_batch(store, batch, list(log.anchor([batch.head]).values()))
-    directory.update_directory(store, [("dept-x", f"r{i}", loc) for i, loc in enumerate(locations)])
+    _, locations, _ = bundle.write_batch(store, batch, list(log.anchor([batch.head]).values()))
+    index.add_round(store, "dept-x", [(f"r{i}", loc) for i, loc in enumerate(locations)])
     res = run(base_venv, "proof", "get", "dept-x", "r3", "--archive", "archive", "-o", "r3.json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert json.loads((tmp_path / "r3.json").read_text())["record"]["id"] == "r3"

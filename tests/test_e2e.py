@@ -1,4 +1,4 @@
-"""The whole pipeline with real processes: Redis, moto S3 over HTTP, the API, Celery workers, beat.
+"""The whole pipeline with real processes: PostgreSQL, Redis, moto S3 over HTTP, the API, Celery workers, beat.
 
 Crash tests kill -9 a worker (its whole process group) at a named point inside
 each stage, restart it, and check that every accepted record ends with exactly
@@ -25,9 +25,10 @@ from pipelines.core.logentry import parse_batch_entry
 from pipelines.core.proof import parse_proof
 from pipelines.core.verify import Policy, verify_proof
 from pipelines.demo.localstack import local_stack
-from pipelines.state.redis import RedisState as State
+from pipelines.state.postgres import PostgresState as State
 from pipelines.storage import open_store
 from pipelines.ledger.tlog import LogReader
+from tests.conftest import sql
 
 QUEUES = {"stages": ("seal,archive,reconcile", 2), "sequencer": ("anchor", 1)}
 FAST = {"batch_interval": "0.3", "visibility_timeout": "10", "unacked_restore_interval": "1",
@@ -59,7 +60,7 @@ def check_everything(stack, state: State, records: int) -> None:
     head = reader.head()
     reader.check_tiles(head)
     logged = [parse_batch_entry(e)[0] for e in _log_entries(reader, head.checkpoint.size)]
-    batches = sorted(k.split(":")[2] for k in state.r.scan_iter("ap:batch:*:members"))
+    batches = sorted(r[0] for r in sql(state.url, "SELECT id FROM batches"))
     assert sorted(logged) == batches, "every batch exactly once in the log"
     seen: dict[str, str] = {}
     for batch_id in batches:
@@ -85,7 +86,7 @@ def _log_entries(reader: LogReader, size: int) -> list[bytes]:
 
 def test_pushed_records_become_verifiable_proofs(tmp_path: Path):
     with local_stack(tmp_path, **FAST) as stack:
-        state = State.connect(stack.redis_url)
+        state = State.connect(stack.database_url)
         key = add_agency(state, "agency-a")
         push(stack.api_url, key, 0, 700)
         push(stack.api_url, key, 0, 700)  # the same records again: duplicates, no new work
@@ -107,7 +108,7 @@ def test_kill_9_in_the_middle_of_a_stage_loses_nothing_and_anchors_nothing_twice
         fault = {"ANCHORPIPE_FAULT_PAUSE": point, "ANCHORPIPE_FAULT_DIR": str(faults)}
         for name, (queues, concurrency) in QUEUES.items():
             stack.start_worker(name, queues, concurrency, env=fault if name == victim else None)
-        state = State.connect(stack.redis_url)
+        state = State.connect(stack.database_url)
         key = add_agency(state, "agency-a")
         push(stack.api_url, key, 0, 400)
         push(stack.api_url, key, 400, 200)
@@ -133,7 +134,7 @@ def test_keys_and_proof_retrieval_commands(tmp_path: Path):
         auditor = cli(env, "auditor", "add", "audit-office", "--agency", "agency-a").stdout.strip()
         assert cli(env, "auditor", "add", "x", "--agency", "nobody").returncode == 2
         push(stack.api_url, key, 0, 50)
-        state = State.connect(stack.redis_url)
+        state = State.connect(stack.database_url)
         wait_for(lambda: state.archived_records() >= 50, 90, "50 archived proofs")
         (tmp_path / "log.vkey").write_text(stack.signer.verifier().text())
         for how in (["--api", stack.api_url, "--key", auditor], ["--archive", stack.archive]):
@@ -148,9 +149,11 @@ def test_keys_and_proof_retrieval_commands(tmp_path: Path):
 
 def test_the_procfile_runs_under_honcho(tmp_path: Path):
     """`honcho start` with a .env, as the README says: records pushed to `web` come out archived."""
-    from pipelines.demo.services import free_port, moto_s3, redis_server, wait_for_port
+    from pipelines.demo.services import free_port, moto_s3, postgres_server, redis_server, wait_for_port
+    from pipelines.state.schema import upgrade
 
-    with redis_server(tmp_path) as redis_url, moto_s3(tmp_path) as endpoint:
+    with postgres_server(tmp_path) as database_url, redis_server(tmp_path) as redis_url, moto_s3(tmp_path) as endpoint:
+        upgrade(database_url)
         import boto3
 
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="k",
@@ -161,7 +164,7 @@ def test_the_procfile_runs_under_honcho(tmp_path: Path):
         key_file.write_text(Signer.generate("procfile.test/log").text())
         port = free_port()
         (tmp_path / ".env").write_text(
-            f"ANCHORPIPE_REDIS_URL={redis_url}\nANCHORPIPE_ARCHIVE=s3://procfile/a\nANCHORPIPE_S3_ENDPOINT={endpoint}\n"
+            f"ANCHORPIPE_DATABASE_URL={database_url}\nANCHORPIPE_REDIS_URL={redis_url}\nANCHORPIPE_ARCHIVE=s3://procfile/a\nANCHORPIPE_S3_ENDPOINT={endpoint}\n"
             f"ANCHORPIPE_LOG_KEY_FILE={key_file}\nANCHORPIPE_BATCH_INTERVAL=0.3\nAWS_ACCESS_KEY_ID=k\n"
             f"AWS_SECRET_ACCESS_KEY=s\nAWS_DEFAULT_REGION=us-east-1\nPORT={port}\n"
             f"ANCHORPIPE_BEAT_SCHEDULE={tmp_path / 'beat'}\n")
@@ -173,7 +176,7 @@ def test_the_procfile_runs_under_honcho(tmp_path: Path):
                                   start_new_session=True)
         try:
             wait_for_port(port, honcho, timeout=60)
-            state = State.connect(redis_url)
+            state = State.connect(database_url)
             from pipelines.intake.auth import add_agency
 
             push(f"http://127.0.0.1:{port}", add_agency(state, "agency-a"), 0, 40)
@@ -201,7 +204,7 @@ def test_beat_pulls_a_source_and_a_worker_killed_mid_pull_loses_nothing(tmp_path
         wait_for(lambda: (faults / "pull.accepted").exists(), 60, "the puller to reach its fault point")
         stack.kill("puller")
         stack.start_worker("puller", "pull", 1)
-        state = State.connect(stack.redis_url)
+        state = State.connect(stack.database_url)
         wait_for(lambda: state.archived_records() >= 300, 120, "every pulled record archived")
         time.sleep(2)
         assert state.archived_records() == 300
@@ -217,7 +220,7 @@ def test_workers_serve_prometheus_metrics(tmp_path: Path):
         stack.start_worker("stages", "seal,archive,reconcile", 2, env={
             "ANCHORPIPE_METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")})
         stack.start_worker("sequencer", "anchor", 1)
-        state = State.connect(stack.redis_url)
+        state = State.connect(stack.database_url)
         push(stack.api_url, add_agency(state, "agency-a"), 0, 120)
         wait_for(lambda: state.archived_records() >= 120, 90, "120 archived proofs")
 

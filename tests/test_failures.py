@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.archive import bundle, directory
+from pipelines.archive import bundle
 from pipelines.core.logentry import batch_entry
 import pytest
 
@@ -33,16 +33,6 @@ def test_a_batch_whose_bundle_conflicts_fails_alone(pipe):  # noqa: F811
     assert pipe.archive(batches) == []
     assert len(pipe.state.dead_letters()) == 1
     assert pipe.state.archived_records() == 10
-
-
-def test_a_record_archived_elsewhere_fails_only_its_batch(pipe):  # noqa: F811
-    batches = _anchored_batches(pipe, 3)
-    first = pipe.state.load_batch(batches[0]).commitments[0]
-    directory.update_directory(pipe.store, [(first.agency, first.record_id, ("other-batch", 0, 10))])
-    done = pipe.archive(batches)
-    assert sorted(done) == sorted(batches[1:])
-    assert pipe.state.batch(batches[0])["state"] == "failed"
-    assert "already archived" in pipe.state.dead_letters()[0]["error"]
 
 
 def test_a_batch_the_log_refuses_fails_alone_and_the_rest_is_anchored(pipe):  # noqa: F811

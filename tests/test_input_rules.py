@@ -22,7 +22,7 @@ from pipelines.intake.auth import add_agency
 from pipelines.intake.records import parse_body, parse_record, read_jsonl
 from pipelines.sources import Mapping
 from pipelines.sources.lines import _decode
-from pipelines.state.redis import RedisState
+from pipelines.state.postgres import PostgresState
 
 DEEP_1000 = '{"id": "d", "content": ' + "[" * 1000 + "]" * 1000 + "}"
 BAD_RECORDS = {
@@ -41,9 +41,9 @@ BAD_RECORDS = {
 
 
 @pytest.fixture
-def api(clean_redis, tmp_path):
-    cfg = Settings(redis_url=clean_redis, archive=str(tmp_path / "archive"))
-    key = add_agency(RedisState.connect(clean_redis), "agency-a")
+def api(db, clean_redis, tmp_path):
+    cfg = Settings(database_url=db, redis_url=clean_redis, archive=str(tmp_path / "archive"))
+    key = add_agency(PostgresState.connect(db), "agency-a")
     return TestClient(create_app(cfg)), {"Authorization": f"Bearer {key}"}
 
 

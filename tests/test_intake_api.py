@@ -1,4 +1,4 @@
-"""The intake API against a real Redis (AOF): acceptance, idempotency, isolation, rejections."""
+"""The intake API against a real PostgreSQL: acceptance, idempotency, isolation, rejections."""
 
 from __future__ import annotations
 
@@ -13,17 +13,18 @@ from pipelines.config import Settings
 from pipelines.core.commitment import content_sha256, record_leaf_hash
 from pipelines.errors import ConfigError
 from pipelines.errors import PersistenceError
-from pipelines.state.redis import RedisState as State
+from pipelines.state.postgres import PostgresState as State
+from tests.conftest import sql
 
 
 METRICS_TOKEN = "scrape-" + "t" * 20
 
 
 @pytest.fixture
-def env(clean_redis, tmp_path):
-    cfg = Settings(redis_url=clean_redis, archive=str(tmp_path / "archive"), max_body_bytes=2_000_000,
+def env(db, clean_redis, tmp_path):
+    cfg = Settings(database_url=db, redis_url=clean_redis, archive=str(tmp_path / "archive"), max_body_bytes=2_000_000,
                    max_records_per_request=20_000, metrics_token=METRICS_TOKEN)
-    state = State.connect(clean_redis)
+    state = State.connect(db)
     keys = {"a": add_agency(state, "agency-a"), "b": add_agency(state, "agency-b")}
     keys["auditor"] = add_auditor(state, "audit-office", ["agency-a"])
     return TestClient(create_app(cfg)), keys, state
@@ -36,7 +37,9 @@ def post(client, key, body, content_type="application/json"):
 
 
 def stored(state: State, agency: str) -> dict:
-    return state.r.hgetall(f"ap:rec:{agency}")
+    """Each stored record of ``agency`` as ``digest:salt:accepted ms`` (hex), read from the database."""
+    rows = sql(state.url, "SELECT id, content_sha256, salt, accepted_ms FROM records WHERE agency = %s", (agency,))
+    return {rid: f"{bytes(d).hex()}:{bytes(s).hex()}:{ms}" for rid, d, s, ms in rows}
 
 
 def test_one_record_array_and_ndjson_are_accepted(env):
@@ -121,7 +124,7 @@ def test_keys_agencies_and_auditors(env):
     assert client.get("/v1/records/secret", params={"agency": "agency-b"}, headers=hx).status_code == 404
     assert post(client, keys["auditor"], {"id": "z", "content": 1}).status_code == 403
     # Keys are stored only as hashes.
-    dump = json.dumps(state.r.hgetall("ap:keys"))
+    dump = json.dumps(sql(state.url, "SELECT digest, principal::text FROM api_keys"))
     assert all(k not in dump for k in keys.values())
 
 
@@ -130,7 +133,7 @@ def test_health_readiness_and_metrics(env):
     post(client, keys["a"], [{"id": f"m{i}", "content": i} for i in range(3)])
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"]["redis"] == "ok"
+    assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
     assert client.get("/metrics").status_code == 401  # agency names and volumes are not for everyone
     assert client.get("/metrics", headers={"Authorization": f"Bearer {keys['a']}"}).status_code == 401
     text = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
@@ -139,58 +142,68 @@ def test_health_readiness_and_metrics(env):
     assert 'anchorpipe_oldest_pending_seconds{agency="agency-a"}' in text
 
 
-def test_a_redis_that_does_not_persist_is_refused(tmp_path):
-    from pipelines.demo.services import redis_server
+def test_a_database_that_could_lose_commits_is_refused(db, clean_redis, tmp_path):
+    sql(db, f"ALTER DATABASE {db.rsplit('/', 1)[1]} SET synchronous_commit = off")
+    with pytest.raises(PersistenceError, match="synchronous_commit=off"):
+        create_app(Settings(database_url=db, redis_url=clean_redis, archive=str(tmp_path / "a")))
+    create_app(Settings(database_url=db, redis_url=clean_redis, archive=str(tmp_path / "a"), allow_volatile_state=True))
 
-    with redis_server(tmp_path, appendonly=False) as url:
-        with pytest.raises(PersistenceError, match="appendonly=no"):
-            create_app(Settings(redis_url=url, archive=str(tmp_path / "a")))
-        create_app(Settings(redis_url=url, archive=str(tmp_path / "a"), allow_volatile_redis=True))
+
+def test_a_database_at_another_schema_is_refused_with_the_command_that_fixes_it(db, clean_redis, tmp_path):
+    sql(db, "UPDATE alembic_version SET version_num = '0000'")
+    with pytest.raises(ConfigError, match="revision 0000.*anchorpipe db upgrade"):
+        create_app(Settings(database_url=db, redis_url=clean_redis, archive=str(tmp_path / "a")))
 
 
 def test_settings_errors_name_the_variable(monkeypatch):
     from pipelines.config import load_settings
 
     monkeypatch.delenv("ANCHORPIPE_REDIS_URL", raising=False)
+    monkeypatch.setenv("ANCHORPIPE_DATABASE_URL", "mysql://db/x")
     monkeypatch.setenv("ANCHORPIPE_ARCHIVE", "/tmp/x")
     monkeypatch.setenv("ANCHORPIPE_BATCH_MAX", "zero")
     with pytest.raises(ConfigError) as err:
         load_settings()
-    assert "ANCHORPIPE_REDIS_URL" in str(err.value) and "ANCHORPIPE_BATCH_MAX" in str(err.value)
+    for name in ("ANCHORPIPE_REDIS_URL", "ANCHORPIPE_BATCH_MAX", "ANCHORPIPE_DATABASE_URL: Value error, want a postgresql"):
+        assert name in str(err.value)
+    assert "mysql://db/x" not in str(err.value)  # a URL may hold a password
 
 
 def test_readiness_fails_when_anchoring_stalls(env):
     client, keys, state = env
-    state.r.zadd("ap:stage:sealed", {"waiting-batch": 1})
-    state.r.set("ap:checkpoint_ms", 1)  # the last checkpoint is ages old
+    sql(state.url, "INSERT INTO batches (id, agency, state, sealed_at, size, created_ms, updated_ms) "
+        "VALUES ('waiting-batch', 'agency-a', 'sealed', '2026-01-01T00:00:00Z', 1, 1, 1)")
+    sql(state.url, "UPDATE counters SET value = 1 WHERE name = 'checkpoint_ms'")  # the last checkpoint is ages old
     resp = client.get("/readyz")
     assert resp.status_code == 503 and resp.json()["checks"]["anchoring"] == "stalled"
     state.mark_checkpoint()
     assert client.get("/readyz").status_code == 200
 
 
-def test_readiness_reports_a_redis_that_went_away_instead_of_failing(tmp_path):
-    from pipelines.demo.services import redis_server
+def test_readiness_reports_a_database_that_went_away_instead_of_failing(clean_redis, tmp_path):
+    from pipelines.demo.services import postgres_server
+    from pipelines.state.schema import upgrade
 
-    with redis_server(tmp_path) as url:
-        client = TestClient(create_app(Settings(redis_url=url, archive=str(tmp_path / "a"))))
+    with postgres_server(tmp_path) as url:
+        upgrade(url)
+        client = TestClient(create_app(Settings(database_url=url, redis_url=clean_redis, archive=str(tmp_path / "a"))))
         assert client.get("/readyz").status_code == 200
     resp = client.get("/readyz")  # the server is gone: every state call fails
     assert resp.status_code == 503
-    assert resp.json()["ready"] is False and resp.json()["checks"]["redis"].startswith("error")
+    assert resp.json()["ready"] is False and resp.json()["checks"]["database"].startswith("error")
 
 
-def test_health_answers_while_a_large_submission_is_parsed(clean_redis, tmp_path):
+def test_health_answers_while_a_large_submission_is_parsed(db, clean_redis, tmp_path):
     """Parsing and canonicalising a big body runs off the event loop: /healthz is not stalled by it."""
     import asyncio
 
     import httpx
 
-    cfg = Settings(redis_url=clean_redis, archive=str(tmp_path / "archive"), max_records_per_request=50_000)
-    key = add_agency(State.connect(clean_redis), "agency-a")
+    cfg = Settings(database_url=db, redis_url=clean_redis, archive=str(tmp_path / "archive"), max_records_per_request=50_000)
+    key = add_agency(State.connect(db), "agency-a")
     app = create_app(cfg)
     body = "\n".join(json.dumps({"id": f"r{i}", "content": {"n": i, "s": "x" * 50}}) for i in range(40_000))
-    state = State.connect(clean_redis)
+    state = State.connect(db)
     stored_when_healthy: list[int] = []
 
     async def scenario() -> None:
@@ -214,20 +227,10 @@ def test_health_answers_while_a_large_submission_is_parsed(clean_redis, tmp_path
     assert len(stored(state, "agency-a")) == 40_000
 
 
-def test_without_a_metrics_token_the_api_serves_no_metrics(clean_redis, tmp_path):
-    client = TestClient(create_app(Settings(redis_url=clean_redis, archive=str(tmp_path))))
+def test_without_a_metrics_token_the_api_serves_no_metrics(db, clean_redis, tmp_path):
+    client = TestClient(create_app(Settings(database_url=db, redis_url=clean_redis, archive=str(tmp_path))))
     resp = client.get("/metrics")
     assert resp.status_code == 404 and "ANCHORPIPE_METRICS_TOKEN" in resp.json()["detail"]
     assert "/metrics" not in client.get("/openapi.json").json()["paths"]
 
 
-def test_a_redis_that_fsyncs_only_every_second_is_refused(clean_redis, tmp_path):
-    import redis
-
-    client = redis.Redis.from_url(clean_redis)
-    client.config_set("appendfsync", "everysec")
-    try:
-        with pytest.raises(PersistenceError, match="appendfsync=everysec"):
-            create_app(Settings(redis_url=clean_redis, archive=str(tmp_path / "a")))
-    finally:
-        client.config_set("appendfsync", "always")

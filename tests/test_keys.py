@@ -14,12 +14,12 @@ from pipelines.config import Settings
 from pipelines.errors import InputError
 from pipelines.intake.api import create_app
 from pipelines.intake.auth import add_agency, add_auditor, authenticate, list_keys, revoke, rotate
-from pipelines.state.redis import RedisState
+from pipelines.state.postgres import PostgresState
 
 
 @pytest.fixture
-def state(clean_redis) -> RedisState:
-    return RedisState.connect(clean_redis)
+def state(db, clean_redis) -> PostgresState:
+    return PostgresState.connect(db)
 
 
 def status(client: TestClient, key: str) -> int:
@@ -33,8 +33,8 @@ def test_adding_an_existing_agency_mints_no_second_key(state):
     assert len(list_keys(state)) == 1
 
 
-def test_rotation_keeps_the_old_key_for_its_grace_period_only(state, clean_redis, tmp_path):
-    client = TestClient(create_app(Settings(redis_url=clean_redis, archive=str(tmp_path))))
+def test_rotation_keeps_the_old_key_for_its_grace_period_only(state, db, clean_redis, tmp_path):
+    client = TestClient(create_app(Settings(database_url=db, redis_url=clean_redis, archive=str(tmp_path))))
     old = add_agency(state, "dept-a")
     status(client, old)  # the app is warm before the clock starts
     new = rotate(state, "agency", "dept-a", grace_s=3.0)
@@ -58,8 +58,8 @@ def test_revoked_and_expired_keys_stop_working(state):
         revoke(state, info.id)
 
 
-def test_key_commands_never_print_stored_keys(state, clean_redis):
-    env = {**os.environ, "ANCHORPIPE_REDIS_URL": clean_redis, "ANCHORPIPE_ARCHIVE": "/tmp/unused"}
+def test_key_commands_never_print_stored_keys(state, db, clean_redis):
+    env = {**os.environ, "ANCHORPIPE_REDIS_URL": clean_redis, "ANCHORPIPE_DATABASE_URL": db, "ANCHORPIPE_ARCHIVE": "/tmp/unused"}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True,

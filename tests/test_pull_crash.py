@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from pipelines.archive import directory
 from pipelines.config import Settings
 from pipelines.stages import Pipeline
-from pipelines.state.redis import RedisState as State
+from pipelines.state.postgres import PostgresState as State
+from tests.conftest import accepted_ids
 from pipelines.ledger.tlog import TransparencyLog
 from tests.faults import FaultyStore
 from tests.feed_server import Feed
@@ -53,10 +54,10 @@ def kill_at_fault_point(proc: subprocess.Popen, marker: Path) -> None:
 
 
 @pytest.fixture
-def setup(request, tmp_path, clean_redis, monkeypatch):
+def setup(request, tmp_path, db, clean_redis, monkeypatch):
     """(env for the CLI, source name) for the connector named by the test's parameter."""
     kind = request.param
-    env = {**os.environ, "ANCHORPIPE_REDIS_URL": clean_redis, "ANCHORPIPE_ARCHIVE": str(tmp_path / "archive"),
+    env = {**os.environ, "ANCHORPIPE_REDIS_URL": clean_redis, "ANCHORPIPE_DATABASE_URL": db, "ANCHORPIPE_ARCHIVE": str(tmp_path / "archive"),
            "ANCHORPIPE_SOURCES": str(tmp_path / "sources.toml"), "ANCHORPIPE_SOURCE_LOCK_TTL": "1",
            "FEED_TOKEN": "s3cret"}
     common = 'agency = "dept-c"\nid_field = "rec_id"\npage_size = 100\n'
@@ -91,12 +92,12 @@ def setup(request, tmp_path, clean_redis, monkeypatch):
 
 
 @pytest.mark.parametrize("setup", ["http", "s3", "sql", "folder"], indirect=True)
-def test_kill_9_between_accept_and_cursor_commit(setup, tmp_path, clean_redis):
+def test_kill_9_between_accept_and_cursor_commit(setup, tmp_path, db, clean_redis):
     env, name = setup
     proc = run_pull(env, name, fault=True, tmp=tmp_path)
     kill_at_fault_point(proc, tmp_path / "pull.accepted")
-    state = State.connect(clean_redis)
-    assert state.r.hget(f"ap:src:{name}", "cursor") is None  # killed before the first commit point
+    state = State.connect(db)
+    assert state.source_cursor(name) is None  # killed before the first commit point
     assert state.pending_depth() == 100  # the first page was accepted, durably
     time.sleep(1.1)  # the dead run's lock expires
     again = run_pull(env, name, fault=False, tmp=tmp_path)
@@ -104,8 +105,8 @@ def test_kill_9_between_accept_and_cursor_commit(setup, tmp_path, clean_redis):
     assert again.returncode == 0, out
     assert f"{N - 100} accepted, 100 already known" in out
     # Every source record was accepted once; now seal, anchor and archive: one proof each.
-    assert state.pending_depth() == N and len(state.r.hkeys("ap:rec:dept-c")) == N
-    cfg = Settings(redis_url=clean_redis, archive="memory", batch_interval=0.001)
+    assert state.pending_depth() == N and len(accepted_ids(state, "dept-c")) == N
+    cfg = Settings(database_url=db, redis_url=clean_redis, archive="memory", batch_interval=0.001)
     p = Pipeline(cfg, state, FaultyStore(), TransparencyLog.create(FaultyStore(), [SIGNER]))
     p.archive(p.anchor(p.seal_ripe()))
     proofs = [directory.fetch_proof(p.store, "dept-c", f"p{i}") for i in range(N)]

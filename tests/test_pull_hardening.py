@@ -11,13 +11,14 @@ from pipelines.errors import StateError
 from pipelines.intake.pull import SourceRunner
 from pipelines.intake.submit import store_records
 from pipelines.core.commitment import RecordInput
-from pipelines.state.redis import RedisState
+from pipelines.state.postgres import PostgresState
+from tests.conftest import accepted_ids, reset_state, sql
 from tests.test_sources import feed, write_config  # noqa: F401  (feed is a fixture)
 
 
 @pytest.fixture
-def state(clean_redis) -> RedisState:
-    return RedisState.connect(clean_redis)
+def state(db, clean_redis) -> PostgresState:
+    return PostgresState.connect(db)
 
 
 def drop_folder(tmp, inbox, extra: str = "") -> SourceRunner:
@@ -57,10 +58,10 @@ def test_replay_keeps_items_quarantined_until_they_are_accepted(tmp_path, state,
     (inbox / "a.jsonl").write_text('{"id": "x", "content": 2}\n')  # conflicts with the pushed x
     runner = SourceRunner(drop_folder(tmp_path, inbox), state)
     assert runner.run().quarantined == 1
-    state.r.delete("ap:rec:dept-f")  # the cause is fixed (here: the conflicting record is gone)
+    sql(state.url, "DELETE FROM records WHERE agency = 'dept-f'")  # the cause is fixed (the conflicting record is gone)
 
     def down(*args, **kwargs):
-        raise StateError("Redis failed: connection lost", transient=True)
+        raise StateError("PostgreSQL failed: connection lost", transient=True)
 
     monkeypatch.setattr(state, "accept", down)
     with pytest.raises(StateError):
@@ -122,7 +123,7 @@ def test_symlinks_and_other_non_regular_files_are_never_read(tmp_path, state):
     runner = SourceRunner(drop_folder(tmp_path, inbox), state)
     result = runner.run()
     assert (result.status, result.accepted, result.quarantined) == ("ok", 1, 0)
-    assert runner.quarantine() == [] and "leak" not in state.r.hkeys("ap:rec:dept-f")
+    assert runner.quarantine() == [] and "leak" not in accepted_ids(state, "dept-f")
     assert (inbox / "a.jsonl").is_symlink()  # left where it was, not moved or followed
 
 
@@ -137,7 +138,7 @@ def test_credentials_in_a_feed_url_never_reach_the_state_or_sentry(tmp_path, sta
     url = feed.url.replace("http://", "http://agency-user:hunter2pass@") + "?api_key=SECRETKEY123&x=1"
     feed.faults = [("status", 403)]  # a permanent failure: the run fails with the URL in its message
     with FakeSentry() as fake:
-        init_sentry(Settings(redis_url="redis://x", archive=str(tmp_path), SENTRY_DSN=fake.dsn))
+        init_sentry(Settings(database_url="postgresql://x/y", redis_url="redis://x", archive=str(tmp_path), SENTRY_DSN=fake.dsn))
         result = SourceRunner(http_config(tmp_path, url, retries=0)["permits"], state).run()
         sentry_sdk.flush()
         sentry_sdk.get_client().close()
@@ -185,7 +186,7 @@ def test_any_tie_breaker_type_makes_a_cursor(tmp_path, state, postgres_url):
         conn.execute(t.insert(), [{"id": uuid.UUID(int=i), "seen": dt.time(9, i), "blob": bytes([i]) * 3}
                                   for i in range(1, 6)])
     for cursor, tie in (("seen", "id"), ("seen", "blob")):  # a time cursor; UUID and bytes tie-breakers
-        state.r.flushdb()
+        reset_state(state)
         runner = _sql_runner(tmp_path, state, postgres_url, "by_uuid", cursor, tie)
         result = runner.run()
         assert (result.status, result.accepted, result.pages) == ("ok", 5, 3), result.error
@@ -207,7 +208,7 @@ def test_a_safety_lag_never_skips_a_row_whose_transaction_commits_late(tmp_path,
     meta.create_all(engine)
 
     def scenario(lag: float) -> set[str]:
-        state.r.flushdb()
+        reset_state(state)
         with engine.begin() as conn:
             conn.execute(t.delete())
         runner = _sql_runner(tmp_path, state, postgres_url, "late", "updated_at", "id", f"safety_lag = {lag}\n")
@@ -222,7 +223,7 @@ def test_a_safety_lag_never_skips_a_row_whose_transaction_commits_late(tmp_path,
         slow.close()
         time.sleep(lag + 0.3)
         runner.run()
-        return {k for k in state.r.hkeys("ap:rec:dept-sql")}
+        return accepted_ids(state, "dept-sql")
 
     assert scenario(0) == {"2"}  # without a lag the late row is passed by the cursor and lost
     assert scenario(1.0) == {"1", "2"}
@@ -249,10 +250,10 @@ def test_a_run_that_lost_its_lock_never_moves_the_cursor(tmp_path, state, monkey
 
     def ingest_then_lose_the_lock(items, result):
         real_ingest(items, result)
-        state.r.set("ap:src:drop:lock", "another-run")  # our lock expired and another run holds it
+        sql(state.url, "UPDATE sources SET lock_token = 'another-run' WHERE name = 'drop'")  # ours expired; another holds it
 
     monkeypatch.setattr(runner, "_ingest", ingest_then_lose_the_lock)
     result = runner.run()
     assert result.status == "failed" and "lost its run lock" in result.error
     assert runner.cursor() is None and (inbox / "a.jsonl").exists()  # neither cursor nor finish moved
-    assert len(state.r.hkeys("ap:rec:dept-f")) == 10  # the records themselves are accepted: nothing lost
+    assert len(accepted_ids(state, "dept-f")) == 10  # the records themselves are accepted: nothing lost

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import time
 
-import redis
+
 import sentry_sdk
 
 from pipelines.config import Settings
 from pipelines.demo.localstack import local_stack
 from pipelines.ops.monitoring import init_sentry
+from tests.conftest import sql
 from tests.sentry_fake import FakeSentry
 
 API_KEY = "ap_" + "k" * 43
@@ -24,7 +25,7 @@ def _leaky(token: str, content: str) -> None:
 
 def test_events_are_scrubbed(tmp_path):
     with FakeSentry() as fake:
-        assert init_sentry(Settings(redis_url="redis://x", archive=str(tmp_path), SENTRY_DSN=fake.dsn))
+        assert init_sentry(Settings(database_url="postgresql://x/y", redis_url="redis://x", archive=str(tmp_path), SENTRY_DSN=fake.dsn))
         try:
             _leaky(API_KEY, RECORD)
         except RuntimeError:
@@ -42,9 +43,8 @@ def test_a_failing_task_in_a_worker_child_reaches_sentry_scrubbed(tmp_path):
     with FakeSentry() as fake, local_stack(tmp_path, beat=False, workers={}) as stack:
         stack.env["SENTRY_DSN"] = fake.dsn
         stack.start_worker("sequencer", "anchor", 1)
-        r = redis.Redis.from_url(stack.redis_url)
-        r.hset("ap:batch:bad-batch", mapping={"state": "sealed", "root": "not-hex", "size": 1,
-                                                "sealed_at": "2026-11-28T12:00:00Z"})
+        sql(stack.database_url, "INSERT INTO batches (id, agency, state, sealed_at, size, created_ms, updated_ms, "
+            "root) VALUES ('bad-batch', 'a', 'sealed', '2026-11-28T12:00:00Z', 1, 1, 1, 'not-hex')")
         from celery import Celery
 
         client = Celery(broker=stack.redis_url)

@@ -15,7 +15,9 @@ import sqlalchemy as sa
 from pipelines.errors import ConfigError
 from pipelines.intake.pull import SourceRunner
 from pipelines.sources.config import load_sources
-from pipelines.state.redis import RedisState as State
+from pipelines.state.postgres import PostgresState as State
+from tests.conftest import accepted_ids, retry_source_now
+from tests.conftest import pending_ids as pending_of
 from tests.feed_server import Feed
 
 
@@ -23,12 +25,8 @@ def records(n: int, start: int = 0) -> list[dict]:
     return [{"rec_id": f"r{i}", "body": {"n": i, "text": "é" * (i % 5)}} for i in range(start, start + n)]
 
 
-def accepted_ids(state: State, agency: str) -> set[str]:
-    return set(state.r.hkeys(f"ap:rec:{agency}"))
-
-
 def pending_ids(state: State, agency: str = "dept-x") -> list[str]:
-    return [p.split("\x1f")[1] for p in state.r.lrange(f"ap:pending:{agency}", 0, -1)]
+    return pending_of(state, agency)
 
 
 def write_config(tmp: Path, text: str) -> dict:
@@ -38,8 +36,8 @@ def write_config(tmp: Path, text: str) -> dict:
 
 
 @pytest.fixture
-def state(clean_redis):
-    return State.connect(clean_redis)
+def state(db, clean_redis):
+    return State.connect(db)
 
 
 @pytest.fixture
@@ -104,7 +102,7 @@ def test_a_page_failing_half_way_keeps_what_was_committed(tmp_path, state, feed)
     assert runner.cursor() == "99"
     # The source is retried with growing delay; once the delay passes and the feed is back, it goes on.
     assert runner.run().status == "backoff"
-    state.r.hset("ap:src:permits", "next_at", 0)
+    retry_source_now(state, "permits")
     assert runner.run().accepted == 150
     assert len(pending_ids(state)) == 250
 
@@ -113,14 +111,14 @@ def test_a_source_down_for_a_while_then_back(tmp_path, state, feed):
     runner = SourceRunner(http_config(tmp_path, "http://127.0.0.1:9/records", retries=0)["permits"], state)
     first = runner.run()
     assert first.status == "failed"
-    state.r.hset("ap:src:permits", "next_at", 0)
+    retry_source_now(state, "permits")
     runner.run()
-    info = state.r.hgetall("ap:src:permits")
+    info = state.source_status("permits")
     assert info["failures"] == "2" and int(info["next_at"]) > time.time() * 1000 + 8000  # 10 s after 2 failures
     runner = SourceRunner(http_config(tmp_path, feed.url)["permits"], state)
-    state.r.hset("ap:src:permits", "next_at", 0)
+    retry_source_now(state, "permits")
     assert runner.run().accepted == 250
-    assert state.r.hget("ap:src:permits", "failures") == "0"
+    assert state.source_status("permits")["failures"] == "0"
 
 
 def test_bad_items_are_quarantined_and_never_block_the_rest(tmp_path, state, feed):
@@ -164,7 +162,7 @@ def test_two_ticks_racing_on_one_source_run_it_once(tmp_path, state, feed):
 
 def test_the_lock_expires_when_its_holder_dies(tmp_path, state, feed):
     cfg = http_config(tmp_path, feed.url)["permits"]
-    state.r.set("ap:src:permits:lock", "dead-holder", px=300)
+    assert state.lock_source("permits", "dead-holder", 300)
     assert SourceRunner(cfg, state).run().status == "locked"
     time.sleep(0.4)
     assert SourceRunner(cfg, state).run().status == "ok"
@@ -245,7 +243,7 @@ def _check_sql(tmp: Path, state: State, url: str) -> None:
         conn.execute(table.insert(), [{"id": 301, "updated_at": dt.datetime(2026, 11, 2), "holder": "new", "fee": 1}])
     assert runner.run().accepted == 1
     assert accepted_ids(state, "dept-sql") == {str(i) for i in range(1, 302)}
-    digest, _, _ = state.r.hget("ap:rec:dept-sql", "8").split(":")
+    digest = state.content_digests("dept-sql", ["8"])["8"].hex()
     from pipelines.core.commitment import content_sha256
 
     assert digest == content_sha256({"id": 8, "updated_at": "2026-11-01T09:00:01", "holder": "h8",

@@ -1,4 +1,4 @@
-"""The stages in-process against a real Redis, with fault-injecting stores for the archive and log."""
+"""The stages in-process against a real PostgreSQL, with fault-injecting stores for the archive and log."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pipelines.core.commitment import content_sha256
 from pipelines.core.logentry import parse_batch_entry
 from pipelines.core.verify import Policy, verify_proof
 from pipelines.stages import Pipeline
-from pipelines.state.redis import RedisState as State
+from pipelines.state.postgres import PostgresState as State
 from pipelines.ledger.tlog import TransparencyLog
+from tests.conftest import sql
 from tests.faults import Crash, FaultyStore
 from tests.test_tlog import SIGNER, audit
 
@@ -44,10 +45,10 @@ class CountingStore(FaultyStore):
 
 
 @pytest.fixture
-def pipe(clean_redis):
-    cfg = Settings(redis_url=clean_redis, archive="memory", batch_max=1000, batch_interval=0.001)
+def pipe(db, clean_redis):
+    cfg = Settings(database_url=db, redis_url=clean_redis, archive="memory", batch_max=1000, batch_interval=0.001)
     store, log_store = CountingStore(), FaultyStore()
-    p = Pipeline(cfg, State.connect(clean_redis), store, TransparencyLog.create(log_store, [SIGNER]))
+    p = Pipeline(cfg, State.connect(db), store, TransparencyLog.create(log_store, [SIGNER]))
     p.log_store = log_store
     return p
 
@@ -82,18 +83,22 @@ def test_records_flow_to_verifiable_archived_proofs(pipe):
         verify_proof(proof, Policy.of([SIGNER.verifier()], ["tlog"]), content_sha256=content_sha256({"i": i}))
 
 
-def test_auditor_lookup_costs_two_gets(pipe):
+def test_lookups_cost_three_gets_for_an_auditor_and_one_for_the_api(pipe):
     accept(pipe, "agency-a", 50)
     run_all(pipe)
     pipe.store.gets = 0
     directory.fetch_proof(pipe.store, "agency-a", "rec-17")
-    assert pipe.store.gets == 2
+    assert pipe.store.gets == 3  # the index's manifest, its newest run's page, the bundle's byte range
+    pipe.store.gets = 0
+    location = pipe.state.proof_location("agency-a", "rec-17")  # the API asks PostgreSQL where it is
+    assert directory.read_proof(pipe.store, location, "agency-a", "rec-17").record.id == "rec-17"
+    assert pipe.store.gets == 1
 
 
-def test_puts_per_thousand_records_at_high_rates(clean_redis):
-    cfg = Settings(redis_url=clean_redis, archive="memory", batch_max=10_000, batch_interval=0.001)
+def test_puts_per_thousand_records_at_high_rates(db, clean_redis):
+    cfg = Settings(database_url=db, redis_url=clean_redis, archive="memory", batch_max=10_000, batch_interval=0.001)
     store, log_store = FaultyStore(), FaultyStore()
-    p = Pipeline(cfg, State.connect(clean_redis), store, TransparencyLog.create(log_store, [SIGNER]))
+    p = Pipeline(cfg, State.connect(db), store, TransparencyLog.create(log_store, [SIGNER]))
     accept(p, "agency-a", 10_000)
     before = len(store.writes) + len(log_store.writes)
     run_all(p)
@@ -157,16 +162,15 @@ def test_claimed_batch_is_sealed_by_the_reconciler_path(pipe):
 def test_a_damaged_batch_is_dead_lettered_and_does_not_block_others(pipe):
     accept(pipe, "agency-a", 10)
     good = pipe.seal_ripe()
-    pipe.state.r.hset("ap:batch:damaged", mapping={"state": "sealed", "root": "not-hex", "size": 1,
-                                                    "sealed_at": "2026-11-28T12:00:00Z"})
-    pipe.state.r.zadd("ap:stage:sealed", {"damaged": 1})
+    sql(pipe.state.url, "INSERT INTO batches (id, agency, state, sealed_at, size, created_ms, updated_ms, root) "
+        "VALUES ('damaged', 'agency-a', 'sealed', '2026-11-28T12:00:00Z', 1, 1, 1, 'not-hex')")
     assert pipe.anchor(good) == good
     assert pipe.state.batch("damaged")["state"] == "failed"
     assert pipe.state.dead_letters()[0]["args"] == ["damaged"]
     assert "damaged" not in sum(pipe.stuck().values(), [])  # the reconciler leaves it to people
     assert pipe.archive(good) == good and pipe.state.archived_records() == 10
     # Once its cause is fixed, people put it back and the pipeline finishes it.
-    pipe.state.r.hset("ap:batch:damaged", "root", "ab" * 32)
+    sql(pipe.state.url, "UPDATE batches SET root = %s WHERE id = 'damaged'", ("ab" * 32,))
     assert pipe.state.redrive("damaged") == "sealed"
     assert "damaged" in pipe.stuck()["sealed"]
     assert pipe.anchor([]) == ["damaged"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
@@ -10,12 +9,12 @@ import warnings
 
 import pytest
 
-from pipelines.archive import directory
 from pipelines.config import Settings
 from pipelines.core.commitment import content_sha256
 from pipelines.core.note import Signer
 from pipelines.runtime import Runtime
-from pipelines.state.redis import RedisState
+from pipelines.state.postgres import PostgresState
+from tests.conftest import sql
 from tests.faults import FaultyStore
 
 
@@ -39,21 +38,10 @@ class ConcurrencyStore(FaultyStore):
                 self.active -= 1
 
 
-def test_directory_updates_run_a_bounded_number_of_merges_at_once():
-    store = ConcurrencyStore()
-    entries = [(f"agency-{a}", f"rec-{i}", (f"batch-{a}", i * 10, 9)) for a in range(12) for i in range(200)]
-    written = directory.update_directory(store, entries)
-    assert written == 12 * 16  # every shard of every agency was written ...
-    assert 1 < store.peak <= directory.MAX_PARALLEL_SHARDS  # ... by a bounded pool, not a thread per shard
-    for a, rid, loc in entries[::97]:
-        shard = json.loads(store.get(directory.shard_key(a, rid)))
-        assert tuple(shard["entries"][rid]) == loc
-
-
 def _runtime(tmp_path, key_text: str) -> Runtime:
     key_file = tmp_path / "log.key"
     key_file.write_text(key_text)
-    return Runtime(Settings(redis_url="redis://127.0.0.1:1/0", archive=str(tmp_path / "archive"),
+    return Runtime(Settings(database_url="postgresql://127.0.0.1:1/x", redis_url="redis://127.0.0.1:1/0", archive=str(tmp_path / "archive"),
                             log_key_file=str(key_file)))
 
 
@@ -75,53 +63,63 @@ def test_the_sequencer_signs_with_every_key_of_a_rotation_file(tmp_path):
         assert open_checkpoint(note, [key.verifier()], "example.gov/log").size == 0
 
 
-def test_a_claim_with_an_orphan_entry_claims_the_rest_and_reports_it(clean_redis):
-    state = RedisState.connect(clean_redis)
-    state.accept("agency-a", [(f"r{i}", content_sha256(i), secrets.token_bytes(32)) for i in range(5)])
-    state.r.lset("ap:pending:agency-a", 2, f"{int(time.time() * 1000)}\x1fnever-stored")
-    claimed, orphans = state.claim("b1", "agency-a", 100, 0.0, "2026-11-29T00:00:00Z")
-    assert claimed == 4 and len(orphans) == 1 and orphans[0].endswith("never-stored")
+def test_concurrent_claims_take_disjoint_records_and_never_wait(db):
+    """Two sealers claiming the same agency at once: each batch gets its own records, none twice."""
+    import threading
+
+    state = PostgresState.connect(db)
+    state.accept("agency-a", [(f"r{i:03}", content_sha256(i), secrets.token_bytes(32)) for i in range(300)])
+    sizes: dict[str, int] = {}
+
+    def claim(b: str) -> None:
+        sizes[b] = state.claim(b, "agency-a", 100, 0.0, "2026-11-29T00:00:00Z")[0]
+
+    threads = [threading.Thread(target=claim, args=(f"b{k}",)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(sizes.values()) == [0, 100, 100, 100]
+    leaves = [c.record_id for b, n in sizes.items() if n for c in state.load_batch(b).commitments]
+    assert sorted(leaves) == [f"r{i:03}" for i in range(300)]  # every record in exactly one batch
     assert state.pending_depth() == 0 and state.pending_agencies() == []
-    assert [m.split("\x1f")[1] for m in state.r.lrange("ap:batch:b1:members", 0, -1)] == ["r0", "r1", "r3", "r4"]
-    assert state.load_batch("b1").size == 4
 
 
-def test_records_pending_in_the_old_single_list_are_moved_per_agency_and_sealed(clean_redis, tmp_path):
-    """An upgrade keeps every record that an earlier version accepted but had not sealed yet."""
-    state = RedisState.connect(clean_redis)
-    state.accept("agency-a", [("a1", content_sha256(1), secrets.token_bytes(32))])
-    ms = int(time.time() * 1000)
-    for agency, rid in (("agency-a", "old-a"), ("agency-b", "old-b")):  # as the earlier version stored them
-        state.r.hset(f"ap:rec:{agency}", rid, f"{content_sha256(rid).hex()}:{'00' * 32}:{ms}")
-        state.r.rpush("ap:pending", f"{ms}\x1f{agency}\x1f{rid}")
-    state.r.incrby("ap:pending_count", 0)
-    assert state.upgrade_pending() == 2 and not state.r.exists("ap:pending")
-    assert state.pending_depth() == 3 and state.pending_agencies() == ["agency-a", "agency-b"]
-    claimed, _ = state.claim("b-a", "agency-a", 100, 0.0, "2026-11-29T00:00:00Z")
-    assert claimed == 2 and state.upgrade_pending() == 0
+def test_a_batch_is_claimed_oldest_first_and_only_when_ripe(db):
+    state = PostgresState.connect(db)
+    state.accept("agency-a", [(f"r{i}", content_sha256(i), secrets.token_bytes(32)) for i in range(3)])
+    assert state.claim("b0", "agency-a", 10, 60.0, "2026-11-29T00:00:00Z") == (0, [])  # not full, not old
+    assert state.pending_agencies() == ["agency-a"] and state.batch("b0") == {}
+    assert state.claim("b1", "agency-a", 2, 60.0, "2026-11-29T00:00:00Z") == (2, [])  # full
+    assert [c.record_id for c in state.load_batch("b1").commitments] == ["r0", "r1"]
+    assert state.claim("b2", "agency-a", 2, 0.0, "2026-11-29T00:00:00Z") == (1, [])  # old enough
 
 
 @pytest.mark.parametrize("stage", ["sealed", "anchored", "archived"])
-def test_advance_names_its_batch_without_slicing_key_names(clean_redis, stage):
-    state = RedisState.connect(clean_redis)
-    state.r.hset("ap:batch:x:y", mapping={"state": "claimed"})
-    state.r.zadd("ap:stage:claimed", {"x:y": 1})
+def test_advance_is_a_compare_and_swap_on_the_stage(db, stage):
+    state = PostgresState.connect(db)
+    sql(db, "INSERT INTO batches (id, agency, state, sealed_at, size, created_ms, updated_ms) "
+        "VALUES ('x:y', 'a', 'claimed', 't', 3, 1, 1)")
+    assert not state.advance("x:y", stage, expect="sealed")  # not in the expected stage: nothing changes
     assert state.advance("x:y", stage, archived_records=3)
-    assert state.r.zscore("ap:stage:claimed", "x:y") is None
-    assert (state.r.zscore(f"ap:stage:{stage}", "x:y") is not None) == (stage != "archived")
+    assert not state.advance("x:y", stage, archived_records=3)  # a re-run counts nothing twice
+    assert state.in_stage("claimed") == []
+    assert state.in_stage(stage) == ([] if stage == "archived" else ["x:y"])
+    assert state.archived_records() == (3 if stage == "archived" else 0)
+    assert not state.advance("x:y", "failed") if stage == "archived" else state.advance("x:y", "failed")
 
 
-def test_the_redis_adapter_implements_the_whole_state_port(clean_redis):
+def test_the_postgres_adapter_implements_the_whole_state_port(db):
     import inspect
 
     from pipelines.state import State
 
-    state = RedisState.connect(clean_redis)
+    state = PostgresState.connect(db)
     assert isinstance(state, State)
     for name, member in inspect.getmembers(State, inspect.isfunction):
         if not name.startswith("_"):
             declared = list(inspect.signature(member).parameters)
-            given = inspect.signature(getattr(RedisState, name)).parameters
+            given = inspect.signature(getattr(PostgresState, name)).parameters
             assert list(given)[:len(declared)] == declared, name  # the port's parameters, in order ...
             extra = list(given.values())[len(declared):]
             assert all(p.default is not p.empty for p in extra), name  # ... and only optional ones beyond

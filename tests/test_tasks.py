@@ -6,7 +6,7 @@ import pytest
 
 from pipelines.config import Settings, settings
 from pipelines.stages import Pipeline
-from pipelines.state.redis import RedisState as State
+from pipelines.state.postgres import PostgresState as State
 from pipelines.ledger.tlog import TransparencyLog
 from tests.faults import FaultyStore
 from tests.test_stages import accept
@@ -14,14 +14,15 @@ from tests.test_tlog import SIGNER
 
 
 @pytest.fixture
-def tasks(clean_redis, tmp_path, monkeypatch):
+def tasks(db, clean_redis, tmp_path, monkeypatch):
     monkeypatch.setenv("ANCHORPIPE_REDIS_URL", clean_redis)
+    monkeypatch.setenv("ANCHORPIPE_DATABASE_URL", db)
     monkeypatch.setenv("ANCHORPIPE_ARCHIVE", str(tmp_path))
     settings.cache_clear()
     from workers import tasks as module
 
-    cfg = Settings(redis_url=clean_redis, archive=str(tmp_path), batch_interval=0.001)
-    pipe = Pipeline(cfg, State.connect(clean_redis), FaultyStore(), TransparencyLog.create(FaultyStore(), [SIGNER]))
+    cfg = Settings(database_url=db, redis_url=clean_redis, archive=str(tmp_path), batch_interval=0.001)
+    pipe = Pipeline(cfg, State.connect(db), FaultyStore(), TransparencyLog.create(FaultyStore(), [SIGNER]))
     monkeypatch.setattr(module, "pipeline", lambda: pipe)
     module.app.conf.task_always_eager = True
     module.app.conf.task_eager_propagates = False
@@ -48,7 +49,7 @@ def test_a_permanent_failure_is_dead_lettered(tasks, monkeypatch):
     module, pipe, sent = tasks
     from pipelines.errors import InputError
 
-    def broken(ids):
+    def broken(ids, due=None):
         raise InputError("no such batch")
 
     monkeypatch.setattr(pipe, "archive", broken)
@@ -90,7 +91,7 @@ def test_worker_metrics_need_a_multiprocess_folder(tasks, monkeypatch, tmp_path)
     assert list(folder.iterdir()) == []  # an earlier run's counts are cleared
 
 
-def test_importing_the_app_leaves_metric_files_alone(clean_redis, tmp_path):
+def test_importing_the_app_leaves_metric_files_alone(db, clean_redis, tmp_path):
     """beat and Flower import workers.app too: only a starting worker may clear the metrics folder."""
     import os
     import subprocess
@@ -99,7 +100,7 @@ def test_importing_the_app_leaves_metric_files_alone(clean_redis, tmp_path):
     folder = tmp_path / "m"
     folder.mkdir()
     (folder / "counter_1.db").write_bytes(b"a live worker's counts")
-    env = {**os.environ, "ANCHORPIPE_REDIS_URL": clean_redis, "ANCHORPIPE_ARCHIVE": str(tmp_path / "a"),
+    env = {**os.environ, "ANCHORPIPE_REDIS_URL": clean_redis, "ANCHORPIPE_DATABASE_URL": db, "ANCHORPIPE_ARCHIVE": str(tmp_path / "a"),
            "ANCHORPIPE_METRICS_PORT": "9999", "PROMETHEUS_MULTIPROC_DIR": str(folder)}
     res = subprocess.run([sys.executable, "-c", "import workers.app"], env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

@@ -54,7 +54,7 @@ def create_app() -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue="reconcile",
-        task_routes={f"anchorpipe.{q}": {"queue": q} for q in QUEUES},
+        task_routes={**{f"anchorpipe.{q}": {"queue": q} for q in QUEUES}, "anchorpipe.compact": {"queue": "archive"}},
         broker_transport_options={
             "visibility_timeout": cfg.visibility_timeout,
             "unacked_restore_interval": cfg.unacked_restore_interval,
@@ -96,6 +96,9 @@ def _init_worker(**_: object) -> None:
     # In the worker's main process, before the pool forks: the Celery integration patches the task
     # tracer, and the metrics folder is emptied of an earlier run's counts before any child writes.
     init_sentry(settings())
+    from pipelines.runtime import runtime
+
+    runtime().check_state()  # the database's schema is this version's, and it keeps what it commits
     path = _check_metrics_dir(settings())
     if path:
         for stale in glob.glob(os.path.join(path, "*.db")):

@@ -85,7 +85,16 @@ def anchor(batch_ids: list[str]) -> None:
 
 @stage("archive")
 def archive(batch_ids: list[str]) -> None:
-    pipeline().archive(batch_ids)
+    due: list[str] = []
+    pipeline().archive(batch_ids, due)
+    for agency in due:
+        compact.delay(agency)
+
+
+@stage("compact")
+def compact(agency: str) -> None:
+    """Merge an agency's newest archive-index runs (on the archive queue; safe to run twice)."""
+    pipeline().compact(agency)
 
 
 @stage("reconcile", tick=True)

@@ -48,8 +48,10 @@ def build_bundle(batch: SealedBatch, anchors: Sequence[Anchor]) -> tuple[bytes, 
     return b"".join(parts), locations
 
 
-def write_batch(store: ObjectStore, batch: SealedBatch, anchors: Sequence[Anchor]) -> list[Location]:
-    """Write the batch's bundle once (an identical re-write succeeds) and return the locations."""
+def write_batch(store: ObjectStore, batch: SealedBatch, anchors: Sequence[Anchor]) -> tuple[str, list[Location], int]:
+    """Write the batch's bundle once (an identical re-write succeeds); return its key, the locations and
+    its size in bytes."""
     data, locations = build_bundle(batch, anchors)
-    store.put_immutable(key_for(batch), data)
-    return locations
+    key = key_for(batch)
+    store.put_immutable(key, data)
+    return key, locations, len(data)

@@ -13,7 +13,7 @@ from pipelines.cli.demo import demo
 from pipelines.cli.log import log
 from pipelines.cli.proof import proof
 from pipelines.cli.records import seal, verify
-from pipelines.cli.service import agency, auditor, dead_letters, key
+from pipelines.cli.service import agency, auditor, db, dead_letters, key
 from pipelines.cli.source import source
 
 
@@ -23,7 +23,7 @@ def main() -> None:
     """anchorpipe: seal records into Merkle batches, anchor them, verify their proofs."""
 
 
-for _command in (seal, verify, demo, log, agency, auditor, key, proof, source, dead_letters):
+for _command in (seal, verify, demo, log, agency, auditor, key, proof, source, dead_letters, db):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ from pipelines.cli.common import Duration, fail_with
 from pipelines.errors import AnchorpipeError
 
 if TYPE_CHECKING:
-    from pipelines.state.redis import RedisState
+    from pipelines.state.postgres import PostgresState
 
 
-def _state() -> RedisState:
+def _state() -> PostgresState:
     from pipelines.runtime import runtime
 
     return runtime().state
@@ -32,7 +32,7 @@ def _show_key(key: str, expires_in_s: float | None) -> None:
 
 @click.group()
 def agency() -> None:
-    """Agencies and their API keys (reads ANCHORPIPE_REDIS_URL)."""
+    """Agencies and their API keys (reads ANCHORPIPE_DATABASE_URL)."""
 
 
 @agency.command("add")
@@ -51,7 +51,7 @@ def agency_add(name: str, expires: float | None) -> None:
 
 @click.group()
 def auditor() -> None:
-    """Auditors: read-only keys over chosen agencies (reads ANCHORPIPE_REDIS_URL)."""
+    """Auditors: read-only keys over chosen agencies (reads ANCHORPIPE_DATABASE_URL)."""
 
 
 @auditor.command("add")
@@ -136,7 +136,7 @@ def _utc(ms: int) -> str:
 
 @click.group("dead-letters")
 def dead_letters() -> None:
-    """Work that failed permanently and waits for people (reads ANCHORPIPE_REDIS_URL)."""
+    """Work that failed permanently and waits for people (reads ANCHORPIPE_DATABASE_URL)."""
 
 
 @dead_letters.command("list")
@@ -158,3 +158,40 @@ def dead_letters_redrive(batch_id: str) -> None:
     except AnchorpipeError as exc:
         fail_with(exc)
     click.echo(f"batch {batch_id} is {stage} again")
+
+
+@click.group()
+def db() -> None:
+    """The PostgreSQL schema of the system of record (reads ANCHORPIPE_DATABASE_URL)."""
+
+
+def _database_url() -> str:
+    from pipelines.config import settings
+
+    return settings().database_url
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to this version's (safe to run again, and from several hosts at once)."""
+    from pipelines.state.schema import upgrade
+
+    try:
+        before, now = upgrade(_database_url())
+    except AnchorpipeError as exc:
+        fail_with(exc)
+    click.echo(f"schema at revision {now}" + ("" if before == now else f" (was {before or 'empty'})"))
+
+
+@db.command("status")
+def db_status() -> None:
+    """Print the database's schema revision and the one this version needs; exit 1 if they differ."""
+    from pipelines.state.schema import current, head
+
+    try:
+        now, want = current(_database_url()), head()
+    except AnchorpipeError as exc:
+        fail_with(exc)
+    click.echo(f"database at {now or 'none (empty)'}; this version needs {want}")
+    if now != want:
+        raise SystemExit(1)

@@ -1,4 +1,4 @@
-"""The whole pipeline on one machine: Redis (AOF), an S3 server, the API, workers and beat.
+"""The whole pipeline on one machine: PostgreSQL, Redis, an S3 server, the API, workers and beat.
 
 Used by ``anchorpipe demo``, the end-to-end tests and the benchmarks. Every
 process is our child in its own process group (so a kill takes its pool
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.core.note import Signer
-from pipelines.demo.services import free_port, moto_s3, redis_server, wait_for_port
+from pipelines.demo.services import free_port, moto_s3, postgres_server, redis_server, wait_for_port
 
 BUCKET = "anchorpipe"
 
@@ -29,6 +29,7 @@ DEFAULT_WORKERS = {"stages": ("seal,archive,reconcile,pull", 2), "sequencer": ("
 class Stack:
     workdir: Path
     env: dict[str, str]
+    database_url: str
     redis_url: str
     s3_endpoint: str
     api_url: str
@@ -84,7 +85,11 @@ def local_stack(workdir: Path, *, workers: dict[str, tuple[str, int]] | None = N
     """Start everything; ``settings`` are extra ANCHORPIPE_* values (e.g. BATCH_INTERVAL="0.5")."""
     from pipelines.storage.s3 import create_bucket
 
+    from pipelines.state.schema import upgrade
+
     with ExitStack() as stack:
+        database_url = stack.enter_context(postgres_server(workdir))
+        upgrade(database_url)
         redis_url = stack.enter_context(redis_server(workdir))
         endpoint = stack.enter_context(moto_s3(workdir))
         signer = Signer.generate("anchorpipe.local/log")
@@ -93,13 +98,14 @@ def local_stack(workdir: Path, *, workers: dict[str, tuple[str, int]] | None = N
         key_file.chmod(0o600)
         env = {**os.environ, "AWS_ACCESS_KEY_ID": "anchorpipe", "AWS_SECRET_ACCESS_KEY": "anchorpipe",
                "AWS_DEFAULT_REGION": "us-east-1", "ANCHORPIPE_REDIS_URL": redis_url,
+               "ANCHORPIPE_DATABASE_URL": database_url,
                "ANCHORPIPE_ARCHIVE": f"s3://{BUCKET}/archive", "ANCHORPIPE_S3_ENDPOINT": endpoint,
                "ANCHORPIPE_LOG_KEY_FILE": str(key_file)}
         env.update({f"ANCHORPIPE_{k.upper()}": str(v) for k, v in settings.items()})
         create_bucket(BUCKET, endpoint_url=endpoint, object_lock=True, aws_access_key_id="anchorpipe",
                       aws_secret_access_key="anchorpipe")
         api_port = free_port()
-        stack_ = Stack(workdir, env, redis_url, endpoint, f"http://127.0.0.1:{api_port}", signer)
+        stack_ = Stack(workdir, env, database_url, redis_url, endpoint, f"http://127.0.0.1:{api_port}", signer)
         stack.callback(stack_.stop)
         stack_.spawn("api", [sys.executable, "-m", "uvicorn", "pipelines.intake.api:app", "--host", "127.0.0.1",
                              "--port", str(api_port), "--log-level", "warning"], port=api_port)

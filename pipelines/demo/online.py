@@ -1,6 +1,6 @@
 """``anchorpipe demo``: the main job on embedded defaults, end to end on one machine.
 
-Starts a private Redis (AOF), an S3 server (moto), the intake API, workers and
+Starts a private PostgreSQL, Redis, an S3 server (moto), the intake API, workers and
 beat; creates an agency; pushes generated records through the HTTP API; waits
 for every proof; then, as an auditor holding only S3 read access and the log's
 verifier key, fetches the proofs back and verifies every one; prints rates and
@@ -31,7 +31,7 @@ from pipelines.demo.offline import sample_record
 from pipelines.errors import VerificationError
 from pipelines.intake.auth import add_agency
 from pipelines.ledger.tlog import LogReader
-from pipelines.state.redis import RedisState
+from pipelines.state.postgres import PostgresState
 from pipelines.storage import open_store
 
 Echo = Callable[[str], None]
@@ -44,10 +44,10 @@ SAMPLE_LOOKUPS = 200
 def run_demo(records: int, export: Path | None, echo: Echo, progress: Progress, **settings: str) -> None:
     work = Path(tempfile.mkdtemp(prefix="anchorpipe-demo-"))
     try:
-        echo(f"starting Redis, an S3 server, the API, workers and beat in {work}")
-        with local_stack(work, allow_volatile_redis="false", **settings) as stack:
+        echo(f"starting PostgreSQL, Redis, an S3 server, the API, workers and beat in {work}")
+        with local_stack(work, allow_volatile_state="false", **settings) as stack:
             os.environ.update({k: v for k, v in stack.env.items() if k.startswith("AWS_")})
-            state = RedisState.connect(stack.redis_url)
+            state = PostgresState.connect(stack.database_url)
             key = add_agency(state, AGENCY)
             echo("warming up: one record through every stage")
             _push(stack.api_url, key, [{"id": "warm-up", "content": "warm-up"}], _quiet)
@@ -100,7 +100,7 @@ def _quiet(label: str, length: int) -> _Silent:
     return _Silent()
 
 
-def _wait_archived(state: RedisState, records: int, progress: Progress, timeout: float = 600, offset: int = 0) -> None:
+def _wait_archived(state: PostgresState, records: int, progress: Progress, timeout: float = 600, offset: int = 0) -> None:
     deadline = time.monotonic() + timeout
     with progress("waiting for every proof", records - offset) as bar:
         done = offset

@@ -76,3 +76,37 @@ def moto_s3(workdir: Path) -> Iterator[str]:
     args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     with child(args, port, workdir / "moto.log"):
         yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def postgres_server(workdir: Path) -> Iterator[str]:
+    """A private PostgreSQL (``initdb`` in a fresh folder, fsync on) on a free port; yields its URL.
+
+    PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` user
+    (which Debian's package creates) with its data folder owned by that user.
+    """
+    import glob
+    import os
+    import shutil
+    import tempfile
+
+    from pipelines.errors import ConfigError
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+    if not bins:
+        raise ConfigError("PostgreSQL server binaries are missing (Debian: apt-get install -y postgresql)")
+    as_user: list[str] = []
+    data = Path(tempfile.mkdtemp(prefix="anchorpipe-pg-", dir=workdir if os.geteuid() != 0 else None))
+    if os.geteuid() == 0:  # pytest's and the demo's folders may be root-only: keep the data outside them
+        shutil.chown(data, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    try:
+        subprocess.run([*as_user, f"{bins[-1]}/initdb", "-D", str(data / "db"), "-A", "trust", "-U", "postgres",
+                        "-E", "UTF8", "--no-locale"], check=True, capture_output=True)
+        port = free_port()
+        args = [*as_user, f"{bins[-1]}/postgres", "-D", str(data / "db"), "-p", str(port), "-k", str(data),
+                "-h", "127.0.0.1", "-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "max_connections=200"]
+        with child(args, port, workdir / f"postgres-{port}.log"):
+            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        shutil.rmtree(data, ignore_errors=True)

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from starlette.concurrency import run_in_threadpool
 
-from pipelines.archive.directory import fetch_proof
+from pipelines.archive.directory import read_proof
 from pipelines.config import Settings
 from pipelines.core.commitment import check_agency, record_leaf_hash
 from pipelines.errors import AnchorpipeError, ConflictRecord, InputError, RecordError
@@ -35,12 +35,16 @@ from pipelines.stages import QUEUES
 from pipelines.state import Accepted
 
 
-def create_app(cfg: Settings | None = None) -> FastAPI:
-    """The API for ``cfg`` (default: the process's settings, from the environment)."""
+def create_app(cfg: Settings | None = None, *, check_state: bool = True) -> FastAPI:
+    """The API for ``cfg`` (default: the process's settings, from the environment).
+
+    It refuses to start on a database at another schema or one that could lose a
+    commit; ``check_state=False`` skips that (to build the OpenAPI document alone).
+    """
     rt = Runtime(cfg) if cfg is not None else runtime()
     init_sentry(rt.cfg)
-    if not rt.cfg.allow_volatile_redis:
-        rt.state.check_persistence()  # refuse to accept records that a restart would lose
+    if check_state:
+        rt.check_state()
     app = FastAPI(title="anchorpipe intake", version="1")
 
     @app.exception_handler(AnchorpipeError)
@@ -131,12 +135,13 @@ def _records_routes(rt: Runtime) -> APIRouter:
         found = rt.state.record(agency, record_id) if who.can_read(agency) else None
         if found is None:  # an agency not granted gets the same answer as a missing record: reveal nothing
             raise HTTPException(404, "no such record")
-        _, batch_id = found
+        batch_id = found.batch_id
         stage = rt.state.batch(batch_id).get("state") if batch_id else None
         status = {None: "pending", "claimed": "sealing"}.get(stage, stage)
         doc: dict[str, Any] = {"agency": agency, "id": record_id, "status": status, "batch": batch_id}
-        if status == "archived":
-            doc["proof"] = fetch_proof(rt.archive, agency, record_id).model_dump(mode="json")
+        location = rt.state.proof_location(agency, record_id) if status == "archived" else None
+        if location is not None:  # found in PostgreSQL: one ranged GET of the bundle
+            doc["proof"] = read_proof(rt.archive, location, agency, record_id).model_dump(mode="json")
         return doc
 
     return router
@@ -144,7 +149,7 @@ def _records_routes(rt: Runtime) -> APIRouter:
 
 def _readiness(rt: Runtime) -> tuple[bool, dict[str, Any]]:
     """Each dependency's state; never raises (a failing check is reported, not thrown)."""
-    checks: dict[str, Any] = {"redis": "ok", "archive": "ok", "anchoring": "ok"}
+    checks: dict[str, Any] = {"database": "ok", "archive": "ok", "anchoring": "ok"}
     stale = False
     try:
         rt.state.ping()
@@ -152,20 +157,20 @@ def _readiness(rt: Runtime) -> tuple[bool, dict[str, Any]]:
         waiting = bool(rt.state.in_stage("sealed"))
         stale = waiting and (age is None or age > rt.cfg.reconcile_after)
     except AnchorpipeError as exc:  # the name of the failure only: /readyz is not authenticated
-        checks["redis"] = f"error: {type(exc).__name__}"
+        checks["database"] = f"error: {type(exc).__name__}"
     try:
         checks["checkpoint"] = "present" if rt.log_store.get(CHECKPOINT) else "absent"
     except AnchorpipeError as exc:
         checks["archive"] = f"error: {type(exc).__name__}"
     if stale:
         checks["anchoring"] = "stalled"
-    return checks["redis"] == "ok" and checks["archive"] == "ok" and not stale, checks
+    return checks["database"] == "ok" and checks["archive"] == "ok" and not stale, checks
 
 
 def _health_routes(rt: Runtime) -> APIRouter:
     router = APIRouter()
     registry = CollectorRegistry()
-    registry.register(metrics.StateCollector(rt.state, QUEUES))
+    registry.register(metrics.StateCollector(rt.state, lambda: rt.queues.lengths(QUEUES)))
 
     @router.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -90,7 +90,7 @@ class SourceRunner:
         info = self.state.source_status(self.name)
         if now_ms() < int(info.get("next_at", 0)):
             return RunResult(self.name, "backoff", error=info.get("last_error"))
-        if self.state.pending_depth() > self.max_pending:
+        if self.state.pending_depth(limit=self.max_pending + 1) > self.max_pending:
             metrics.PULL_PAUSED.labels(self.name).inc()
             return RunResult(self.name, "paused")
         token = secrets.token_hex(16)

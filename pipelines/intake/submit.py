@@ -15,4 +15,4 @@ if TYPE_CHECKING:
 def store_records(state: State, agency: str, records: list[RecordInput]) -> list[Accepted]:
     """Accept ``records`` for ``agency`` (see the state port's contract: atomic, idempotent per id)."""
     fresh = [(r.id, r.content_sha256, secrets.token_bytes(SALT_SIZE)) for r in records]
-    return state.accept(agency, fresh)[0]
+    return state.accept(agency, fresh)

@@ -1,14 +1,15 @@
 """Prometheus metrics of the API and the workers (one registry per process; see docs/operations.md).
 
 Counters and histograms are incremented where the work happens. Gauges about
-shared state (pending depth, oldest pending age per agency, queue lengths) are
-read from Redis when scraped, by :class:`StateCollector`.
+shared state (pending depth, oldest pending age per agency, batches per stage)
+are read from PostgreSQL, and queue lengths from the broker, when scraped, by
+:class:`StateCollector`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Histogram
@@ -40,8 +41,8 @@ PULL_PAUSED = Counter("anchorpipe_pull_paused", "Source runs skipped by backpres
 class StateCollector:
     """Gauges read from the state at scrape time: pending depth, oldest pending age, queues, stages."""
 
-    def __init__(self, state: State, queues: tuple[str, ...]) -> None:
-        self.state, self.queues = state, queues
+    def __init__(self, state: State, queue_lengths: Callable[[], dict[str, int]]) -> None:
+        self.state, self.queue_lengths = state, queue_lengths
 
     def collect(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("anchorpipe_pending_records", "Accepted records not yet sealed")
@@ -54,7 +55,7 @@ class StateCollector:
             age.add_metric([agency], (now - ms) / 1000)
         yield age
         queues = GaugeMetricFamily("anchorpipe_queue_length", "Messages waiting in a Celery queue", labels=["queue"])
-        for q, n in self.state.queue_lengths(self.queues).items():
+        for q, n in self.queue_lengths().items():
             queues.add_metric([q], n)
         yield queues
         stuck = GaugeMetricFamily("anchorpipe_batches_in_stage", "Batches waiting in a stage", labels=["stage"])

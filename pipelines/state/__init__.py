@@ -1,8 +1,11 @@
 """The state port: accepted records, the pending pool, batches and their stage, keys, pull sources.
 
 :class:`State` declares it (in four parts); stages, intake and metrics are typed
-against it, and only :mod:`pipelines.runtime` names the adapter. Contracts every adapter keeps (today's only adapter is :mod:`.redis`, the one
-module that speaks to Redis):
+against it, and only :mod:`pipelines.runtime` names the adapter. The adapter is
+:mod:`.postgres` (PostgreSQL is the system of record; its schema migrations are
+in ``migrations/``, run by :mod:`.schema`). Redis carries only work in flight:
+the Celery broker, whose queue depths :mod:`.redis` reads. Contracts every
+adapter keeps:
 
 - Accepting is atomic and idempotent per (agency, id): a record accepted again
   with the same digest keeps its first salt and accept time; another digest
@@ -29,6 +32,17 @@ STAGES = ("claimed", "sealed", "anchored")
 
 
 @dataclass(frozen=True)
+class StoredRecord:
+    """An accepted record as stored: its digest, salt, accept time, and batch once claimed."""
+
+    id: str
+    content_sha256: bytes
+    salt: bytes
+    accepted_ms: int
+    batch_id: str | None
+
+
+@dataclass(frozen=True)
 class Accepted:
     """One record's stored state after an accept: digest, salt, accept time, and whether it is new."""
 
@@ -46,16 +60,20 @@ def now_ms() -> int:
 class RecordState(Protocol):
     """Accepted records and the pending pool."""
 
-    def accept(self, agency: str, records: list[tuple[str, bytes, bytes]]) -> tuple[list[Accepted], int]:
+    def accept(self, agency: str, records: list[tuple[str, bytes, bytes]]) -> list[Accepted]:
         """Store ``(id, content sha256, salt)`` atomically and idempotently; ConflictRecord stores nothing."""
         ...
 
-    def record(self, agency: str, rid: str) -> tuple[str, str | None] | None: ...
+    def record(self, agency: str, rid: str) -> StoredRecord | None: ...
+
+    def proof_location(self, agency: str, rid: str) -> tuple[str, int, int] | None:
+        """(bundle key, offset, length) of an archived record's proof in the archive; None if not archived."""
+        ...
+
     def content_digests(self, agency: str, ids: list[str]) -> dict[str, bytes]: ...
-    def pending_depth(self) -> int: ...
+    def pending_depth(self, limit: int | None = None) -> int: ...
     def pending_agencies(self) -> list[str]: ...
     def oldest_pending(self) -> dict[str, int]: ...
-    def upgrade_pending(self) -> int: ...
 
 
 class BatchState(Protocol):
@@ -71,7 +89,7 @@ class BatchState(Protocol):
     def load_batch_with_times(self, batch_id: str) -> tuple[SealedBatch, list[int]]: ...
 
     def advance(self, batch_id: str, state: str, archived_records: int = 0, expect: str = "",
-                letter: str = "", **fields: str) -> bool: ...
+                letter: str = "", **fields: object) -> bool: ...
 
     def in_stage(self, state: str, older_than_ms: int | None = None, limit: int = 1000) -> list[str]: ...
     def stage_counts(self) -> dict[str, int]: ...
@@ -119,9 +137,8 @@ class SourceState(Protocol):
 
 @runtime_checkable
 class State(RecordState, BatchState, KeyState, SourceState, Protocol):
-    """The whole state port, with health checks and the queue gauges."""
+    """The whole state port, with health checks."""
 
     def ping(self) -> None: ...
     def check_persistence(self) -> None: ...
-    def queue_lengths(self, queues: tuple[str, ...]) -> dict[str, int]: ...
     def accept_to_archived(self, since_ms: int = 0) -> list[float]: ...
