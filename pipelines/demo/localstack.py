@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.core.note import Signer
-from pipelines.demo.services import free_port, moto_s3, postgres_server, redis_server, wait_for_port
+from pipelines.demo.services import PostgresCluster, free_port, moto_s3, redis_command, wait_for_port
 
 BUCKET = "anchorpipe"
 
@@ -35,6 +35,7 @@ class Stack:
     api_url: str
     signer: Signer
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    postgres: PostgresCluster | None = None
 
     @property
     def archive(self) -> str:
@@ -76,7 +77,31 @@ class Stack:
 
     def stop(self) -> None:
         for name in list(self.procs):
-            self.kill(name, signal.SIGTERM)
+            if name not in ("postgres", "redis"):
+                self.kill(name, signal.SIGTERM)
+        for name in ("redis", "postgres"):  # the servers last: workers may still be finishing with them
+            if name in self.procs:
+                self.kill(name, signal.SIGTERM)
+
+    def start_redis(self, *, empty: bool = False) -> None:
+        """(Re)start the stack's Redis on its port; ``empty`` deletes its data first (a new, blank server)."""
+        import shutil
+
+        port = _port(self.redis_url)
+        data = self.workdir / "redis-data"
+        if empty:
+            shutil.rmtree(data, ignore_errors=True)
+        self.spawn("redis", redis_command(port, data), port=port)
+
+    def start_postgres(self) -> None:
+        """(Re)start the stack's PostgreSQL on its port and data folder."""
+        assert self.postgres is not None
+        port = _port(self.database_url)
+        self.spawn("postgres", self.postgres.command(port), port=port)
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
 @contextmanager
@@ -88,9 +113,9 @@ def local_stack(workdir: Path, *, workers: dict[str, tuple[str, int]] | None = N
     from pipelines.state.schema import upgrade
 
     with ExitStack() as stack:
-        database_url = stack.enter_context(postgres_server(workdir))
-        upgrade(database_url)
-        redis_url = stack.enter_context(redis_server(workdir))
+        cluster = PostgresCluster(workdir)
+        stack.callback(cluster.remove)
+        database_url, redis_url = cluster.url(free_port()), f"redis://127.0.0.1:{free_port()}/0"
         endpoint = stack.enter_context(moto_s3(workdir))
         signer = Signer.generate("anchorpipe.local/log")
         key_file = workdir / "log.key"
@@ -105,8 +130,12 @@ def local_stack(workdir: Path, *, workers: dict[str, tuple[str, int]] | None = N
         create_bucket(BUCKET, endpoint_url=endpoint, object_lock=True, aws_access_key_id="anchorpipe",
                       aws_secret_access_key="anchorpipe")
         api_port = free_port()
-        stack_ = Stack(workdir, env, database_url, redis_url, endpoint, f"http://127.0.0.1:{api_port}", signer)
+        stack_ = Stack(workdir, env, database_url, redis_url, endpoint, f"http://127.0.0.1:{api_port}", signer,
+                       postgres=cluster)
         stack.callback(stack_.stop)
+        stack_.start_postgres()
+        upgrade(database_url)
+        stack_.start_redis()
         stack_.spawn("api", [sys.executable, "-m", "uvicorn", "pipelines.intake.api:app", "--host", "127.0.0.1",
                              "--port", str(api_port), "--log-level", "warning"], port=api_port)
         for name, (queues, concurrency) in (DEFAULT_WORKERS if workers is None else workers).items():

@@ -51,21 +51,25 @@ def child(args: list[str], port: int, log_file: Path) -> Iterator[subprocess.Pop
                 proc.wait()
 
 
-@contextmanager
-def redis_server(workdir: Path, *, appendonly: bool = True) -> Iterator[str]:
-    """A private redis-server (AOF, fsync on every write) on a free port; yields its URL."""
+def redis_command(port: int, data: Path, *, appendonly: bool = True) -> list[str]:
+    """redis-server in the foreground on ``port`` with its files in ``data`` (AOF, fsync on every write)."""
     import shutil
 
     from pipelines.errors import ConfigError
 
     if shutil.which("redis-server") is None:
         raise ConfigError("redis-server is not installed (Debian: apt-get install -y redis-server)")
-    port = free_port()
-    data = workdir / f"redis-{port}"
-    data.mkdir(parents=True)
-    args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data), "--save", "",
+    data.mkdir(parents=True, exist_ok=True)
+    return ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data), "--save", "",
             "--appendonly", "yes" if appendonly else "no", "--appendfsync", "always", "--daemonize", "no"]
-    with child(args, port, workdir / f"redis-{port}.log"):
+
+
+@contextmanager
+def redis_server(workdir: Path, *, appendonly: bool = True) -> Iterator[str]:
+    """A private redis-server (AOF, fsync on every write) on a free port; yields its URL."""
+    port = free_port()
+    with child(redis_command(port, workdir / f"redis-{port}", appendonly=appendonly), port,
+               workdir / f"redis-{port}.log"):
         yield f"redis://127.0.0.1:{port}/0"
 
 
@@ -78,35 +82,56 @@ def moto_s3(workdir: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-@contextmanager
-def postgres_server(workdir: Path) -> Iterator[str]:
-    """A private PostgreSQL (``initdb`` in a fresh folder, fsync on) on a free port; yields its URL.
+class PostgresCluster:
+    """A private PostgreSQL data folder made by ``initdb`` (fsync on), and how to run a server on it.
 
     PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` user
-    (which Debian's package creates) with its data folder owned by that user.
+    (which Debian's package creates) with its data folder, outside root-only
+    folders, owned by that user. :meth:`remove` deletes the folder.
     """
-    import glob
-    import os
-    import shutil
-    import tempfile
 
-    from pipelines.errors import ConfigError
+    def __init__(self, workdir: Path) -> None:
+        import glob
+        import os
+        import shutil
+        import tempfile
 
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
-    if not bins:
-        raise ConfigError("PostgreSQL server binaries are missing (Debian: apt-get install -y postgresql)")
-    as_user: list[str] = []
-    data = Path(tempfile.mkdtemp(prefix="anchorpipe-pg-", dir=workdir if os.geteuid() != 0 else None))
-    if os.geteuid() == 0:  # pytest's and the demo's folders may be root-only: keep the data outside them
-        shutil.chown(data, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
+        from pipelines.errors import ConfigError
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+        if not bins:
+            raise ConfigError("PostgreSQL server binaries are missing (Debian: apt-get install -y postgresql)")
+        self.bin = bins[-1]
+        self.as_user: list[str] = []
+        self.data = Path(tempfile.mkdtemp(prefix="anchorpipe-pg-", dir=None if os.geteuid() == 0 else workdir))
+        if os.geteuid() == 0:
+            shutil.chown(self.data, "postgres", "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        subprocess.run([*self.as_user, f"{self.bin}/initdb", "-D", str(self.data / "db"), "-A", "trust", "-U",
+                        "postgres", "-E", "UTF8", "--no-locale"], check=True, capture_output=True)
+
+    def command(self, port: int) -> list[str]:
+        return [*self.as_user, f"{self.bin}/postgres", "-D", str(self.data / "db"), "-p", str(port), "-k",
+                str(self.data), "-h", "127.0.0.1", "-c", "fsync=on", "-c", "synchronous_commit=on",
+                "-c", "max_connections=200"]
+
+    @staticmethod
+    def url(port: int) -> str:
+        return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+@contextmanager
+def postgres_server(workdir: Path) -> Iterator[str]:
+    """A private PostgreSQL (``initdb`` in a fresh folder) on a free port; yields its URL."""
+    cluster = PostgresCluster(workdir)
     try:
-        subprocess.run([*as_user, f"{bins[-1]}/initdb", "-D", str(data / "db"), "-A", "trust", "-U", "postgres",
-                        "-E", "UTF8", "--no-locale"], check=True, capture_output=True)
         port = free_port()
-        args = [*as_user, f"{bins[-1]}/postgres", "-D", str(data / "db"), "-p", str(port), "-k", str(data),
-                "-h", "127.0.0.1", "-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "max_connections=200"]
-        with child(args, port, workdir / f"postgres-{port}.log"):
-            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        with child(cluster.command(port), port, workdir / f"postgres-{port}.log"):
+            yield cluster.url(port)
     finally:
-        shutil.rmtree(data, ignore_errors=True)
+        cluster.remove()
