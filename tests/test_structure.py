@@ -123,3 +123,32 @@ def test_the_postgres_adapter_implements_the_whole_state_port(db):
             assert list(given)[:len(declared)] == declared, name  # the port's parameters, in order ...
             extra = list(given.values())[len(declared):]
             assert all(p.default is not p.empty for p in extra), name  # ... and only optional ones beyond
+
+
+def test_concurrent_accepts_of_overlapping_records_never_deadlock_and_agree(db):
+    """Four callers accept the same ids in different orders at once: one salt per id, told to all."""
+    import random
+    import threading
+
+    state = PostgresState.connect(db)
+    ids = [f"r{i}" for i in range(2000)]
+    results: list[dict[str, bytes]] = []
+    errors: list[BaseException] = []
+
+    def accept(seed: int) -> None:
+        order = ids[:]
+        random.Random(seed).shuffle(order)
+        try:
+            got = state.accept("agency-a", [(rid, content_sha256(rid), secrets.token_bytes(32)) for rid in order])
+            results.append({a.id: a.salt for a in got})
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=accept, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 4
+    assert all(r == results[0] for r in results)  # every caller was told the one stored salt
+    assert sql(db, "SELECT count(*) FROM records") == [(2000,)]

@@ -195,3 +195,20 @@ def db_status() -> None:
     click.echo(f"database at {now or 'none (empty)'}; this version needs {want}")
     if now != want:
         raise SystemExit(1)
+
+
+@db.command("import-redis")
+@click.argument("redis_url")
+def db_import_redis(redis_url: str) -> None:
+    """Copy an earlier version's state from Redis (REDIS_URL) into the empty database, all or nothing.
+
+    Stop the earlier version's API, pullers and workers first; Redis is only read."""
+    from pipelines.state.redis_import import import_redis
+
+    try:
+        done = import_redis(redis_url, _state(), lambda m: click.echo(f"  {m}", err=True))
+    except AnchorpipeError as exc:
+        fail_with(exc)
+    click.echo(f"imported {done.records:,} records ({done.pending:,} pending), {done.batches:,} batches, "
+               f"{done.agencies} agencies, {done.keys} keys, {done.sources} sources, "
+               f"{done.dead_letters} dead letters")

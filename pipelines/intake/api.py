@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from starlette.concurrency import run_in_threadpool
 
-from pipelines.archive.directory import read_proof
+from pipelines.archive.directory import fetch_proof, read_proof
 from pipelines.config import Settings
 from pipelines.core.commitment import check_agency, record_leaf_hash
 from pipelines.errors import AnchorpipeError, ConflictRecord, InputError, RecordError
@@ -139,9 +139,11 @@ def _records_routes(rt: Runtime) -> APIRouter:
         stage = rt.state.batch(batch_id).get("state") if batch_id else None
         status = {None: "pending", "claimed": "sealing"}.get(stage, stage)
         doc: dict[str, Any] = {"agency": agency, "id": record_id, "status": status, "batch": batch_id}
-        location = rt.state.proof_location(agency, record_id) if status == "archived" else None
-        if location is not None:  # found in PostgreSQL: one ranged GET of the bundle
-            doc["proof"] = read_proof(rt.archive, location, agency, record_id).model_dump(mode="json")
+        if status == "archived":
+            location = rt.state.proof_location(agency, record_id)  # one ranged GET of the bundle ...
+            proof = (read_proof(rt.archive, location, agency, record_id) if location is not None
+                     else fetch_proof(rt.archive, agency, record_id))  # ... or (imported batches) the index
+            doc["proof"] = proof.model_dump(mode="json")
         return doc
 
     return router

@@ -45,7 +45,7 @@ INSERT INTO records (agency, id, content_sha256, salt, accepted_ms)
 SELECT %(agency)s, t.id, t.digest, t.salt, %(now)s
   FROM unnest(%(ids)s::text[], %(digests)s::bytea[], %(salts)s::bytea[]) AS t(id, digest, salt)
 ON CONFLICT (agency, id) DO NOTHING
-RETURNING id, salt
+RETURNING id, content_sha256, salt
 """
 
 # Agencies with pending records and the accept time of each one's oldest: a skip scan of the
@@ -151,22 +151,19 @@ class PostgresState(KeysInPostgres, SourcesInPostgres):
         params = {"agency": agency, "now": now_ms(), "ids": [r[0] for r in rows],
                   "digests": [r[1] for r in rows], "salts": [r[2] for r in rows]}
         with self.tx() as conn:
-            inserted = {rid: bytes(salt) for rid, salt in conn.execute(_ACCEPT, params).fetchall()}
-            stored: dict[str, tuple[bytes, bytes, int]] = {}
+            inserted = {rid: (bytes(d), bytes(s)) for rid, d, s in conn.execute(_ACCEPT, params).fetchall()}
+            stored = {rid: (d, s, params["now"]) for rid, (d, s) in inserted.items()}
             rest = [r[0] for r in rows if r[0] not in inserted]
             if rest:
                 found = conn.execute("SELECT id, content_sha256, salt, accepted_ms FROM records "
                                      "WHERE agency = %s AND id = ANY(%s)", (agency, rest)).fetchall()
-                stored = {rid: (bytes(d), bytes(s), ms) for rid, d, s, ms in found}
+                stored.update({rid: (bytes(d), bytes(s), ms) for rid, d, s, ms in found})
             out = []
             for rid, digest, salt in records:
-                if rid in inserted and rid not in stored:
-                    out.append(Accepted(rid, digest, inserted[rid], params["now"], inserted[rid] != salt))
-                    continue
                 old_digest, old_salt, ms = stored[rid]
                 if old_digest != digest:
                     raise ConflictRecord(rid)  # rolls the whole call back
-                out.append(Accepted(rid, old_digest, old_salt, ms, True))
+                out.append(Accepted(rid, old_digest, old_salt, ms, old_salt != salt))  # another salt: stored before
         return out
 
     def record(self, agency: str, rid: str) -> StoredRecord | None:
@@ -182,7 +179,7 @@ class PostgresState(KeysInPostgres, SourcesInPostgres):
             row = conn.execute("SELECT b.bundle, b.offsets[r.leaf + 1], b.offsets[r.leaf + 2] FROM records r "
                                "JOIN batches b ON b.id = r.batch_id WHERE r.agency = %s AND r.id = %s "
                                "AND b.state = 'archived'", (agency, rid)).fetchone()
-        if row is None or row[0] is None:
+        if row is None or row[0] is None or row[1] is None:  # (batches imported from Redis have no offsets)
             return None
         return row[0], row[1], row[2] - row[1] - 1
 
