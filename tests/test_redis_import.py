@@ -112,7 +112,7 @@ def test_the_api_finds_proofs_of_imported_batches_through_the_archive(db, clean_
     store = open_store(str(tmp_path / "archive"))
     data, locations = bundle.build_bundle(archived, [])
     store.put_immutable(bundle.bundle_key("dept-a", archived.id), data)
-    legacy_directory(store, [("dept-a", c.record_id, loc) for c, loc in zip(archived.commitments, locations)])
+    legacy_directory(store, [("dept-a", c.record_id, loc) for c, loc in zip(archived.commitments, locations, strict=True)])
     key = add_auditor(state, "audit-office", ["dept-a"])
     client = TestClient(create_app(Settings(database_url=db, redis_url=clean_redis, archive=str(tmp_path / "archive"))))
     resp = client.get("/v1/records/r1", params={"agency": "dept-a"}, headers={"Authorization": f"Bearer {key}"})
