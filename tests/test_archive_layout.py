@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
 from pipelines.archive import bundle, directory, index
 from pipelines.core.batch import Commitment, SealedBatch, seal_records
 from pipelines.core.commitment import RecordInput, content_sha256
@@ -30,14 +32,13 @@ def test_bundles_live_under_their_agency():
     assert directory.fetch_proof(store, "dept-a", "r2").record.id == "r2"
 
 
-def test_a_batch_sealed_before_the_upgrade_with_several_agencies_is_archived_where_readers_find_it():
+def test_a_batch_of_several_agencies_is_refused_rather_than_bundled_together():
     mixed = SealedBatch("b1", "2026-11-29T00:00:00Z", [Commitment("dept-a", "x", b"\x01" * 32, b"\x02" * 32),
                                                         Commitment("dept-b", "y", b"\x03" * 32, b"\x04" * 32)])
     store = FaultyStore()
-    _, locations, _ = bundle.write_batch(store, mixed, [])
-    assert list(store.objects) == ["proofs/b1.ndjson"]
-    legacy_directory(store, [("dept-a", "x", locations[0]), ("dept-b", "y", locations[1])])
-    assert directory.fetch_proof(store, "dept-b", "y").record.agency == "dept-b"
+    with pytest.raises(ValueError, match="2 agencies"):
+        bundle.write_batch(store, mixed, [])
+    assert store.objects == {}
 
 
 def test_an_archive_written_before_per_agency_bundles_is_still_read():

@@ -28,11 +28,11 @@ def legacy_bundle_key(batch_id: str) -> str:
 
 
 def key_for(batch: SealedBatch) -> str:
-    """Where ``batch``'s bundle goes: under its agency. A batch sealed before batches were per agency
-    (several agencies, claimed by an earlier version and archived after the upgrade) goes where
-    earlier versions put bundles, where readers look next."""
+    """Where ``batch``'s bundle goes: under its agency (a batch holds one agency's records)."""
     agencies = {c.agency for c in batch.commitments}
-    return bundle_key(agencies.pop(), batch.id) if len(agencies) == 1 else legacy_bundle_key(batch.id)
+    if len(agencies) != 1:
+        raise ValueError(f"batch {batch.id} holds records of {len(agencies)} agencies, not one")
+    return bundle_key(agencies.pop(), batch.id)
 
 
 def build_bundle(batch: SealedBatch, anchors: Sequence[Anchor]) -> tuple[bytes, list[Location]]:

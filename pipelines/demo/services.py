@@ -113,7 +113,7 @@ class PostgresCluster:
     def command(self, port: int) -> list[str]:
         return [*self.as_user, f"{self.bin}/postgres", "-D", str(self.data / "db"), "-p", str(port), "-k",
                 str(self.data), "-h", "127.0.0.1", "-c", "fsync=on", "-c", "synchronous_commit=on",
-                "-c", "max_connections=200"]
+                "-c", "max_connections=200", "-c", "shared_buffers=512MB"]
 
     @staticmethod
     def url(port: int) -> str:
