@@ -7,6 +7,7 @@ docs/operations.md for the list with defaults and examples.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,8 +52,11 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(3600, ge=5)
     #: How often (seconds) the Redis transport looks for unacknowledged messages to restore.
     unacked_restore_interval: float = Field(100.0, gt=0)
-    #: The reconciler re-drives any batch stuck in one stage longer than this (seconds).
-    reconcile_after: float = Field(60.0, gt=0)
+    #: The reconciler re-drives any batch that stayed in one stage longer than this (seconds): the budget
+    #: within which the work of a dead worker, or of a lost message, is taken up again.
+    stuck_after: float = Field(15.0, gt=0)
+    #: GET /v1/records answers 503 when the archive takes longer than this (seconds) to return a proof.
+    archive_read_timeout: float = Field(5.0, gt=0)
     #: The sources file (TOML) of agency systems to pull from; none by default.
     sources: str | None = None
     #: Pulling pauses while more than this many accepted records wait to be sealed (backpressure).
@@ -61,6 +65,10 @@ class Settings(BaseSettings):
     source_lock_ttl: float = Field(300.0, gt=0)
     #: Start even if PostgreSQL could lose committed transactions (fsync off; tests and demos only).
     allow_volatile_state: bool = False
+    #: Log lines as JSON objects ("json") or plain text ("text"), on stderr.
+    log_format: Literal["json", "text"] = "json"
+    #: Level of anchorpipe's own log lines (INFO: one line per batch per stage and per pull run).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Sentry DSN, from SENTRY_DSN.
     sentry_dsn: SecretStr | None = Field(None, validation_alias="SENTRY_DSN")
     #: Prometheus metrics port for workers (0: none).

@@ -20,6 +20,7 @@ from pipelines.core.logentry import BatchHead
 from pipelines.errors import ConflictError, InputError
 from pipelines.ledger import Ledger
 from pipelines.ops import faultpoints, metrics
+from pipelines.ops.logs import event
 from pipelines.ops.monitoring import report_exception, report_message
 from pipelines.ops.redact import redact
 from pipelines.state import STAGES, now_ms
@@ -114,6 +115,8 @@ class Pipeline:
         if self.state.advance(batch_id, "sealed", expect="claimed", root=batch.root.hex()):
             metrics.SEALED.inc(batch.size)
             metrics.BATCH_SIZE.observe(batch.size)
+            event("sealed", f"sealed batch {batch_id}", batch=batch_id, agency=batch.commitments[0].agency,
+                  records=batch.size, seconds=round(time.perf_counter() - t, 3))
         metrics.STAGE_SECONDS.labels("seal").observe(time.perf_counter() - t)
 
     def anchor(self, batch_ids: list[str]) -> list[str]:
@@ -135,10 +138,12 @@ class Pipeline:
         receipts = self._each_alone_on_failure("anchor", heads, lambda hs: ledger.anchor(hs))  # type: ignore[union-attr]
         if receipts:
             faultpoints.reached("anchor.appended")
-            self.state.mark_checkpoint()
+        sizes = {h.id: h.size for h in heads}
         for b, receipt in receipts.items():
             if self.state.advance(b, "anchored", expect="sealed", anchor=receipt.model_dump_json()):
                 metrics.BATCHES_ANCHORED.inc()
+                event("anchored", f"anchored batch {b} in the log", batch=b, records=sizes.get(b),
+                      batches_in_checkpoint=len(receipts), seconds=round(time.perf_counter() - t, 3))
         metrics.STAGE_SECONDS.labels("anchor").observe(time.perf_counter() - t)
         return list(receipts)
 
@@ -168,6 +173,9 @@ class Pipeline:
                 for ms in times:
                     metrics.ACCEPT_TO_ARCHIVED.observe((now - ms) / 1000)
                 metrics.ARCHIVED.inc(len(times))
+                event("archived", f"archived batch {b}", batch=b, agency=key.split("/")[1], records=len(times),
+                      bytes=offsets[-1], oldest_wait_seconds=round((now - min(times)) / 1000, 3) if times else 0,
+                      seconds=round(time.perf_counter() - t, 3))
         metrics.STAGE_SECONDS.labels("archive").observe(time.perf_counter() - t)
         return list(done)
 
@@ -193,6 +201,9 @@ class Pipeline:
         t = time.perf_counter()
         stats = index.compact(self.store, agency)
         metrics.STAGE_SECONDS.labels("compact").observe(time.perf_counter() - t)
+        if stats:
+            event("compacted", f"compacted the archive index of {agency}", agency=agency,
+                  merged=stats, seconds=round(time.perf_counter() - t, 3))
         return stats
 
     def _each_alone_on_failure(self, stage: str, items: list[_T], run: Callable[[list[_T]], dict[str, _R]]
@@ -227,6 +238,6 @@ class Pipeline:
             report_exception(exc)
 
     def stuck(self) -> dict[str, list[str]]:
-        """Batches that stayed in one stage longer than ``reconcile_after``, by stage."""
-        cutoff = now_ms() - int(self.cfg.reconcile_after * 1000)
+        """Batches that stayed in one stage longer than ``stuck_after``, by stage."""
+        cutoff = now_ms() - int(self.cfg.stuck_after * 1000)
         return {s: self.state.in_stage(s, older_than_ms=cutoff) for s in STAGES}

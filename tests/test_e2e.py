@@ -32,7 +32,7 @@ from tests.conftest import sql
 
 QUEUES = {"stages": ("seal,archive,reconcile", 2), "sequencer": ("anchor", 1)}
 FAST = {"batch_interval": "0.3", "visibility_timeout": "10", "unacked_restore_interval": "1",
-        "reconcile_after": "3", "batch_max": "250"}
+        "stuck_after": "3", "batch_max": "250"}
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:

@@ -148,7 +148,7 @@ def test_anchor_crash_after_append_does_not_anchor_twice(pipe):
 def test_claimed_batch_is_sealed_by_the_reconciler_path(pipe):
     accept(pipe, "agency-a", 5)
     pipe.state.claim("manual-batch", "agency-a", 1000, 0.0, "2026-11-28T12:00:00Z")  # a sealer died right after claiming
-    pipe.cfg = pipe.cfg.model_copy(update={"reconcile_after": 0.001})
+    pipe.cfg = pipe.cfg.model_copy(update={"stuck_after": 0.001})
     import time
 
     time.sleep(0.01)

@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import celeryd_init, worker_ready
+from celery.signals import celeryd_init, setup_logging, worker_ready
 
 from pipelines.config import Settings, settings
 from pipelines.errors import ConfigError
@@ -62,11 +62,13 @@ def create_app() -> Celery:
         },
         broker_connection_retry_on_startup=True,
         beat_schedule={
-            # Sealing is driven by a short tick: a no-op Lua call unless a batch is ripe.
+            # Sealing is driven by a short tick: one indexed query unless a batch is ripe.
             "seal-tick": _tick("anchorpipe.seal", min(cfg.batch_interval / 4, 0.25)),
-            "reconcile": _tick("anchorpipe.reconcile", max(cfg.reconcile_after / 4, 1.0)),
+            "reconcile": _tick("anchorpipe.reconcile", max(cfg.stuck_after / 4, 1.0)),
         },
         worker_hijack_root_logger=False,
+        worker_send_task_events=True,  # Flower (and `celery events`) see every task
+        task_send_sent_event=True,
     )
     app.conf.beat_schedule.update(_pull_schedule(cfg))
     return app
@@ -89,6 +91,15 @@ def _pull_schedule(cfg: Settings) -> dict[str, Any]:
 
 
 app = create_app()
+
+
+@setup_logging.connect
+def _logging(**_: object) -> None:
+    # Connected, so Celery leaves logging to us: JSON lines on stderr (ANCHORPIPE_LOG_FORMAT), one per
+    # batch per stage; Celery's own records pass through the same handler at WARNING and above.
+    from pipelines.ops.logs import configure
+
+    configure(settings())
 
 
 @celeryd_init.connect

@@ -8,8 +8,10 @@ loop, so health checks answer while large requests are processed.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from urllib.parse import quote
 from typing import Annotated, Any
 
@@ -29,10 +31,17 @@ from pipelines.intake.schema import GET_RESPONSES, SUBMIT_BODY, SUBMIT_RESPONSES
 from pipelines.intake.submit import store_records
 from pipelines.ledger.tlog import CHECKPOINT
 from pipelines.ops import metrics
+from pipelines.ops.logs import configure as configure_logging
 from pipelines.ops.monitoring import init_sentry, report_exception
 from pipelines.runtime import Runtime, runtime
 from pipelines.stages import QUEUES
-from pipelines.state import Accepted
+from pipelines.core.proof import Proof
+from pipelines.state import Accepted, now_ms
+
+#: /readyz answers within this many seconds, whatever hangs.
+READY_BUDGET_S = 0.9
+#: Threads that read proofs from the archive for GET /v1/records (apart from those that accept records).
+ARCHIVE_READERS = 8
 
 
 def create_app(cfg: Settings | None = None, *, check_state: bool = True) -> FastAPI:
@@ -42,6 +51,7 @@ def create_app(cfg: Settings | None = None, *, check_state: bool = True) -> Fast
     commit; ``check_state=False`` skips that (to build the OpenAPI document alone).
     """
     rt = Runtime(cfg) if cfg is not None else runtime()
+    configure_logging(rt.cfg)
     init_sentry(rt.cfg)
     if check_state:
         rt.check_state()
@@ -124,49 +134,82 @@ def _records_routes(rt: Runtime) -> APIRouter:
         body = await _read_body(request, cfg.max_body_bytes)
         return await run_in_threadpool(accept, who.name, body, request.headers.get("content-type", ""))
 
+    archive_reads = ThreadPoolExecutor(max_workers=ARCHIVE_READERS, thread_name_prefix="archive-read")
+
     @router.get("/v1/records/{record_id:path}", response_model=RecordStatus, responses=GET_RESPONSES)
-    def get_record(record_id: str, agency: str | None = None, who: Principal = Depends(principal)) -> dict[str, Any]:
+    async def get_record(record_id: str, agency: str | None = None,
+                         who: Principal = Depends(principal)) -> dict[str, Any]:
         """A record's status, and its proof once archived. Auditors name the agency (?agency=)."""
         agency = agency or who.name
         try:
             check_agency(agency)
         except InputError as exc:
             raise HTTPException(422, str(exc)) from None
-        found = rt.state.record(agency, record_id) if who.can_read(agency) else None
-        if found is None:  # an agency not granted gets the same answer as a missing record: reveal nothing
+        if not who.can_read(agency):  # an agency not granted gets the same answer as a missing record
             raise HTTPException(404, "no such record")
-        batch_id = found.batch_id
-        stage = rt.state.batch(batch_id).get("state") if batch_id else None
-        status = {None: "pending", "claimed": "sealing"}.get(stage, stage)
-        doc: dict[str, Any] = {"agency": agency, "id": record_id, "status": status, "batch": batch_id}
-        if status == "archived":
-            location = rt.state.proof_location(agency, record_id)  # one ranged GET of the bundle ...
-            proof = (read_proof(rt.archive, location, agency, record_id) if location is not None
-                     else fetch_proof(rt.archive, agency, record_id))  # ... or (imported batches) the index
+        doc = await run_in_threadpool(_record_status, rt, agency, record_id)
+        if doc["status"] == "archived":
+            # The archive is read on a pool of its own, within a budget: a slow or hung S3 answers 503
+            # here and never takes the threads that accept records.
+            loop = asyncio.get_running_loop()
+            try:
+                proof = await asyncio.wait_for(loop.run_in_executor(
+                    archive_reads, _read_archived, rt, doc.pop("location"), agency, record_id),
+                    cfg.archive_read_timeout)
+            except TimeoutError:
+                return JSONResponse({"detail": "the archive is slow to answer, retry"}, status_code=503,  # type: ignore[return-value]
+                                    headers={"Retry-After": "5"})
             doc["proof"] = proof.model_dump(mode="json")
+        doc.pop("location", None)
         return doc
 
     return router
 
 
-def _readiness(rt: Runtime) -> tuple[bool, dict[str, Any]]:
-    """Each dependency's state; never raises (a failing check is reported, not thrown)."""
-    checks: dict[str, Any] = {"database": "ok", "archive": "ok", "anchoring": "ok"}
-    stale = False
-    try:
-        rt.state.ping()
-        age = checks["checkpoint_age_seconds"] = rt.state.checkpoint_age()
-        waiting = bool(rt.state.in_stage("sealed"))
-        stale = waiting and (age is None or age > rt.cfg.reconcile_after)
-    except AnchorpipeError as exc:  # the name of the failure only: /readyz is not authenticated
-        checks["database"] = f"error: {type(exc).__name__}"
-    try:
-        checks["checkpoint"] = "present" if rt.log_store.get(CHECKPOINT) else "absent"
-    except AnchorpipeError as exc:
-        checks["archive"] = f"error: {type(exc).__name__}"
-    if stale:
-        checks["anchoring"] = "stalled"
-    return checks["database"] == "ok" and checks["archive"] == "ok" and not stale, checks
+def _record_status(rt: Runtime, agency: str, record_id: str) -> dict[str, Any]:
+    found = rt.state.record(agency, record_id)
+    if found is None:
+        raise HTTPException(404, "no such record")
+    stage = rt.state.batch(found.batch_id).get("state") if found.batch_id else None
+    status = {None: "pending", "claimed": "sealing"}.get(stage, stage)
+    location = rt.state.proof_location(agency, record_id) if status == "archived" else None
+    return {"agency": agency, "id": record_id, "status": status, "batch": found.batch_id, "location": location}
+
+
+def _read_archived(rt: Runtime, location: tuple[str, int, int] | None, agency: str, record_id: str) -> Proof:
+    """One ranged GET of the bundle PostgreSQL points at, or (batches imported from Redis) the index."""
+    if location is not None:
+        return read_proof(rt.archive, location, agency, record_id)
+    return fetch_proof(rt.archive, agency, record_id)
+
+
+def _readiness(rt: Runtime, pool: ThreadPoolExecutor) -> tuple[bool, dict[str, Any]]:
+    """Each dependency's state, within READY_BUDGET_S whatever hangs; never raises.
+
+    Ready means this process can accept and serve records: the database and the
+    archive answer. Work stuck in a stage (a dead sequencer, say) is reported
+    with its age but does not make the API unready: intake still works, and an
+    alert on ``anchorpipe_oldest_batch_seconds`` pages for it.
+    """
+    probes = {
+        "database": pool.submit(rt.state.ping),
+        "archive": pool.submit(rt.log_store.get, CHECKPOINT),
+        "stuck": pool.submit(rt.state.oldest_in_stage),
+    }
+    wait(probes.values(), timeout=READY_BUDGET_S)
+    checks: dict[str, Any] = {}
+    for name, probe in probes.items():
+        if not probe.done():
+            checks[name] = "error: no answer within the readiness budget"
+        elif probe.exception() is not None:  # the failure's name only: /readyz is not authenticated
+            checks[name] = f"error: {type(probe.exception()).__name__}"
+        elif name == "stuck":
+            now = now_ms()
+            checks[name] = {stage: round((now - ms) / 1000, 1) for stage, ms in probe.result().items()
+                            if now - ms > rt.cfg.stuck_after * 1000}
+        else:
+            checks[name] = "ok"
+    return checks["database"] == "ok" and checks["archive"] == "ok", checks
 
 
 def _health_routes(rt: Runtime) -> APIRouter:
@@ -178,9 +221,11 @@ def _health_routes(rt: Runtime) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    probes = ThreadPoolExecutor(max_workers=6, thread_name_prefix="readiness")
+
     @router.get("/readyz")
-    def readyz() -> Response:
-        ok, checks = _readiness(rt)
+    async def readyz() -> Response:
+        ok, checks = await asyncio.get_running_loop().run_in_executor(probes, _readiness, rt, probes)
         return JSONResponse({"ready": ok, "checks": checks, "time": time.time()}, status_code=200 if ok else 503)
 
     token = rt.cfg.metrics_token.get_secret_value().encode() if rt.cfg.metrics_token else None

@@ -15,6 +15,7 @@ lock with a TTL (see the state port).
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from pipelines.errors import AnchorpipeError, ConflictRecord, FieldError, InputE
 from pipelines.intake.records import parse_record, unique
 from pipelines.intake.submit import store_records
 from pipelines.ops import faultpoints, metrics
+from pipelines.ops.logs import event
 from pipelines.ops.monitoring import report_message
 from pipelines.ops.redact import redact
 from pipelines.sources import Page, Pulled, Source
@@ -96,15 +98,21 @@ class SourceRunner:
         token = secrets.token_hex(16)
         if not self.state.lock_source(self.name, token, self.lock_ttl_ms):
             return RunResult(self.name, "locked")
+        t = time.perf_counter()
         try:
             result = self._pages(token, max_pages)
         except StateError:
             raise
         except AnchorpipeError as exc:
-            return self._failed(exc)
+            result = self._failed(exc)
+        else:
+            self.state.source_succeeded(self.name)
         finally:
             self.state.release_source_lock(self.name, token)
-        self.state.source_succeeded(self.name)
+        event("pulled", f"pulled source {self.name}: {result.status}", source=self.name, agency=self.cfg.agency,
+              status=result.status, accepted=result.accepted, duplicates=result.duplicates,
+              quarantined=result.quarantined, pages=result.pages, error=result.error,
+              seconds=round(time.perf_counter() - t, 3))
         return result
 
     def _pages(self, token: str, max_pages: int) -> RunResult:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from pipelines.state import STAGES
+
 if TYPE_CHECKING:
     from pipelines.state import State
 
@@ -62,3 +64,9 @@ class StateCollector:
         for s, n in self.state.stage_counts().items():
             stuck.add_metric([s], n)
         yield stuck
+        oldest = GaugeMetricFamily("anchorpipe_oldest_batch_seconds",
+                                   "How long the longest-waiting batch of a stage has waited", labels=["stage"])
+        waiting = self.state.oldest_in_stage()
+        for s in STAGES:
+            oldest.add_metric([s], (now - waiting[s]) / 1000 if s in waiting else 0.0)
+        yield oldest

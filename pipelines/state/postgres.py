@@ -302,6 +302,13 @@ class PostgresState(KeysInPostgres, SourcesInPostgres):
             found = dict(rows.fetchall())
         return {s: int(found.get(s, 0)) for s in STAGES}
 
+    def oldest_in_stage(self) -> dict[str, int]:
+        """When (ms) the longest-waiting batch of each stage entered it (stages with batches only)."""
+        with self.tx() as conn:
+            rows = conn.execute("SELECT state, min(updated_ms) FROM batches WHERE state IN ('claimed', 'sealed', "
+                                "'anchored') GROUP BY state").fetchall()
+        return {state: int(ms) for state, ms in rows}
+
     def archived_records(self) -> int:
         return self._counter("archived_records")
 
@@ -320,15 +327,6 @@ class PostgresState(KeysInPostgres, SourcesInPostgres):
                                 "JOIN records r ON r.batch_id = b.id WHERE b.state = 'archived' "
                                 "AND b.created_ms >= %s", (since_ms,)).fetchall()
         return sorted(float(r[0]) for r in rows)
-
-    def mark_checkpoint(self) -> None:
-        with self.tx() as conn:
-            conn.execute("UPDATE counters SET value = %s WHERE name = 'checkpoint_ms'", (now_ms(),))
-
-    def checkpoint_age(self) -> float | None:
-        """Seconds since the anchor stage last published a checkpoint, or None if never."""
-        ms = self._counter("checkpoint_ms")
-        return None if not ms else (now_ms() - ms) / 1000
 
     # -- failures --------------------------------------------------------------------------
 

@@ -89,8 +89,8 @@ def _import(r: redis.Redis, state: PostgresState, progress: Callable[[str], None
             conn.execute("INSERT INTO dead_letters (doc, at_ms) VALUES (%s, %s)",
                          (doc, int(json.loads(doc).get("at", 0))))
             out.dead_letters += 1
-        for name in ("archived_records", "checkpoint_ms"):
-            conn.execute("UPDATE counters SET value = %s WHERE name = %s", (int(r.get(f"ap:{name}") or 0), name))
+        conn.execute("UPDATE counters SET value = %s WHERE name = 'archived_records'",
+                     (int(r.get("ap:archived_records") or 0),))
     return out
 
 
