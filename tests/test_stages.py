@@ -174,6 +174,12 @@ def test_a_damaged_batch_is_dead_lettered_and_does_not_block_others(pipe):
     assert pipe.state.redrive("damaged") == "sealed"
     assert "damaged" in pipe.stuck()["sealed"]
     assert pipe.anchor([]) == ["damaged"]
+    pipe.state.dead_letter("archive", [["damaged", "never-archived"]], "a letter still open")
+    assert pipe.state.clear_dead_letters() == 0  # 'damaged' is not archived yet: both letters stay
+    sql(pipe.state.url, "UPDATE batches SET state = 'archived' WHERE id = 'damaged'")  # (it has no records)
+    assert pipe.state.clear_dead_letters() == 1  # the damaged batch's own letter is resolved now
+    assert [d["error"] for d in pipe.state.dead_letters()] == ["a letter still open"]
+    assert pipe.state.clear_dead_letters(everything=True) == 1 and pipe.state.dead_letters() == []
 
 
 def test_the_log_refuses_one_batch_id_with_two_entries(pipe):

@@ -58,6 +58,23 @@ def test_a_permanent_failure_is_dead_lettered(tasks, monkeypatch):
     assert pipe.state.dead_letters()[0] == {**pipe.state.dead_letters()[0], "task": "archive", "args": [["b1"]]}
 
 
+def test_an_outage_longer_than_the_retries_is_left_to_the_reconciler_not_dead_lettered(tasks):
+    module, pipe, sent = tasks
+    accept(pipe, "agency-a", 5)
+    sealed = pipe.seal_ripe()
+    for _ in range(module.MAX_RETRIES + 1):  # every try, the first and each retry, meets the outage
+        pipe.ledger.store.fail("checkpoint", "lost")
+    result = module.anchor.apply(args=[sealed])
+    assert result.successful() and pipe.state.dead_letters() == []
+    assert pipe.state.batch(sealed[0])["state"] == "sealed" and sent == []
+    pipe.cfg = pipe.cfg.model_copy(update={"stuck_after": 0.001})  # ... until the reconciler sends it again
+    import time
+
+    time.sleep(0.01)
+    module.reconcile.apply()
+    assert sent == [("anchor", sealed)]
+
+
 def test_a_tick_is_not_retried(tasks, monkeypatch):
     module, pipe, sent = tasks
     from pipelines.errors import StorageError

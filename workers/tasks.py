@@ -1,9 +1,11 @@
 """Thin Celery tasks: ids in, the work in pipelines.stages, the next stage published after commit.
 
 Transient errors (anchorpipe errors with ``transient``) are retried with
-exponential backoff and jitter; other anchorpipe errors of a stage task go to
-the dead-letter list and the ``anchorpipe_dead_letters`` metric (a batch whose
-own data is at fault is failed alone by the stage itself). Tick tasks (seal,
+exponential backoff and jitter; past the retries the batch is left in its stage
+for the reconciler (an outage heals: it is no dead letter). Other anchorpipe
+errors of a stage task go to the dead-letter list and the
+``anchorpipe_dead_letters`` metric (a batch whose own data is at fault is failed
+alone by the stage itself). Tick tasks (seal,
 reconcile, pull) are never retried or dead-lettered: the next tick is the retry,
 and their errors are counted and reported instead of piling up.
 """
@@ -17,6 +19,7 @@ from typing import Any
 from pipelines.errors import AnchorpipeError
 from pipelines.ops import metrics
 from pipelines.ops.monitoring import report_exception
+from pipelines.ops.logs import LOGGER
 from pipelines.ops.redact import redact
 from pipelines.runtime import runtime
 from pipelines.stages import Pipeline
@@ -55,8 +58,14 @@ def stage(name: str, tick: bool = False) -> Callable[[Callable[..., Any]], Any]:
                     if not exc.transient:
                         report_exception(exc)
                     return None
-                if exc.transient and self.request.retries < MAX_RETRIES:
-                    raise Transient(str(exc)) from exc
+                if exc.transient:
+                    if self.request.retries < MAX_RETRIES:
+                        raise Transient(str(exc)) from exc
+                    # An outage longer than the retries: not a dead letter (it heals). The batch stays in
+                    # its stage, and the reconciler sends it again once it has waited ANCHORPIPE_STUCK_AFTER.
+                    LOGGER.warning("%s: still failing after %d retries, left to the reconciler: %s", name,
+                                   MAX_RETRIES, redact(str(exc)))
+                    return None
                 pipeline().state.dead_letter(name, list(args), redact(str(exc)))
                 metrics.DEAD_LETTERS.labels(name).inc()
                 raise

@@ -149,6 +149,17 @@ def dead_letters_list() -> None:
         fail_with(exc)
 
 
+@dead_letters.command("clear")
+@click.option("--all", "everything", is_flag=True, help="Delete every dead letter, not only the resolved ones.")
+def dead_letters_clear(everything: bool) -> None:
+    """Delete the dead letters whose batches have been archived since (resolved), or with --all every one."""
+    try:
+        n = _state().clear_dead_letters(everything)
+    except AnchorpipeError as exc:
+        fail_with(exc)
+    click.echo(f"cleared {n} dead letter{'s' if n != 1 else ''}")
+
+
 @dead_letters.command("redrive")
 @click.argument("batch_id")
 def dead_letters_redrive(batch_id: str) -> None:

@@ -359,3 +359,25 @@ class PostgresState(KeysInPostgres, SourcesInPostgres):
     def dead_letters(self) -> list[dict[str, Any]]:
         with self.tx() as conn:
             return [json.loads(d) for (d,) in conn.execute("SELECT doc FROM dead_letters ORDER BY seq").fetchall()]
+
+    def clear_dead_letters(self, everything: bool = False) -> int:
+        """Delete the dead letters whose batches have all been archived since (or, ``everything``, all of
+        them); return how many."""
+        with self.tx() as conn:
+            letters = conn.execute("SELECT seq, doc FROM dead_letters FOR UPDATE").fetchall()
+            gone = []
+            for seq, doc in letters:
+                ids = _batch_ids(json.loads(doc).get("args"))
+                if everything or (ids and len(ids) == conn.execute(
+                        "SELECT count(*) FROM batches WHERE id = ANY(%s) AND state = 'archived'",
+                        (ids,)).fetchone()[0]):
+                    gone.append(seq)
+            conn.execute("DELETE FROM dead_letters WHERE seq = ANY(%s)", (gone,))
+        return len(gone)
+
+
+def _batch_ids(args: object) -> list[str]:
+    """The batch ids a dead letter's arguments name (``[id]`` or ``[[id, ...]]``)."""
+    if isinstance(args, list) and len(args) == 1 and isinstance(args[0], list):
+        args = args[0]
+    return [a for a in args if isinstance(a, str)] if isinstance(args, list) else []
