@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from pipelines import __version__
+from pipelines.cli.config import config, init
 from pipelines.cli.demo import demo
 from pipelines.cli.log import log
 from pipelines.cli.proof import proof
@@ -23,7 +24,7 @@ def main() -> None:
     """anchorpipe: seal records into Merkle batches, anchor them, verify their proofs."""
 
 
-for _command in (seal, verify, demo, log, agency, auditor, key, proof, source, dead_letters, db):
+for _command in (seal, verify, demo, log, agency, auditor, key, proof, source, dead_letters, db, config, init):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -55,6 +55,19 @@ def create_bucket(bucket: str, *, endpoint_url: str | None = None, object_lock: 
         raise StorageError(f"cannot create bucket {bucket}: {type(exc).__name__}: {exc}") from exc
 
 
+def bucket_exists(bucket: str, *, endpoint_url: str | None = None) -> bool:
+    """Whether ``bucket`` exists (and these credentials may see it)."""
+    try:
+        client(endpoint_url).head_bucket(Bucket=bucket)
+        return True
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
+            return False
+        raise StorageError(f"cannot check bucket {bucket}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise StorageError(f"cannot check bucket {bucket}: {type(exc).__name__}: {exc}", transient=True) from exc
+
+
 class S3Store:
     """An :class:`~pipelines.storage.ObjectStore` under ``s3://bucket/prefix``."""
 

@@ -1,0 +1,139 @@
+"""What `anchorpipe config check` checks, and what `anchorpipe init` sets up: one line per dependency.
+
+Every check runs even when an earlier one fails, and says what to do about a
+failure; nothing here prints a secret (URLs are shown with their passwords
+masked, secret settings as ``***``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+from pipelines.errors import AnchorpipeError, LogStateError
+
+if TYPE_CHECKING:
+    from pipelines.runtime import Runtime
+
+#: The object `config check` writes to prove the archive is writable (always the same bytes: write-once safe).
+PROBE_KEY = "_anchorpipe/write-probe"
+PROBE = b"anchorpipe write probe\n"
+_PASSWORD = re.compile(r"(//[^:/@]+:)[^@/]+@")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def masked(value: Any) -> str:
+    """A setting's value for printing: secrets as ***, passwords in URLs masked."""
+    if isinstance(value, SecretStr):
+        return "***" if value.get_secret_value() else ""
+    return _PASSWORD.sub(r"\1***@", str(value))
+
+
+def settings_lines(rt: Runtime) -> list[str]:
+    """``ANCHORPIPE_NAME=value`` for every setting, resolved, secrets masked."""
+    out = []
+    for name, field in type(rt.cfg).model_fields.items():
+        value = getattr(rt.cfg, name)
+        env = "SENTRY_DSN" if name == "sentry_dsn" else f"ANCHORPIPE_{name.upper()}"
+        out.append(f"{env}={'' if value is None else masked(value) if not field.repr else value}")
+    return out
+
+
+def _check(name: str, fn: Callable[[], str]) -> Check:
+    try:
+        return Check(name, True, fn())
+    except AnchorpipeError as exc:
+        return Check(name, False, masked(str(exc)))
+
+
+def run_checks(rt: Runtime) -> Iterator[Check]:
+    """Check every dependency of the deployment, one :class:`Check` each."""
+    yield _check("database", lambda: _database(rt))
+    yield _check("redis", lambda: _redis(rt))
+    yield _check("archive", lambda: _archive(rt))
+    yield _check("log", lambda: _log(rt))
+    yield _check("sources", lambda: _sources(rt))
+
+
+def _database(rt: Runtime) -> str:
+    rt.check_state()
+    return f"{masked(rt.cfg.database_url)}: reachable, schema current, commits durable"
+
+
+def _redis(rt: Runtime) -> str:
+    rt.queues.ping()
+    return f"{masked(rt.cfg.broker)}: reachable (the broker: work in flight only)"
+
+
+def _archive(rt: Runtime) -> str:
+    rt.archive.put_immutable(PROBE_KEY, PROBE)
+    if rt.archive.get(PROBE_KEY) != PROBE:
+        raise LogStateError(f"{rt.archive.describe()}: the write probe did not read back")
+    retention = f", Object Lock retention {rt.cfg.s3_retention_days} days" if rt.cfg.s3_retention_days else ""
+    return f"{rt.archive.describe()}: writable and readable{retention}"
+
+
+def _log(rt: Runtime) -> str:
+    from pipelines.ledger.tlog import LogReader
+    from pipelines.runtime import load_signers
+
+    if not rt.cfg.log_key_file:
+        return "no ANCHORPIPE_LOG_KEY_FILE here (only the sequencer needs it)"
+    signers = load_signers([rt.cfg.log_key_file])
+    try:
+        head = LogReader(rt.log_store, [s.verifier() for s in signers], signers[0].name).head()
+    except LogStateError as exc:
+        if "no checkpoint" in str(exc):
+            raise LogStateError(f"no log at {rt.log_store.describe()} yet: 'anchorpipe init' creates it") from exc
+        raise
+    return (f"{rt.log_store.describe()}: origin {head.checkpoint.origin}, size {head.checkpoint.size}, "
+            "signed by the key in ANCHORPIPE_LOG_KEY_FILE")
+
+
+def _sources(rt: Runtime) -> str:
+    sources = rt.sources()
+    return f"{len(sources)} valid: {', '.join(sorted(sources))}" if sources else "none configured"
+
+
+def init(rt: Runtime) -> Iterator[Check]:
+    """Set up what a new deployment needs, each step safe to repeat: the schema, the bucket, the log."""
+    from pipelines.state.schema import upgrade
+
+    def schema() -> str:
+        before, now = upgrade(rt.cfg.database_url)
+        return f"schema at revision {now}" + ("" if before == now else f" (was {before or 'empty'})")
+
+    yield _check("database", schema)
+    yield _check("archive", lambda: _bucket(rt))
+    yield _check("log", lambda: _create_log(rt))
+
+
+def _bucket(rt: Runtime) -> str:
+    location = rt.cfg.archive
+    if location.startswith("s3://"):
+        from pipelines.storage.s3 import bucket_exists, create_bucket
+
+        bucket = location[len("s3://"):].split("/", 1)[0]
+        if not bucket_exists(bucket, endpoint_url=rt.cfg.s3_endpoint):
+            create_bucket(bucket, endpoint_url=rt.cfg.s3_endpoint, object_lock=bool(rt.cfg.s3_retention_days))
+            return f"created bucket {bucket}" + (" with Object Lock" if rt.cfg.s3_retention_days else "")
+        return f"bucket {bucket} exists"
+    return f"{location}: a folder (created as needed)"
+
+
+def _create_log(rt: Runtime) -> str:
+    if not rt.cfg.log_key_file:
+        raise LogStateError("set ANCHORPIPE_LOG_KEY_FILE (made by 'anchorpipe log keygen') to create the log")
+    log = rt.sequencer  # creates an empty log if there is none, checks the key against it otherwise
+    head = log.head()
+    return f"{rt.log_store.describe()}: origin {head.checkpoint.origin}, size {head.checkpoint.size}"
