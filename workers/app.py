@@ -68,6 +68,8 @@ def create_app() -> Celery:
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=True,  # Flower (and `celery events`) see every task
+        # A pool process that grew past this (KiB; an index compaction's merge, say) is replaced after its task.
+        worker_max_memory_per_child=512 * 1024,
         task_send_sent_event=True,
     )
     app.conf.beat_schedule.update(_pull_schedule(cfg))
