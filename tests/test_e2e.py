@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -181,9 +182,25 @@ def test_the_procfile_runs_under_honcho(tmp_path: Path):
 
             push(f"http://127.0.0.1:{port}", add_agency(state, "agency-a"), 0, 40)
             wait_for(lambda: state.archived_records() >= 40, 90, "40 proofs archived by the Procfile's processes")
+            # Each worker serves its own metrics on its own port (honcho's $PORT for it): all three stages'
+            # counters move, each on one port.
+            moving: dict[str, int] = {}
+            for offset in range(100, 700, 100):
+                text = _scrape(f"http://127.0.0.1:{port + offset}/metrics")
+                for counter in ("records_sealed_total", "batches_anchored_total", "records_archived_total"):
+                    if re.search(rf"^anchorpipe_{counter} [1-9]", text, re.M):
+                        moving[counter] = port + offset
+            assert len(set(moving.values())) == 3, moving
         finally:
             os.killpg(honcho.pid, signal.SIGTERM)
             honcho.wait(timeout=30)
+
+
+def _scrape(url: str) -> str:
+    try:
+        return httpx.get(url, timeout=5).text
+    except httpx.HTTPError:
+        return ""
 
 
 def test_beat_pulls_a_source_and_a_worker_killed_mid_pull_loses_nothing(tmp_path: Path):

@@ -140,6 +140,7 @@ def test_health_readiness_and_metrics(env):
     assert 'anchorpipe_records_accepted_total{agency="agency-a"}' in text
     assert "anchorpipe_pending_records 3.0" in text
     assert 'anchorpipe_oldest_pending_seconds{agency="agency-a"}' in text
+    assert "anchorpipe_records_sealed" not in text and "process_cpu_seconds_total" in text  # its own only
 
 
 def test_a_database_that_could_lose_commits_is_refused(db, clean_redis, tmp_path):

@@ -26,13 +26,14 @@ def _check_metrics_dir(cfg: Settings) -> str | None:
     starts: prometheus_client picks its mode when first imported, and Celery's
     command plugins (Flower's, for one) import it before this module.
     """
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:  # set, even without a port: metrics defined at import write their files there
+        os.makedirs(path, exist_ok=True)
     if not cfg.metrics_port:
         return None
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not path:
         raise ConfigError("ANCHORPIPE_METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR set in the environment "
                           "(a folder of this worker's own, e.g. /run/anchorpipe/metrics-seal)")
-    os.makedirs(path, exist_ok=True)  # metrics defined at import write their files here
     return path
 
 

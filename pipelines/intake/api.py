@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client import PLATFORM_COLLECTOR, PROCESS_COLLECTOR
 from starlette.concurrency import run_in_threadpool
 
 from pipelines.archive.directory import fetch_proof, read_proof
@@ -214,8 +214,12 @@ def _readiness(rt: Runtime, pool: ThreadPoolExecutor) -> tuple[bool, dict[str, A
 
 def _health_routes(rt: Runtime) -> APIRouter:
     router = APIRouter()
+    # The API's own metrics only (workers serve theirs, each on its port): intake counters, the gauges read
+    # from the shared state at scrape time, and this process's CPU and memory.
     registry = CollectorRegistry()
-    registry.register(metrics.StateCollector(rt.state, lambda: rt.queues.lengths(QUEUES)))
+    for collector in (metrics.ACCEPTED, metrics.DUPLICATES, PROCESS_COLLECTOR, PLATFORM_COLLECTOR,
+                      metrics.StateCollector(rt.state, lambda: rt.queues.lengths(QUEUES))):
+        registry.register(collector)
 
     @router.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -238,7 +242,7 @@ def _health_routes(rt: Runtime) -> APIRouter:
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
             raise HTTPException(401, "a metrics token is required", headers={"WWW-Authenticate": "Bearer"})
-        data = generate_latest(DEFAULT_REGISTRY) + generate_latest(registry)
+        data = generate_latest(registry)
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 
     return router
