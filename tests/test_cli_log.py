@@ -39,6 +39,11 @@ def test_keygen_writes_a_private_key_only_its_owner_reads(logged: Path):
     assert vkey.startswith("records.example.gov/log+") and "PRIVATE" not in vkey
     res = run("log", "keygen", "log.key", cwd=logged)
     assert res.returncode != 0 and "not overwriting" in res.stderr
+    res = run("log", "keygen", "etc/anchorpipe/log.key", cwd=logged)  # its folder does not exist yet
+    assert res.returncode == 0, res.stderr
+    assert stat.S_IMODE(os.stat(logged / "etc/anchorpipe").st_mode) == 0o700
+    res = run("log", "keygen", "log.key/inside", cwd=logged)  # a file where a folder should be
+    assert res.returncode == 1 and "cannot write" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_every_proof_verifies_with_its_log_receipt(logged: Path):

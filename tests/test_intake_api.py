@@ -121,6 +121,10 @@ def test_keys_agencies_and_auditors(env):
     hx = {"Authorization": f"Bearer {keys['auditor']}"}
     resp = client.get("/v1/records/secret", params={"agency": "agency-a"}, headers=hx)
     assert resp.status_code == 200 and resp.json()["status"] == "pending"
+    assert client.get("/v1/records/secret", headers=hx).json()["agency"] == "agency-a"  # its only agency
+    wide = add_auditor(state, "court", ["agency-a", "agency-b"])
+    resp = client.get("/v1/records/secret", headers={"Authorization": f"Bearer {wide}"})
+    assert resp.status_code == 422 and "?agency=" in resp.json()["detail"]
     assert client.get("/v1/records/secret", params={"agency": "agency-b"}, headers=hx).status_code == 404
     assert post(client, keys["auditor"], {"id": "z", "content": 1}).status_code == 403
     # Keys are stored only as hashes.

@@ -257,3 +257,29 @@ def test_a_run_that_lost_its_lock_never_moves_the_cursor(tmp_path, state, monkey
     assert result.status == "failed" and "lost its run lock" in result.error
     assert runner.cursor() is None and (inbox / "a.jsonl").exists()  # neither cursor nor finish moved
     assert len(accepted_ids(state, "dept-f")) == 10  # the records themselves are accepted: nothing lost
+
+
+def test_the_quarantine_is_listed_with_times_and_can_be_dropped_from_the_cli(tmp_path, db, clean_redis):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.jsonl").write_text('{"id": "x", "content": 1}\n{"id": "y"}\n{"content": 3}\n')
+    drop_folder(tmp_path, inbox)  # writes sources.toml
+    env = {**os.environ, "ANCHORPIPE_DATABASE_URL": db, "ANCHORPIPE_REDIS_URL": clean_redis,
+           "ANCHORPIPE_ARCHIVE": str(tmp_path / "archive"), "ANCHORPIPE_SOURCES": str(tmp_path / "sources.toml")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pipelines.cli", "source", *args], env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    assert cli("run", "drop", "--once").returncode == 0
+    listed = [json.loads(line) for line in cli("quarantine", "drop").stdout.splitlines()]
+    assert len(listed) == 2 and all(d["at"].endswith("+00:00") and "T" in d["at"] for d in listed)
+    first = listed[0]["position"]
+    assert cli("quarantine", "drop", "--drop", first).stdout.strip() == "dropped 1 quarantined item of drop"
+    assert cli("quarantine", "drop", "--drop-all").stdout.strip() == "dropped 1 quarantined item of drop"
+    assert cli("quarantine", "drop").stdout == ""

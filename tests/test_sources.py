@@ -299,7 +299,7 @@ def test_young_files_wait(tmp_path, state):
 
 @pytest.mark.parametrize("text,message", [
     ('[[source]]\nname = "x"\nagency = "a"\nkind = "ftp"\n', "kind"),
-    ('[[source]]\nname = "x"\nagency = "a"\nkind = "http"\n', "url"),
+    ('[[source]]\nname = "x"\nagency = "a"\nkind = "http"\n', 'source "x".url: Field required'),
     ('[[source]]\nname = "Bad Name"\nagency = "a"\nkind = "folder"\npath = "/tmp"\n', "name"),
     ('[[source]]\nname = "x"\nagency = "a"\nkind = "folder"\npath = "/tmp"\ninterval = -1\n', "interval"),
     ('[[source]]\nname = "x"\nagency = "a"\nkind = "folder"\npath = "/t"\n[[source]]\nname = "x"\n'

@@ -29,14 +29,22 @@ def log() -> None:
 @click.option("--origin", default=DEFAULT_ORIGIN, show_default=True,
               help="The log's name (its checkpoint origin and key name), e.g. records.example.gov/log.")
 def keygen(keyfile: Path, origin: str) -> None:
-    """Write a new Ed25519 signing key to KEYFILE (mode 0600) and print its verifier key."""
+    """Write a new Ed25519 signing key to KEYFILE (mode 0600; its folder is created, mode 0700, if missing)
+    and print its verifier key."""
     from pipelines.core.note import Signer
 
+    try:
+        keyfile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {keyfile}: {keyfile.parent} is not a folder we can create "
+                                   f"({exc.strerror})") from None
     try:
         signer = Signer.generate(origin)
         fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise click.ClickException(f"{keyfile} exists; not overwriting a key") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {keyfile}: {exc.strerror}") from None
     except AnchorpipeError as exc:
         fail_with(exc)
     with os.fdopen(fd, "w") as fh:

@@ -77,15 +77,28 @@ def source_run(name: str, once: bool) -> None:
 @source.command("quarantine")
 @click.argument("name")
 @click.option("--replay", is_flag=True, help="Try every quarantined item again (after fixing its cause).")
-def source_quarantine(name: str, replay: bool) -> None:
-    """List the items of NAME set aside as invalid, with their position and reason."""
+@click.option("--drop", "drop", multiple=True, metavar="POSITION",
+              help="Remove this item from the quarantine for good, unread (repeatable).")
+@click.option("--drop-all", is_flag=True, help="Remove every quarantined item of NAME for good, unread.")
+def source_quarantine(name: str, replay: bool, drop: tuple[str, ...], drop_all: bool) -> None:
+    """List the items of NAME set aside as invalid: one JSON line each, with its position (file and line or
+    byte offset, object key, row key or feed cursor), the reason, the item and when (UTC)."""
+    from datetime import UTC, datetime
+
     try:
         runner = _runner(name)
         if replay:
             accepted, left = runner.replay()
             click.echo(f"replayed: {accepted} accepted, {left} still quarantined")
             return
+        if drop or drop_all:
+            gone = runner.drop(None if drop_all else list(drop))
+            click.echo(f"dropped {gone} quarantined item{'s' if gone != 1 else ''} of {name}")
+            return
         for doc in runner.quarantine():
+            at = doc.get("at")
+            if isinstance(at, int):
+                doc["at"] = datetime.fromtimestamp(at / 1000, UTC).isoformat(timespec="seconds")
             click.echo(json.dumps(doc, ensure_ascii=False))
     except AnchorpipeError as exc:
         fail_with(exc)

@@ -139,8 +139,11 @@ def _records_routes(rt: Runtime) -> APIRouter:
     @router.get("/v1/records/{record_id:path}", response_model=RecordStatus, responses=GET_RESPONSES)
     async def get_record(record_id: str, agency: str | None = None,
                          who: Principal = Depends(principal)) -> dict[str, Any]:
-        """A record's status, and its proof once archived. Auditors name the agency (?agency=)."""
-        agency = agency or who.name
+        """A record's status, and its proof once archived. An auditor granted several agencies names one
+        (?agency=); an auditor of one agency, and an agency itself, need not."""
+        if agency is None and who.kind == "auditor" and len(who.agencies) != 1:
+            raise HTTPException(422, f"name the agency with ?agency= (this key may read {', '.join(who.agencies)})")
+        agency = agency or (who.agencies[0] if who.kind == "auditor" else who.name)
         try:
             check_agency(agency)
         except InputError as exc:

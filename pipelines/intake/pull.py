@@ -193,6 +193,13 @@ class SourceRunner:
     def quarantine(self) -> list[dict[str, Any]]:
         return self.state.quarantined(self.name)
 
+    def drop(self, positions: list[str] | None) -> int:
+        """Remove the quarantined items at ``positions`` (all if None) for good; return how many were there."""
+        listed = {d["position"] for d in self.quarantine()}
+        gone = sorted(listed if positions is None else listed & set(positions))
+        self.state.unquarantine(self.name, gone)
+        return len(gone)
+
     def replay(self) -> tuple[int, int]:
         """Try every quarantined item again; return (accepted now, still quarantined).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -83,6 +83,19 @@ class SourcesFile(BaseModel):
     source: list[SourceConfig] = []
 
 
+def _where(raw: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    """A validation error's place, naming the source by its name (``source "permits".url``) when it has one."""
+    if len(loc) >= 2 and loc[0] == "source" and isinstance(loc[1], int):
+        entries = raw.get("source")
+        entry = entries[loc[1]] if isinstance(entries, list) and loc[1] < len(entries) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        kind = entry.get("kind") if isinstance(entry, dict) else None
+        rest = [str(p) for p in loc[2:] if str(p) != kind]  # (the kind's own tag in a discriminated union)
+        label = f'source "{name}"' if isinstance(name, str) else f"source #{loc[1] + 1}"
+        return ".".join([label, *rest])
+    return ".".join(str(p) for p in loc)
+
+
 def load_sources(path: str | os.PathLike[str]) -> dict[str, SourceConfig]:
     """Read and validate the sources file; ConfigError names the file, the source and the field."""
     try:
@@ -94,7 +107,7 @@ def load_sources(path: str | os.PathLike[str]) -> dict[str, SourceConfig]:
     try:
         parsed = SourcesFile.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10])
+        problems = "; ".join(f"{_where(raw, e['loc'])}: {e['msg']}" for e in exc.errors()[:10])
         raise ConfigError(f"sources file {path}: {problems}") from None
     names = [s.name for s in parsed.source]
     duplicates = sorted({n for n in names if names.count(n) > 1})
