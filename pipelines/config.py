@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     database_url: str = Field(repr=False)
     #: Most connections each process opens to PostgreSQL.
     database_pool: int = Field(10, ge=1, le=1000)
+    #: Seconds a request waits for a database connection before it is answered 503 (PostgreSQL down or busy).
+    database_wait: float = Field(0.5, gt=0, le=60)
     #: Redis for work in flight (the Celery broker); it may restart empty. Required.
     redis_url: str = Field(repr=False)
     #: Celery broker; defaults to redis_url.

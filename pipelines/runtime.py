@@ -88,7 +88,8 @@ class Runtime:
     def state(self) -> PostgresState:
         from pipelines.state.postgres import PostgresState
 
-        return PostgresState.connect(self.cfg.database_url, max_connections=self.cfg.database_pool)
+        return PostgresState.connect(self.cfg.database_url, max_connections=self.cfg.database_pool,
+                                     wait=self.cfg.database_wait)
 
     @cached_property
     def queues(self) -> BrokerQueues:

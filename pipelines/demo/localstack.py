@@ -96,6 +96,7 @@ class Stack:
     def start_postgres(self) -> None:
         """(Re)start the stack's PostgreSQL on its port and data folder."""
         assert self.postgres is not None
+        self.postgres.wait_released()  # after a kill, the old postmaster's pid must be gone first
         port = _port(self.database_url)
         self.spawn("postgres", self.postgres.command(port), port=port)
 

@@ -115,6 +115,24 @@ class PostgresCluster:
                 str(self.data), "-h", "127.0.0.1", "-c", "fsync=on", "-c", "synchronous_commit=on",
                 "-c", "max_connections=200", "-c", "shared_buffers=512MB"]
 
+    def wait_released(self, timeout: float = 30.0) -> None:
+        """Wait until a killed server's processes are gone (a new one refuses to start while its pid lives)."""
+        import os
+
+        deadline = time.monotonic() + timeout
+        try:
+            pid = int((self.data / "db" / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            except PermissionError:
+                pass
+            time.sleep(0.1)
+
     @staticmethod
     def url(port: int) -> str:
         return f"postgresql://postgres@127.0.0.1:{port}/postgres"

@@ -82,20 +82,22 @@ class PostgresState(KeysInPostgres, SourcesInPostgres):
     its pool children after start-up; each child opens its own).
     """
 
-    def __init__(self, url: str, *, max_connections: int = 10) -> None:
+    def __init__(self, url: str, *, max_connections: int = 10, wait: float = 5.0) -> None:
         self.url = psycopg_url(url)
-        self.max_connections = max_connections
+        self.max_connections, self.wait = max_connections, wait
         self._pool: ConnectionPool | None = None
         self._pid = 0
 
     @classmethod
-    def connect(cls, url: str, *, max_connections: int = 10) -> PostgresState:
-        return cls(url, max_connections=max_connections)
+    def connect(cls, url: str, *, max_connections: int = 10, wait: float = 5.0) -> PostgresState:
+        """``wait``: seconds a call waits for a connection (the server down, or every connection busy)
+        before it raises a transient StateError."""
+        return cls(url, max_connections=max_connections, wait=wait)
 
     def _connections(self) -> ConnectionPool:
         if self._pool is None or self._pid != os.getpid():
             self._pid = os.getpid()
-            self._pool = ConnectionPool(self.url, min_size=1, max_size=self.max_connections, timeout=5,
+            self._pool = ConnectionPool(self.url, min_size=1, max_size=self.max_connections, timeout=self.wait,
                                         check=ConnectionPool.check_connection, open=True,
                                         kwargs={"connect_timeout": 5}, name="anchorpipe-state")
         return self._pool
