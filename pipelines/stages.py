@@ -238,6 +238,7 @@ class Pipeline:
             report_exception(exc)
 
     def stuck(self) -> dict[str, list[str]]:
-        """Batches that stayed in one stage longer than ``stuck_after``, by stage."""
-        cutoff = now_ms() - int(self.cfg.stuck_after * 1000)
+        """Batches that stayed in one stage longer than 3/4 of ``stuck_after``, by stage: the reconciler runs
+        every quarter of it, so every stuck batch is sent again within ``stuck_after``."""
+        cutoff = now_ms() - int(self.cfg.stuck_after * 750)
         return {s: self.state.in_stage(s, older_than_ms=cutoff) for s in STAGES}

@@ -77,3 +77,14 @@ def test_the_kubernetes_manifests_validate_against_the_kubernetes_schemas():
         assert s["spec"]["triggers"][0]["metadata"]["listName"] in QUEUES
     assert {s["spec"]["scaleTargetRef"]["name"] for s in scalers} == {"anchorpipe-seal", "anchorpipe-archive",
                                                                        "anchorpipe-pull"}
+
+
+def test_the_dashboard_and_the_alerts_use_metrics_that_exist():
+    source = (ROOT / "pipelines" / "ops" / "metrics.py").read_text()
+    defined = set(re.findall(r'"(anchorpipe_[a-z_]+)"', source))
+    used = set()
+    for path in ("infra/grafana/anchorpipe.json", "infra/prometheus/alerts.yml"):
+        used |= set(re.findall(r"anchorpipe_[a-z_]+", (ROOT / path).read_text()))
+    used -= {"anchorpipe_metrics_token"}
+    bases = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in used}
+    assert bases and bases <= defined, sorted(bases - defined)
