@@ -37,7 +37,10 @@ def test_init_then_check_from_nothing(empty_db, clean_redis, s3_endpoint, tmp_pa
     assert made.returncode == 0, made.stdout + made.stderr
     assert f"created bucket {bucket}" in made.stdout and "size 0" in made.stdout
     assert made.stdout.strip().splitlines()[-1].startswith("ap_")  # the agency's key, shown once
-    after = cli(env, "config", "check")
+    env_file = tmp_path / "anchorpipe.env"  # the services' EnvironmentFile: the CLI reads it too
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items() if k.startswith(("ANCHORPIPE_", "AWS_"))))
+    bare = {k: v for k, v in os.environ.items() if not k.startswith(("ANCHORPIPE_", "AWS_"))}
+    after = cli({**bare, "ANCHORPIPE_ENV_FILE": str(env_file)}, "config", "check")
     assert after.returncode == 0, after.stdout + after.stderr
     assert "signed by the key in ANCHORPIPE_LOG_KEY_FILE" in after.stdout
     again = cli(env, "init")  # safe to repeat

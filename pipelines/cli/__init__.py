@@ -6,9 +6,12 @@ the rest lazily, so the auditor's commands run without the server extras.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from pipelines import __version__
+from pipelines.cli.common import fail
 from pipelines.cli.config import config, init
 from pipelines.cli.demo import demo
 from pipelines.cli.log import log
@@ -21,7 +24,26 @@ from pipelines.cli.source import source
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="anchorpipe")
 def main() -> None:
-    """anchorpipe: seal records into Merkle batches, anchor them, verify their proofs."""
+    """anchorpipe: seal records into Merkle batches, anchor them, verify their proofs.
+
+    Commands that use the service's settings read them from the environment, after
+    the file named by ANCHORPIPE_ENV_FILE (or ./.env when there is one): the same
+    file honcho and systemd's EnvironmentFile give the services. The environment wins.
+    """
+    _load_env_file()
+
+
+def _load_env_file() -> None:
+    path = os.environ.get("ANCHORPIPE_ENV_FILE") or (".env" if os.path.isfile(".env") else None)
+    if path is None:
+        return
+    if not os.path.isfile(path):
+        fail(f"ANCHORPIPE_ENV_FILE names {path}, which is not a file")
+    try:
+        from dotenv import load_dotenv
+    except ImportError:  # the auditor's install: its commands read no service settings
+        return
+    load_dotenv(path, override=False)
 
 
 for _command in (seal, verify, demo, log, agency, auditor, key, proof, source, dead_letters, db, config, init):
