@@ -71,7 +71,9 @@ def init(location: str, log_keys: tuple[Path, ...], s3_endpoint: str | None) -> 
 @location_arg
 @vkey_opt
 @endpoint_opt
-def show(location: str, log_vkeys: tuple[str, ...], s3_endpoint: str | None) -> None:
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the verified checkpoint (its signed note) to this file, for 'log consistency' later.")
+def show(location: str, log_vkeys: tuple[str, ...], s3_endpoint: str | None, save: Path | None) -> None:
     """Verify and print the log's checkpoint, and check its tiles against it."""
     try:
         reader = log_reader(location, log_vkeys, s3_endpoint)
@@ -79,6 +81,8 @@ def show(location: str, log_vkeys: tuple[str, ...], s3_endpoint: str | None) -> 
         reader.check_tiles(head)
     except AnchorpipeError as exc:
         fail_with(exc)
+    if save is not None:  # only a verified checkpoint is kept, for 'log consistency' later
+        save.write_text(head.note)
     cp = head.checkpoint
     click.echo(f"origin {cp.origin}\nsize   {cp.size}\nroot   {cp.root.hex()}")
     click.echo("signature verified; tiles agree with the checkpoint")
