@@ -8,8 +8,10 @@ the archive's object store and a ledger, through their adapters' methods only.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -17,13 +19,13 @@ from pipelines.archive import bundle, index
 from pipelines.core.anchors import Anchor, parse_anchor
 from pipelines.core.batch import SealedBatch, new_batch_id, now_timestamp
 from pipelines.core.logentry import BatchHead
-from pipelines.errors import ConflictError, InputError
+from pipelines.errors import AnchorpipeError, ConflictError, InputError
 from pipelines.ledger import Ledger
 from pipelines.ops import faultpoints, metrics
 from pipelines.ops.logs import event
 from pipelines.ops.monitoring import report_exception, report_message
 from pipelines.ops.redact import redact
-from pipelines.state import STAGES, now_ms
+from pipelines.state import LEASE_MS, STAGES, now_ms
 from pipelines.storage import ObjectStore
 
 if TYPE_CHECKING:
@@ -135,7 +137,8 @@ class Pipeline:
                 continue
             heads.append(head)
         ledger = self._ledger() if heads else None  # a ledger that cannot open is no batch's fault
-        receipts = self._each_alone_on_failure("anchor", heads, lambda hs: ledger.anchor(hs))  # type: ignore[union-attr]
+        with self._held([h.id for h in heads]):
+            receipts = self._each_alone_on_failure("anchor", heads, lambda hs: ledger.anchor(hs))  # type: ignore[union-attr]
         if receipts:
             faultpoints.reached("anchor.appended")
         sizes = {h.id: h.size for h in heads}
@@ -162,7 +165,8 @@ class Pipeline:
             except (KeyError, ValueError) as exc:
                 self._fail(b, "archive", exc)
         due: set[str] = set()
-        done = self._each_alone_on_failure("archive", ready, lambda items: self._archive_round(items, due))
+        with self._held([a.batch.id for a in ready]):
+            done = self._each_alone_on_failure("archive", ready, lambda items: self._archive_round(items, due))
         if compact_due is not None:
             compact_due += sorted(due)
         # Commit point: every proof is archived and findable; only then is the batch done.
@@ -237,8 +241,36 @@ class Pipeline:
             metrics.DEAD_LETTERS.labels(stage).inc()
             report_exception(exc)
 
-    def stuck(self) -> dict[str, list[str]]:
-        """Batches that stayed in one stage longer than 3/4 of ``stuck_after``, by stage: the reconciler runs
-        every quarter of it, so every stuck batch is sent again within ``stuck_after``."""
-        cutoff = now_ms() - int(self.cfg.stuck_after * 750)
-        return {s: self.state.in_stage(s, older_than_ms=cutoff) for s in STAGES}
+    def stuck(self, everything: bool = False) -> dict[str, list[str]]:
+        """Batches to send again, by stage: those whose worker died (its lease ran out) and those that
+        stayed in one stage longer than 3/4 of ``stuck_after`` (a lost message; the reconciler runs every
+        quarter of it, so each is sent again within ``stuck_after``); ``everything`` in flight after the
+        broker lost its messages."""
+        cutoff = None if everything else now_ms() - int(self.cfg.stuck_after * 750)
+        return {s: list(dict.fromkeys(self.state.expired_leases(s) + self.state.in_stage(s, older_than_ms=cutoff)))
+                for s in STAGES}
+
+    @contextmanager
+    def _held(self, batch_ids: list[str]) -> Iterator[None]:
+        """Hold the batches' leases while the block runs (a thread renews them), so that if this worker
+        dies its batches are taken up as soon as the lease runs out, not after ``stuck_after``."""
+        if not batch_ids:
+            yield
+            return
+        self.state.lease(batch_ids)
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(LEASE_MS / 3000):
+                try:
+                    self.state.lease(batch_ids)
+                except AnchorpipeError:  # the stage's own calls meet the same fault and say so
+                    pass
+
+        renewer = threading.Thread(target=renew, name="lease", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()

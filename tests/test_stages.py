@@ -191,3 +191,25 @@ def test_the_log_refuses_one_batch_id_with_two_entries(pipe):
     with pytest.raises(ConflictError, match="twice"):
         pipe.ledger.append([("b", a), ("b", b)])
     assert pipe.ledger.append([("b", a), ("b", a)]) == {"b": 0}
+
+
+def test_a_batch_whose_worker_died_is_stuck_at_once_and_a_working_one_is_not(pipe, monkeypatch):
+    from pipelines import stages
+    from pipelines.state import postgres
+
+    accept(pipe, "agency-a", 5)
+    pipe.state.claim("leased", "agency-a", 1000, 0.0, "2026-11-28T12:00:00Z")  # a sealer holds it now
+    assert "leased" not in pipe.stuck()["claimed"]  # young, and its lease is live
+    sql(pipe.state.url, "UPDATE batches SET lease_until = 1 WHERE id = 'leased'")  # its sealer died
+    assert pipe.stuck()["claimed"] == ["leased"]
+    monkeypatch.setattr(stages, "LEASE_MS", 300)
+    monkeypatch.setattr(postgres, "LEASE_MS", 300)
+    import time
+
+    with pipe._held(["leased"]):  # a worker at work renews the lease every 100 ms
+        time.sleep(0.6)
+        assert pipe.state.expired_leases("claimed") == []
+    time.sleep(0.5)  # ... and once it stops, the lease runs out
+    assert pipe.state.expired_leases("claimed") == ["leased"]
+    pipe.seal("leased")  # a stage change releases the lease
+    assert pipe.state.expired_leases("sealed") == [] and "leased" not in pipe.stuck()["sealed"]

@@ -104,6 +104,7 @@ def test_worker_metrics_need_a_multiprocess_folder(tasks, monkeypatch, tmp_path)
     (folder / "counter_1.db").write_bytes(b"stale")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
     monkeypatch.setattr(app_module, "init_sentry", lambda cfg: False)
+    monkeypatch.setattr("pipelines.runtime._RUNTIME", None)  # this test's settings, not an earlier one's
     app_module._init_worker()  # the worker's main process, before its pool forks
     assert list(folder.iterdir()) == []  # an earlier run's counts are cleared
 
@@ -166,3 +167,14 @@ def test_a_batch_failed_twice_is_dead_lettered_once(tasks):
     assert pipe.state.fail_batch(batch, "anchor", "first") is True
     assert pipe.state.fail_batch(batch, "anchor", "second") is False
     assert [d["error"] for d in pipe.state.dead_letters()] == ["first"]
+
+
+def test_a_broker_that_restarted_empty_is_noticed_once(clean_redis):
+    import redis
+
+    from pipelines.state.redis import BrokerQueues
+
+    queues = BrokerQueues(clean_redis)
+    assert queues.started_empty() is True and queues.started_empty() is False
+    redis.Redis.from_url(clean_redis).flushall()  # what a restart without its data looks like
+    assert queues.started_empty() is True and queues.started_empty() is False

@@ -108,9 +108,10 @@ def compact(agency: str) -> None:
 
 @stage("reconcile", tick=True)
 def reconcile() -> None:
-    """Re-drive batches stuck in a stage (a lost message, a crashed worker past its retries)."""
+    """Re-drive batches whose worker died (lease run out), whose message was lost (stuck past 3/4 of
+    ANCHORPIPE_STUCK_AFTER), or every batch in flight when the broker restarted without its messages."""
     p = pipeline()
-    stuck = p.stuck()
+    stuck = p.stuck(everything=runtime().queues.started_empty())
     p.reseal(stuck["claimed"])
     if stuck["claimed"] or stuck["sealed"]:
         anchor.delay(stuck["claimed"] + stuck["sealed"])

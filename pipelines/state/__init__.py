@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 #: The stages a batch waits in before it is archived (``failed`` is outside the flow).
 STAGES = ("claimed", "sealed", "anchored")
+#: How long a worker's hold on a batch lasts unless renewed (it renews every third of it while it works).
+LEASE_MS = 6_000
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,12 @@ class BatchState(Protocol):
                 letter: str = "", **fields: object) -> bool: ...
 
     def in_stage(self, state: str, older_than_ms: int | None = None, limit: int = 1000) -> list[str]: ...
+
+    def lease(self, batch_ids: list[str], ms: int = 0) -> None:
+        """Hold or renew a worker's lease on the batches it works on (a stage change releases it)."""
+        ...
+
+    def expired_leases(self, state: str, limit: int = 1000) -> list[str]: ...
     def stage_counts(self) -> dict[str, int]: ...
 
     def oldest_in_stage(self) -> dict[str, int]:

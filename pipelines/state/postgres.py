@@ -31,9 +31,9 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pipelines.core.batch import Commitment, SealedBatch
 from pipelines.errors import ConflictRecord, InputError, PersistenceError, StateError
-from pipelines.state import STAGES, Accepted, StoredRecord, now_ms
+from pipelines.state import LEASE_MS, STAGES, Accepted, StoredRecord, now_ms
 from pipelines.state.postgres_keys import KeysInPostgres
-from pipelines.state.postgres_sources import SourcesInPostgres
+from pipelines.state.postgres_sources import DB_NOW, SourcesInPostgres
 from pipelines.state.schema import psycopg_url
 
 #: Batch columns a stage may set besides its state.
@@ -227,9 +227,9 @@ class PostgresState(KeysInPostgres, SourcesInPostgres):
                 return 0, []
             ids = [r[0] for r in rows]
             conn.execute(_SET_BATCH, {"batch": batch_id, "ids": ids, "agency": agency})
-            conn.execute("INSERT INTO batches (id, agency, state, sealed_at, size, created_ms, updated_ms) "
-                         "VALUES (%s, %s, 'claimed', %s, %s, %s, %s)",
-                         (batch_id, agency, sealed_at, len(ids), now, now))
+            conn.execute("INSERT INTO batches (id, agency, state, sealed_at, size, created_ms, updated_ms, lease_until) "
+                         f"VALUES (%s, %s, 'claimed', %s, %s, %s, %s, {DB_NOW} + %s)",
+                         (batch_id, agency, sealed_at, len(ids), now, now, LEASE_MS))
         return len(ids), []
 
     def batch(self, batch_id: str) -> dict[str, str]:
@@ -275,7 +275,8 @@ class PostgresState(KeysInPostgres, SourcesInPostgres):
             raise ValueError(f"batches have no field {', '.join(sorted(unknown))}")
         now = now_ms()
         sets = ", ".join(f"{k} = %({k})s" for k in fields)
-        sql = (f"UPDATE batches SET state = %(state)s, updated_ms = %(now)s{', ' + sets if sets else ''} "
+        sql = (f"UPDATE batches SET state = %(state)s, updated_ms = %(now)s, lease_until = NULL"
+               f"{', ' + sets if sets else ''} "
                "WHERE id = %(id)s AND state NOT IN ('archived', %(state)s)"
                f"{' AND state = %(expect)s' if expect else ''} RETURNING 1")
         with self.tx() as conn:
@@ -295,6 +296,20 @@ class PostgresState(KeysInPostgres, SourcesInPostgres):
         with self.tx() as conn:
             rows = conn.execute("SELECT id FROM batches WHERE state = %s AND state <> 'archived' AND updated_ms <= %s "
                                 "ORDER BY updated_ms LIMIT %s", (state, top, limit)).fetchall()
+        return [r[0] for r in rows]
+
+    def lease(self, batch_ids: list[str], ms: int = 0) -> None:
+        """Hold (or renew) the lease of the batches a worker is working on, for ``ms`` (default LEASE_MS)."""
+        if batch_ids:
+            with self.tx() as conn:
+                conn.execute(f"UPDATE batches SET lease_until = {DB_NOW} + %s WHERE id = ANY(%s) "
+                             "AND state IN ('claimed', 'sealed', 'anchored')", (ms or LEASE_MS, batch_ids))
+
+    def expired_leases(self, state: str, limit: int = 1000) -> list[str]:
+        """Batches in ``state`` whose worker stopped renewing its lease: it died mid-work."""
+        with self.tx() as conn:
+            rows = conn.execute(f"SELECT id FROM batches WHERE state = %s AND lease_until < {DB_NOW} "
+                                "ORDER BY lease_until LIMIT %s", (state, limit)).fetchall()
         return [r[0] for r in rows]
 
     def stage_counts(self) -> dict[str, int]:

@@ -26,6 +26,14 @@ class BrokerQueues:
         except redis.RedisError as exc:
             raise StateError(f"Redis failed: {exc}", transient=True) from exc
 
+    def started_empty(self) -> bool:
+        """True the first time it is asked after the broker started without its data (its messages, and
+        so the work in flight, are gone), then False until that happens again."""
+        try:
+            return bool(self.r.set("anchorpipe:broker-seen", "1", nx=True))
+        except redis.RedisError as exc:
+            raise StateError(f"Redis failed: {exc}", transient=True) from exc
+
     def lengths(self, queues: tuple[str, ...]) -> dict[str, int]:
         """Messages waiting in each queue."""
         try:
