@@ -5,7 +5,9 @@ each scenario in turn while a client pushes about 2,000 records/s (retrying a
 chunk answered 503 or refused, as a client should): a stage worker, the
 sequencer or the API killed with SIGKILL and restarted a second later (as
 systemd would); Redis killed and restarted empty; PostgreSQL killed and
-restarted after 5 s; S3 hung (moto stopped with SIGSTOP) for 20 s. Per scenario
+restarted after 5 s; S3 hung (moto stopped with SIGSTOP) for 20 s. Settings are
+the defaults, and a supervisor thread restarts any worker that exits, within a
+second, as systemd's Restart=always would. Per scenario
 it prints the records lost (accepted with 202 but never archived; goal 0),
 batches anchored twice (log entries beyond the batches; goal 0), seconds from
 the end of the fault until every accepted record is archived (goal ≤ 10), and
@@ -38,6 +40,7 @@ from pipelines.storage import open_store
 
 CHUNK = 200
 RATE = 2_000.0
+SUPERVISOR_PAUSE = threading.Event()
 
 
 class Pusher(threading.Thread):
@@ -138,6 +141,24 @@ SCENARIOS: dict[str, Callable[[Stack], Callable[[], None]]] = {
 }
 
 
+class Supervisor(threading.Thread):
+    """Restarts a stage worker or the sequencer that exited, within a second, as systemd's Restart=always
+    does (Celery's worker can exit when its broker restarts: an unrecoverable error in kombu)."""
+
+    def __init__(self, stack: Stack, paused: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.stack, self.paused = stack, paused
+
+    def run(self) -> None:
+        while True:
+            time.sleep(1.0)
+            if not self.paused.is_set():
+                try:
+                    _restart_dead(self.stack)
+                except Exception:
+                    pass
+
+
 def run(stack: Stack, state: State, name: str, fault: Callable[[Stack], Callable[[], None]], n: int) -> dict:
     key = add_agency(state, f"faults-{n}")
     before = state.archived_records()
@@ -145,8 +166,12 @@ def run(stack: Stack, state: State, name: str, fault: Callable[[Stack], Callable
     pusher.start()
     time.sleep(3)  # steady state
     start = time.monotonic()
-    heal = fault(stack)
-    heal()
+    SUPERVISOR_PAUSE.set()  # the fault itself decides when a killed process comes back
+    try:
+        heal = fault(stack)
+        heal()
+    finally:
+        SUPERVISOR_PAUSE.clear()
     healed = time.monotonic()
     time.sleep(3)
     pusher.stopping.set()
@@ -165,11 +190,11 @@ def main() -> None:
     ap.add_argument("--only", help="run only the scenario whose name contains this")
     args = ap.parse_args()
     chosen = {k: v for k, v in SCENARIOS.items() if not args.only or args.only.lower() in k.lower()}
-    with tempfile.TemporaryDirectory() as tmp, local_stack(Path(tmp), batch_interval="0.25", stuck_after="3",
-                                                           visibility_timeout="10", unacked_restore_interval="1",
-                                                           archive_read_timeout="1") as stack:
+    with tempfile.TemporaryDirectory() as tmp, local_stack(Path(tmp), batch_interval="0.25",
+                                                           archive_read_timeout="1") as stack:  # else defaults
         os.environ.update({k: v for k, v in stack.env.items() if k.startswith("AWS_")})
         state = State.connect(stack.database_url)
+        Supervisor(stack, SUPERVISOR_PAUSE).start()
         time.sleep(2)
         print(f"{'scenario':<36} {'accepted':>9} {'lost':>5} {'doubled':>8} {'recovery s':>11} {'slowest answer s':>17}",
               flush=True)
