@@ -71,3 +71,13 @@ def test_text_lines_for_a_terminal(capsys, tmp_path):
     finally:
         for h in [h for h in logging.getLogger().handlers if h.get_name() == "anchorpipe"]:
             logging.getLogger().removeHandler(h)
+
+
+def test_the_apis_access_lines_are_json_too(json_lines):
+    json_lines.start()
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.append(logging.NullHandler())  # as uvicorn leaves it: its own handler, no propagation
+    json_lines.start()
+    access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "POST", "/v1/records", "1.1", 202)
+    (line,) = [x for x in json_lines() if x["logger"] == "uvicorn.access"]
+    assert line["message"] == '127.0.0.1:5000 - "POST /v1/records HTTP/1.1" 202' and line["level"] == "INFO"

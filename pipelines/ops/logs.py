@@ -5,6 +5,7 @@ Every line has ``time``, ``level``, ``logger`` and ``message``; stage lines add
 their figures (``batch``, ``agency``, ``records``, ``bytes``, ``seconds``...), so
 one ``batch`` id follows a batch across the sealer, the sequencer and the
 archiver. Lines carry ids and counts only: never record content, salts or keys.
+The API's access lines (uvicorn's) go through the same handler.
 ``ANCHORPIPE_LOG_FORMAT=text`` gives plain lines for a terminal.
 """
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from pipelines.config import Settings
 
 LOGGER = logging.getLogger("anchorpipe")
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def configure(cfg: Settings) -> None:
@@ -40,6 +42,11 @@ def configure(cfg: Settings) -> None:
     if root.level > logging.WARNING or root.level == logging.NOTSET:
         root.setLevel(logging.WARNING)
     LOGGER.setLevel(cfg.log_level.upper())
+    for name in UVICORN_LOGGERS:  # the API's access and error lines, in the same format as the rest
+        server = logging.getLogger(name)
+        server.handlers.clear()
+        server.propagate = True
+    logging.getLogger("uvicorn.access").setLevel(logging.INFO)
 
 
 def event(name: str, message: str, **fields: Any) -> None:
