@@ -20,7 +20,8 @@ DOCS = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.m
 
 #: (file, first line of the block) → why it is not run here.
 NOT_RUN_HERE = {
-    ("README.md", "make demo"): "CI runs `make test`; `make demo` is the same stack as tests/test_e2e.py",
+    ("README.md", "make demo"): "CI runs `make test`, which runs this suite; tests/test_e2e.py runs "
+                                "`anchorpipe demo`, which is what `make demo` runs after installing",
     ("README.md", "cp .env.example .env"): "tests/test_e2e.py runs the Procfile under honcho; init and config "
                                            "check run in tests/test_config_check.py",
     ("README.md", "apt-get install -y postgresql"): "installs system packages and creates system users",

@@ -15,13 +15,13 @@ from pipelines.errors import AnchorpipeError
               help="How many generated records to push through.")
 @click.option("--export", "export", type=click.Path(file_okay=False, path_type=Path),
               help="Keep every proof, the log and its verifier key (log.vkey) in this folder.")
-@click.option("--offline", is_flag=True, help="Seal and anchor in-process, with no services (no Redis, S3, Celery).")
+@click.option("--offline", is_flag=True, help="Seal and anchor in-process, with no services (no database, Redis, S3 or Celery).")
 @click.option("--batch-size", default=1_000, show_default=True, type=click.IntRange(1, 1_000_000),
               help="With --offline: records per sealed batch.")
 def demo(records: int, export: Path | None, offline: bool, batch_size: int) -> None:
     """Run the main job on embedded defaults and verify every proof.
 
-    Starts a private Redis (AOF), an S3 server, the API, workers and beat; pushes
+    Starts a private PostgreSQL, Redis, an S3 server, the API, workers and beat; pushes
     generated records through the HTTP API; waits for every proof; fetches and
     verifies them as an auditor; prints rates and latencies; stops everything.
     """
