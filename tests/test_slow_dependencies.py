@@ -87,7 +87,8 @@ def test_a_hung_archive_costs_intake_nothing(db, clean_redis, hung_s3):
             return {"ready": ready.json(), "status": ready.status_code, "seconds": time.perf_counter() - t}
 
     result = asyncio.run(scenario())
-    assert set(statuses["post"]) == {202} and max(timings["post"]) < 3.0, timings["post"]
-    assert set(statuses["get"]) == {503} and max(timings["get"]) < 5.0  # the budget (1 s), queued 8 at a time
-    assert result["status"] == 503 and result["seconds"] < 2.0
+    # Generous bounds, far below the 30 s and more a hung S3 costs a caller without the budgets.
+    assert set(statuses["post"]) == {202} and max(timings["post"]) < 10, timings["post"]
+    assert set(statuses["get"]) == {503} and max(timings["get"]) < 15  # the budget (1 s), queued 8 at a time
+    assert result["status"] == 503 and result["seconds"] < 5
     assert result["ready"]["checks"]["archive"].startswith("error") and result["ready"]["checks"]["database"] == "ok"

@@ -69,12 +69,13 @@ def test_postgres_restart_gives_503_then_resumes_with_nothing_lost(tmp_path: Pat
         check_everything(stack, state, 500)
 
 
-def test_a_dead_workers_batch_is_taken_up_well_within_the_stuck_budget(tmp_path: Path):
-    """Not after ANCHORPIPE_STUCK_AFTER (15 s) nor Celery's visibility timeout (an hour): within its lease
-    (6 s) and a reconcile tick, or sooner when a copy of its message is already queued."""
+def test_a_dead_workers_batch_is_taken_up_by_its_lease(tmp_path: Path):
+    """Not by ANCHORPIPE_STUCK_AFTER nor Celery's visibility timeout: when its lease runs out."""
     faults = tmp_path / "faults"
     faults.mkdir()
-    settings = {**FAST, "stuck_after": "15", "visibility_timeout": "3600", "unacked_restore_interval": "100"}
+    # Neither the stuck budget nor Celery's redelivery can take the batch up within the test: only its lease
+    # (or a copy of its message already queued) can.
+    settings = {**FAST, "stuck_after": "600", "visibility_timeout": "3600", "unacked_restore_interval": "100"}
     with local_stack(tmp_path, workers={}, **settings) as stack:
         pause = {"ANCHORPIPE_FAULT_PAUSE": "archive.bundled", "ANCHORPIPE_FAULT_DIR": str(faults)}
         stack.start_worker("stages", "seal,archive,reconcile", 2, env=pause)
@@ -84,11 +85,8 @@ def test_a_dead_workers_batch_is_taken_up_well_within_the_stuck_budget(tmp_path:
         push(stack.api_url, key, 0, 200)
         wait_for(lambda: (faults / "archive.bundled").exists(), 60, "an archiver to reach archive.bundled")
         stack.kill("stages")  # mid-archive: its batch is held by a lease nobody renews any more
-        killed = time.monotonic()
         stack.start_worker("stages", "seal,archive,reconcile", 2)
-        wait_for(lambda: state.archived_records() >= 200, 60, "the dead worker's batch archived")
-        elapsed = time.monotonic() - killed
-        assert elapsed < 12  # lease (6 s) + a reconcile tick (3.75 s) + the work
+        wait_for(lambda: state.archived_records() >= 200, 120, "the dead worker's batch archived")
         time.sleep(1)
         assert state.archived_records() == 200
         check_everything(stack, state, 200)

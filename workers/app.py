@@ -41,6 +41,7 @@ _check_metrics_dir(settings())  # at start, and before any metric is defined: ea
 
 from pipelines.ops.monitoring import init_sentry  # (imports after the check: they define metrics)
 from pipelines.stages import QUEUES
+from pipelines.state import LEASE_MS
 
 
 def create_app() -> Celery:
@@ -65,7 +66,8 @@ def create_app() -> Celery:
         beat_schedule={
             # Sealing is driven by a short tick: one indexed query unless a batch is ripe.
             "seal-tick": _tick("anchorpipe.seal", min(cfg.batch_interval / 4, 0.25)),
-            "reconcile": _tick("anchorpipe.reconcile", max(cfg.stuck_after / 4, 1.0)),
+            # Often enough for a quarter of the stuck budget, and for half a batch lease (6 s).
+            "reconcile": _tick("anchorpipe.reconcile", max(min(cfg.stuck_after / 4, LEASE_MS / 2000), 1.0)),
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=True,  # Flower (and `celery events`) see every task
