@@ -9,28 +9,15 @@ import pytest
 
 from pipelines.archive import index
 from pipelines.errors import ConflictError
-from tests.faults import FaultyStore
+from tests.test_stages import CountingStore
 
 
-class MeteredStore(FaultyStore):
-    """Counts GETs and the bytes written."""
+class MeteredStore(CountingStore):
+    """Counts GETs (as the stage tests do) and the bytes written."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.gets = 0
         self.written = 0
-
-    def get(self, key):
-        self.gets += 1
-        return super().get(key)
-
-    def get_range(self, key, start, length):
-        self.gets += 1
-        return super().get_range(key, start, length)
-
-    def get_versioned(self, key):
-        self.gets += 1
-        return super().get_versioned(key)
 
     def _write(self, key, data, check):
         super()._write(key, data, check)
