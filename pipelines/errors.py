@@ -67,7 +67,8 @@ class VerificationError(AnchorpipeError):
 
 
 class NoTrustedSignature(VerificationError):
-    """A signed note carries no signature by any key the reader trusts (nothing pinned vouches for it)."""
+    """Signed by no key or root the reader pinned (a note's signatures, a TSA token's certificate chain, an
+    EVM block nobody pinned): nothing pinned vouches for it, so it proves nothing, and disproves nothing."""
 
 
 class StorageError(AnchorpipeError):

@@ -146,21 +146,25 @@ def sign_note(text: str, signers: list[Signer]) -> str:
     return text + "\n" + "".join(lines)
 
 
+def split_note(note: str) -> tuple[str, list[str]]:
+    """A note's text and its signature lines, unverified (what an external anchor attests is the text)."""
+    if len(note.encode()) > MAX_NOTE_BYTES:
+        raise VerificationError("note is larger than 1 MiB")
+    split = note.rfind("\n\n")
+    if split < 0 or not note.endswith("\n"):
+        raise VerificationError("malformed note: no blank line before the signatures")
+    if _CONTROL.search(note):
+        raise VerificationError("malformed note: control characters")
+    return note[: split + 1], note[split + 2 : -1].split("\n")
+
+
 def open_note(note: str, verifiers: list[Verifier]) -> tuple[str, list[str]]:
     """Check ``note`` against trusted ``verifiers``; return its text and the names that verified.
 
     Signatures from unknown keys are ignored; a signature from a known key that
     fails rejects the note; at least one known signature must verify.
     """
-    if len(note.encode()) > MAX_NOTE_BYTES:
-        raise VerificationError("note is larger than 1 MiB")
-    split = note.rfind("\n\n")
-    if split < 0 or not note.endswith("\n"):
-        raise VerificationError("malformed note: no blank line before the signatures")
-    text, sig_block = note[: split + 1], note[split + 2 :]
-    if _CONTROL.search(note):
-        raise VerificationError("malformed note: control characters")
-    lines = sig_block[:-1].split("\n")
+    text, lines = split_note(note)
     if len(lines) > MAX_SIGNATURES:
         raise VerificationError(f"note has {len(lines)} signatures, at most {MAX_SIGNATURES} are read")
     known = {(v.name, v.id): v for v in verifiers}

@@ -11,18 +11,29 @@ Each step either passes, adding a line to the report, or raises
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import ast
+import base64
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 from pipelines.core import merkle
-from pipelines.core.anchors import ANCHOR_KINDS, TlogAnchor
-from pipelines.core.checkpoint import Checkpoint, open_signed_checkpoint
+from pipelines.core.anchors import ANCHOR_KINDS, EvmAnchor, TlogAnchor, TsaAnchor
+from pipelines.core.checkpoint import Checkpoint, open_signed_checkpoint, parse_checkpoint_text
 from pipelines.core.commitment import record_leaf_hash
+from pipelines.core.evm import Block, verify_evm_receipt
 from pipelines.core.logentry import batch_entry
-from pipelines.core.note import Verifier
+from pipelines.core.note import Verifier, split_note
 from pipelines.core.proof import BatchInclusion, Proof
+from pipelines.core.tsa import stamped_message, verify_token
 from pipelines.errors import InputError, NoTrustedSignature, VerificationError
+
+AnyAnchor = TlogAnchor | TsaAnchor | EvmAnchor
+#: Asks a node or explorer the auditor trusts whether a block is on the canonical chain: True, False, or
+#: None when it cannot tell (the chain is another, the node is unreachable).
+CanonicalCheck = Callable[[Block], bool | None]
 
 
 class NotAnchored(VerificationError):
@@ -34,25 +45,84 @@ class NotAnchored(VerificationError):
 class Policy:
     """What the auditor pins and requires.
 
-    ``log_keys``: verifier keys of built-in logs. ``require``: anchor kinds that
-    must each verify (``tlog``); with none required, any one verified anchor suffices.
+    ``log_keys``: verifier keys of built-in logs. ``tsa_roots``: root certificates of
+    time-stamping authorities. ``evm_blocks``: per chain id, block hashes the auditor
+    knows are canonical; ``evm_check`` asks a node they trust instead. ``require``:
+    anchor kinds that must each verify; ``expression`` (``"tlog and (tsa or evm)"``)
+    a rule over the verified kinds. With neither, any one verified anchor suffices.
     """
 
     log_keys: tuple[Verifier, ...] = ()
     require: frozenset[str] = frozenset()
+    tsa_roots: tuple[Any, ...] = ()  # cryptography x509.Certificate
+    evm_blocks: Mapping[int, frozenset[str]] = field(default_factory=dict)
+    evm_check: CanonicalCheck | None = None
+    expression: str | None = None
 
     @classmethod
-    def of(cls, log_keys: Iterable[Verifier] = (), require: Iterable[str] = ()) -> Policy:
-        """A policy; InputError naming an unknown anchor kind."""
+    def of(cls, log_keys: Iterable[Verifier] = (), require: Iterable[str] = (), *, tsa_roots: Iterable[Any] = (),
+           evm_blocks: Mapping[int, Iterable[str]] | None = None, evm_check: CanonicalCheck | None = None,
+           expression: str | None = None) -> Policy:
+        """A policy; InputError naming an unknown anchor kind or a malformed expression."""
         kinds = frozenset(require)
         unknown = sorted(kinds - ANCHOR_KINDS)
         if unknown:
             raise InputError(f"unknown anchor kind(s) {unknown}; known: {sorted(ANCHOR_KINDS)}")
-        return cls(tuple(log_keys), kinds)
+        if expression is not None:
+            _compile(expression)
+        blocks = {int(c): frozenset(h.lower().removeprefix("0x") for h in hs) for c, hs in (evm_blocks or {}).items()}
+        return cls(tuple(log_keys), kinds, tuple(tsa_roots), blocks, evm_check, expression)
+
+    def satisfied(self, verified: set[str]) -> bool:
+        if self.expression is not None and not _compile(self.expression)(verified):
+            return False
+        return bool(verified) and self.require <= verified
 
     def describe(self) -> str:
         keys = ", ".join(f"{k.name}+{k.id:08x}" for k in self.log_keys) or "none"
-        return f"pinned log keys: {keys}; required anchors: {', '.join(sorted(self.require)) or 'any one'}"
+        rule = self.expression or " and ".join(sorted(self.require)) or "any one"
+        return (f"pinned log keys: {keys}; TSA roots: {len(self.tsa_roots)}; EVM: "
+                f"{'a trusted node' if self.evm_check else f'{sum(map(len, self.evm_blocks.values()))} pinned blocks'}"
+                f"; required: {rule}")
+
+
+@lru_cache(maxsize=32)
+def _compile(expression: str) -> Callable[[set[str]], bool]:
+    """``tlog and (tsa or evm)``: anchor kinds joined by ``and``/``or`` with parentheses (Python's parser,
+    and nothing but names and those two operators let through)."""
+    bad = InputError(f"policy {expression!r}: want anchor kinds {sorted(ANCHOR_KINDS)} joined by 'and', 'or' "
+                     "and parentheses")
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError:
+        raise bad from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if node.id not in ANCHOR_KINDS:
+                raise InputError(f"policy {expression!r}: unknown anchor kind {node.id!r}; known: "
+                                 f"{sorted(ANCHOR_KINDS)}")
+        elif not isinstance(node, ast.Expression | ast.BoolOp | ast.And | ast.Or | ast.Load):
+            raise bad
+
+    def holds(node: ast.expr, have: set[str]) -> bool:
+        if isinstance(node, ast.Name):
+            return node.id in have
+        assert isinstance(node, ast.BoolOp)
+        results = (holds(v, have) for v in node.values)
+        return all(results) if isinstance(node.op, ast.And) else any(results)
+
+    return lambda have: holds(tree.body, have)
+
+
+@dataclass(frozen=True)
+class AnchorVerdict:
+    """One anchor of a proof: its kind, ``verified`` or ``unchecked``, what it proved (or why not), and the
+    time it attests (for external anchors)."""
+
+    kind: str
+    verdict: str
+    detail: str
+    time: str | None = None
 
 
 @dataclass
@@ -62,6 +132,7 @@ class Report:
     checks: list[str] = field(default_factory=list)
     content_checked: bool = False
     anchored: dict[str, str] = field(default_factory=dict)  # anchor kind -> what it proved, under which key
+    anchors: list[AnchorVerdict] = field(default_factory=list)
 
     def ok(self, line: str) -> None:
         self.checks.append(line)
@@ -104,30 +175,80 @@ def verify_proof(proof: Proof, policy: Policy, *, content_sha256: bytes | None =
     return report
 
 
-def check_anchors(anchors: Sequence[TlogAnchor], batch: BatchInclusion, policy: Policy, report: Report) -> None:
-    """Step 4 and the verdict: every anchor that something pinned can check must verify; then the policy."""
-    unchecked = []
+def check_anchors(anchors: Sequence[AnyAnchor], batch: BatchInclusion, policy: Policy, report: Report) -> None:
+    """Step 4 and the verdict: every anchor that something pinned can check must verify; then the policy.
+
+    An anchor that fails a check makes the proof INVALID (a receipt was altered); one that nothing the
+    auditor pinned vouches for is listed as unchecked and counts for nothing."""
     for n, anchor in enumerate(anchors):
-        if not policy.log_keys:
-            unchecked.append(f"anchor {n} ({anchor.type} {anchor.origin}): no log key pinned")
-            continue
         try:
-            line = verify_tlog_anchor(anchor, batch, list(policy.log_keys))
-        except NoTrustedSignature:  # signed, but by no key the auditor pinned: it vouches for nothing
-            unchecked.append(f"anchor {n} ({anchor.type} {anchor.origin}): its checkpoint is signed by no pinned key")
+            verdict = _check_anchor(anchor, anchors, batch, policy)
+        except NoTrustedSignature as exc:
+            report.anchors.append(AnchorVerdict(anchor.type, "unchecked", str(exc)))
             continue
-        report.ok(line)
-        report.anchored.setdefault(anchor.type, line)
-    missing = sorted(policy.require - set(report.anchored))
-    if report.anchored and not missing:
+        except VerificationError as exc:
+            raise VerificationError(f"anchor {n} ({anchor.type}): {exc}") from exc
+        report.ok(verdict.detail)
+        report.anchors.append(verdict)
+        report.anchored.setdefault(anchor.type, verdict.detail)
+    if policy.satisfied(set(report.anchored)):
         return
     if not anchors:
         why = "the proof carries no anchor"
-    elif missing:
-        why = f"required anchor kind(s) {missing} did not verify"
     else:
-        why = "; ".join(unchecked)
-    raise NotAnchored(f"consistent but not anchored under a pinned key: {why} ({policy.describe()})")
+        missing = sorted(policy.require - set(report.anchored))
+        unchecked = [f"{v.kind}: {v.detail}" for v in report.anchors if v.verdict != "verified"]
+        why = "; ".join(([f"required anchor kind(s) {missing} did not verify"] if missing else [])
+                        + ([f"the policy {policy.expression!r} does not hold for the verified kinds "
+                            f"{sorted(report.anchored) or 'none'}"] if policy.expression else []) + unchecked)
+    raise NotAnchored(f"consistent but not anchored under a pinned key or root: {why} ({policy.describe()})")
+
+
+def _check_anchor(anchor: AnyAnchor, anchors: Sequence[AnyAnchor], batch: BatchInclusion, policy: Policy
+                  ) -> AnchorVerdict:
+    if isinstance(anchor, TlogAnchor):
+        if not policy.log_keys:
+            raise NoTrustedSignature(f"log {anchor.origin}: no log key pinned")
+        try:
+            return AnchorVerdict("tlog", "verified", verify_tlog_anchor(anchor, batch, list(policy.log_keys)))
+        except NoTrustedSignature:
+            raise NoTrustedSignature(f"log {anchor.origin}: its checkpoint is signed by no pinned key") from None
+    cp = _attested(anchor.checkpoint, anchors, batch)
+    if isinstance(anchor, TsaAnchor):
+        stamp = verify_token(_b64(anchor.token), stamped_message(anchor.checkpoint), policy.tsa_roots)
+        when = stamp.gen_time.isoformat().replace("+00:00", "Z")
+        return AnchorVerdict("tsa", "verified", f"time-stamped by {stamp.signer} at {when} (pinned TSA root): log "
+                             f"{cp.origin!r} at size {cp.size}, which holds the batch", when)
+    block = verify_evm_receipt(anchor, split_note(anchor.checkpoint)[0])
+    where = f"block {block.number} ({block.hash}) of chain {block.chain_id}"
+    if block.hash in policy.evm_blocks.get(block.chain_id, frozenset()):
+        how = "a block hash you pinned"
+    elif policy.evm_check is not None and (canonical := policy.evm_check(block)) is not None:
+        if not canonical:
+            raise VerificationError(f"canonical chain: {where} is not on the chain your node follows")
+        how = "on the canonical chain per your node"
+    else:
+        raise NoTrustedSignature(f"transaction {anchor.tx_hash} is in {where}; that block hash remains to be "
+                                 "checked on the canonical chain (--evm-rpc URL or --evm-trusted-blocks FILE)")
+    when = datetime.fromtimestamp(block.timestamp, UTC).isoformat().replace("+00:00", "Z")
+    return AnchorVerdict("evm", "verified", f"written to {where} at {when}, {how}: log {cp.origin!r} at size "
+                         f"{cp.size}, which holds the batch", when)
+
+
+def _b64(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
+
+
+def _attested(note: str, anchors: Sequence[AnyAnchor], batch: BatchInclusion) -> Checkpoint:
+    """The checkpoint an external anchor attests, once the batch is shown to be in its tree: by the
+    ``tlog`` receipt under that very checkpoint (its signature is not needed: the anchor vouches for it)."""
+    cp = parse_checkpoint_text(split_note(note)[0])
+    for t in anchors:
+        if isinstance(t, TlogAnchor) and t.checkpoint == note:
+            _included(t.index, tuple(t.path), cp.size, cp.root, batch)
+            return cp
+    raise VerificationError("no tlog receipt under the checkpoint this anchor attests: nothing shows the batch is "
+                            "in that tree")
 
 
 @lru_cache(maxsize=64)
@@ -137,16 +258,18 @@ def _open_checkpoint(note: str, keys: tuple[Verifier, ...], origin: str) -> tupl
     return cp, tuple(signers)
 
 
+def _included(index: int, path: tuple[str, ...], size: int, root: bytes, batch: BatchInclusion) -> None:
+    """The batch's log entry is leaf ``index`` of the tree (``size``, ``root``)."""
+    entry = batch_entry(batch.id, bytes.fromhex(batch.root), batch.size, batch.sealed_at)
+    merkle.verify_inclusion(index, size, merkle.leaf_hash(entry), [bytes.fromhex(h) for h in path], root)
+
+
 def verify_tlog_anchor(anchor: TlogAnchor, batch: BatchInclusion, log_keys: list[Verifier]) -> str:
     """Check a ``tlog`` receipt: signed checkpoint, then the batch's entry under its root."""
     # 4a: the checkpoint is signed by a pinned key and names the anchor's log.
     cp, signers = _open_checkpoint(anchor.checkpoint, tuple(log_keys), anchor.origin)
-    # 4b: the log entry is exactly this batch's id, root, size and seal time.
-    entry = batch_entry(batch.id, bytes.fromhex(batch.root), batch.size, batch.sealed_at)
-    # 4c: the entry is at the anchor's index in the checkpointed tree.
-    merkle.verify_inclusion(
-        anchor.index, cp.size, merkle.leaf_hash(entry), [bytes.fromhex(h) for h in anchor.path], cp.root
-    )
+    # 4b, 4c: the log entry is exactly this batch's id, root, size and seal time, at the anchor's index.
+    _included(anchor.index, tuple(anchor.path), cp.size, cp.root, batch)
     return (f"batch is entry {anchor.index} of log {cp.origin!r} at size {cp.size}, "
             f"checkpoint signed by pinned key {', '.join(signers)}")
 
