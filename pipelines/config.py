@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipelines.errors import ConfigError
@@ -80,6 +80,59 @@ class Settings(BaseSettings):
     #: Bearer token that the API's /metrics requires; unset, the API serves no metrics (they name agencies).
     metrics_token: SecretStr | None = None
 
+    #: The anchors to seek, comma-separated: ``tlog`` (the built-in log, always), ``tsa``, ``evm``.
+    anchors: str = "tlog"
+    #: Every this many seconds the log's latest checkpoint, if it grew, is anchored externally (one round).
+    external_interval: float = Field(10.0, gt=0, le=86400)
+    #: A round whose targets are not all confirmed after this many seconds closes with those that are.
+    external_deadline: float = Field(600.0, gt=0)
+    #: RFC 3161 time-stamping authorities' URLs, comma-separated (with ``tsa`` in anchors).
+    tsa_urls: str = ""
+    #: PEM file of those TSAs' root certificates: each token is checked against them before it is kept.
+    tsa_roots: str | None = None
+    #: Seconds to wait for a TSA's answer.
+    tsa_timeout: float = Field(10.0, gt=0, le=300)
+    #: JSON-RPC URL of an EVM node (with ``evm`` in anchors). Kept out of repr: it may hold an API key.
+    evm_rpc_url: str | None = Field(None, repr=False)
+    #: The sending account's private key, in a file (mode 0600) or in ANCHORPIPE_EVM_KEY.
+    evm_key_file: str | None = None
+    evm_key: SecretStr | None = None
+    #: The chain id the node must serve (refuse to anchor elsewhere); unset: whatever it serves.
+    evm_chain_id: int | None = Field(None, ge=1)
+    #: Blocks on top of the anchoring transaction's before it counts (12: about 2.4 minutes on Ethereum).
+    evm_confirmations: int = Field(12, ge=1, le=10_000)
+    #: Seconds an anchoring transaction may wait unmined before it is replaced at a higher fee (same nonce).
+    evm_replace_after: float = Field(120.0, gt=0)
+
+    @field_validator("anchors")
+    @classmethod
+    def _anchors(cls, v: str) -> str:
+        kinds = [k.strip() for k in v.split(",") if k.strip()]
+        unknown = sorted(set(kinds) - {"tlog", "tsa", "evm"})
+        if unknown:
+            raise ValueError(f"unknown anchor kind(s) {unknown}; known: evm, tlog, tsa")
+        if "tlog" not in kinds:
+            raise ValueError("tlog is always on: external anchors attest the log's checkpoints")
+        return ",".join(sorted(set(kinds)))
+
+    @model_validator(mode="after")
+    def _external(self) -> Settings:
+        if "tsa" in self.external_kinds and not self.tsa_url_list:
+            raise ValueError("anchors has tsa: set ANCHORPIPE_TSA_URLS")
+        if "evm" in self.external_kinds and not (self.evm_rpc_url and (self.evm_key_file or self.evm_key)):
+            raise ValueError("anchors has evm: set ANCHORPIPE_EVM_RPC_URL and ANCHORPIPE_EVM_KEY_FILE "
+                             "(or ANCHORPIPE_EVM_KEY)")
+        return self
+
+    @property
+    def external_kinds(self) -> frozenset[str]:
+        """The external anchor kinds configured (tsa, evm)."""
+        return frozenset(self.anchors.split(",")) - {"tlog"}
+
+    @property
+    def tsa_url_list(self) -> list[str]:
+        return [u.strip() for u in self.tsa_urls.split(",") if u.strip()]
+
     @field_validator("database_url")
     @classmethod
     def _database(cls, v: str) -> str:
@@ -110,7 +163,10 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            name = str(err["loc"][0]).upper() if err["loc"] else "?"
+            if not err["loc"]:  # a rule across settings: its message names them
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            name = str(err["loc"][0]).upper()
             name = name if name == "SENTRY_DSN" else f"ANCHORPIPE_{name}"
             problems.append(f"{name}: {err['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -19,6 +19,7 @@ from pipelines.storage import ObjectStore, open_store
 
 if TYPE_CHECKING:
     from pipelines.config import Settings
+    from pipelines.external import ExternalAnchoring
     from pipelines.intake.pull import SourceRunner
     from pipelines.sources.config import SourceConfig
     from pipelines.stages import Pipeline
@@ -130,7 +131,30 @@ class Runtime:
     def pipeline(self) -> Pipeline:
         from pipelines.stages import Pipeline
 
-        return Pipeline(self.cfg, self.state, self.archive, lambda: self.sequencer)
+        return Pipeline(self.cfg, self.state, self.archive, lambda: self.sequencer, log_store=self.log_store,
+                        external=(lambda: self.external_anchoring) if self.cfg.external_kinds else None)
+
+    @cached_property
+    def external_anchoring(self) -> ExternalAnchoring:
+        """The TSAs and the chain of ANCHORPIPE_ANCHORS, and the log's head as its key verifies it."""
+        from pipelines.core.tsa import load_roots
+        from pipelines.external import ExternalAnchoring
+        from pipelines.ledger.tsa import TsaClient
+
+        cfg = self.cfg
+        if not cfg.log_key_file:
+            raise ConfigError("ANCHORPIPE_LOG_KEY_FILE is required to anchor the log's checkpoints externally")
+        reader = LogReader(self.log_store, [s.verifier() for s in load_signers([cfg.log_key_file])])
+        roots = load_roots(Path(cfg.tsa_roots).read_bytes()) if cfg.tsa_roots else []
+        tsas = [TsaClient(u, roots, cfg.tsa_timeout) for u in cfg.tsa_url_list] if "tsa" in cfg.external_kinds else []
+        evm = None
+        if "evm" in cfg.external_kinds:
+            from pipelines.ledger.evm import EvmChain
+
+            key = (read_text(cfg.evm_key_file, "ANCHORPIPE_EVM_KEY_FILE") if cfg.evm_key_file
+                   else cfg.evm_key.get_secret_value() if cfg.evm_key else "")
+            evm = EvmChain(cfg.evm_rpc_url or "", key, chain_id=cfg.evm_chain_id)
+        return ExternalAnchoring(cfg, self.state, reader.head, tsas, evm)
 
     def sources(self) -> dict[str, SourceConfig]:
         """The configured pull sources (ANCHORPIPE_SOURCES), validated; none if unset."""

@@ -1,4 +1,4 @@
-"""The pipeline's stages: seal, anchor, archive, reconcile. Each takes ids and may run again safely.
+"""The pipeline's stages: seal, anchor, archive, upgrade, reconcile. Each takes ids and may run again safely.
 
 Celery tasks (workers/tasks.py) call these and publish the next stage's task
 only after the state it refers to is committed. The stages speak to the state,
@@ -17,10 +17,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 from pipelines.archive import bundle, index
 from pipelines.core.anchors import Anchor, parse_anchor
+from pipelines.core import merkle
 from pipelines.core.batch import SealedBatch, new_batch_id, now_timestamp
+from pipelines.core.checkpoint import parse_checkpoint_text
 from pipelines.core.logentry import BatchHead
+from pipelines.core.note import split_note
 from pipelines.errors import AnchorpipeError, ConflictError, InputError
 from pipelines.ledger import Ledger
+from pipelines.ledger.tlog import Head, LogReader
 from pipelines.ops import faultpoints, metrics
 from pipelines.ops.logs import event
 from pipelines.ops.monitoring import report_exception, report_message
@@ -30,6 +34,7 @@ from pipelines.storage import ObjectStore
 
 if TYPE_CHECKING:
     from pipelines.config import Settings
+    from pipelines.external import ExternalAnchoring
     from pipelines.state import State
 
 #: Errors a batch's own data can cause: they fail that batch alone. (ConflictError is not transient.)
@@ -38,7 +43,7 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 SEAL_BUDGET_S = 5.0
 #: One Celery queue per stage (plus ``pull``); each scales with its own workers.
-QUEUES = ("seal", "anchor", "archive", "reconcile", "pull")
+QUEUES = ("seal", "anchor", "archive", "reconcile", "pull", "external", "upgrade")
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ class Pipeline:
     state: State
     store: ObjectStore
     ledger: Ledger | Callable[[], Ledger]  # a ledger, or how to open it (only the sequencer needs one)
+    log_store: ObjectStore | None = None  # the log's tiles, read to re-issue receipts under a later checkpoint
+    external: ExternalAnchoring | Callable[[], ExternalAnchoring] | None = None  # external rounds, if configured
 
     def _ledger(self) -> Ledger:
         if not hasattr(self.ledger, "anchor"):
@@ -143,7 +150,8 @@ class Pipeline:
             faultpoints.reached("anchor.appended")
         sizes = {h.id: h.size for h in heads}
         for b, receipt in receipts.items():
-            if self.state.advance(b, "anchored", expect="sealed", anchor=receipt.model_dump_json()):
+            if self.state.advance(b, "anchored", expect="sealed", anchor=receipt.model_dump_json(),
+                                  log_index=receipt.index):
                 metrics.BATCHES_ANCHORED.inc()
                 event("anchored", f"anchored batch {b} in the log", batch=b, records=sizes.get(b),
                       batches_in_checkpoint=len(receipts), seconds=round(time.perf_counter() - t, 3))
@@ -199,6 +207,59 @@ class Pipeline:
                 due.add(agency)
         faultpoints.reached("archive.indexed")
         return out
+
+    def external_tick(self) -> list[str]:
+        """Move the external anchoring round on (pipelines.external); when one closed, the batches it gives
+        more anchors, for :meth:`upgrade`."""
+        if self.external is None:
+            return []
+        if not hasattr(self.external, "tick"):
+            self.external = self.external()  # type: ignore[operator]
+        closed = self.external.tick()  # type: ignore[union-attr]
+        return self.state.upgradable() if closed else []
+
+    def upgrade(self, batch_ids: list[str], compact_due: list[str] | None = None) -> list[str]:
+        """Re-issue the proofs of archived batches under the newest closed external round covering them: the
+        log receipt under the round's checkpoint (its path read from the tiles) plus the round's external
+        receipts, in a new bundle (the first stays), indexed, then recorded. Idempotent; return those done."""
+        t = time.perf_counter()
+        if self.log_store is None:
+            raise InputError("upgrading proofs needs the log's store")
+        reader = LogReader(self.log_store, [])
+        rows: dict[str, list[tuple[str, bundle.Location]]] = {}
+        written = []
+        for b in dict.fromkeys(batch_ids):
+            found = self.state.upgrade_for(b)
+            if found is None:
+                continue
+            info, rnd = found
+            receipts = sorted((parse_anchor(tg.receipt) for tg in rnd.targets if tg.receipt),
+                              key=lambda r: ("tlog", "tsa", "evm").index(r.type))
+            cp = parse_checkpoint_text(split_note(rnd.note)[0])
+            tlog = reader.receipts([b], Head(cp, rnd.note, ""))[b]
+            batch = self.state.load_batch(b)
+            # Never archive a receipt that does not verify: the batch's entry is at its index under the root.
+            merkle.verify_inclusion(tlog.index, cp.size, merkle.leaf_hash(batch.head.entry()),
+                                    [bytes.fromhex(h) for h in tlog.path], cp.root)
+            key, locations, size = bundle.write_batch(self.store, batch, [tlog, *receipts], upgrade=rnd.size)
+            rows.setdefault(info["agency"], []).extend(
+                (c.record_id, loc) for c, loc in zip(batch.commitments, locations, strict=True))
+            kinds = sorted({r.type for r in receipts})
+            written.append((b, rnd.size, kinds, key, [loc[1] for loc in locations] + [size], batch.size))
+        faultpoints.reached("upgrade.bundled")
+        for agency, entries in rows.items():
+            if index.add_round(self.store, agency, entries) and compact_due is not None:
+                compact_due.append(agency)
+        # Commit point: the new proofs are findable; only then does the state point at them.
+        done = []
+        for b, size, kinds, key, offsets, records in written:
+            if self.state.mark_upgraded(b, size, kinds, set(kinds) >= self.cfg.external_kinds, key, offsets):
+                metrics.UPGRADED.inc(records)
+                done.append(b)
+                event("upgraded", f"upgraded batch {b} with {', '.join(kinds)}", batch=b, records=records,
+                      log_size=size, kinds=kinds, seconds=round(time.perf_counter() - t, 3))
+        metrics.STAGE_SECONDS.labels("upgrade").observe(time.perf_counter() - t)
+        return done
 
     def compact(self, agency: str) -> dict[str, int]:
         """Compact ``agency``'s archive index (merge its level-0 runs); see :mod:`pipelines.archive.index`."""

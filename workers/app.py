@@ -76,6 +76,8 @@ def create_app() -> Celery:
         task_send_sent_event=True,
     )
     app.conf.beat_schedule.update(_pull_schedule(cfg))
+    if cfg.external_kinds:  # rounds open every ANCHORPIPE_EXTERNAL_INTERVAL; ticks move them on in between
+        app.conf.beat_schedule["external"] = _tick("anchorpipe.external", max(min(cfg.external_interval / 4, 2.0), 0.5))
     return app
 
 

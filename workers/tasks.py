@@ -23,6 +23,7 @@ from pipelines.ops.logs import LOGGER
 from pipelines.ops.redact import redact
 from pipelines.runtime import runtime
 from pipelines.stages import Pipeline
+from pipelines.state import now_ms
 from workers.app import app
 
 MAX_RETRIES = 8
@@ -106,6 +107,28 @@ def compact(agency: str) -> None:
     pipeline().compact(agency)
 
 
+@stage("external", tick=True)
+def external() -> None:
+    """Move the external anchoring round on (TSAs, chain); when one closes, upgrade the proofs it covers."""
+    _send_upgrades(pipeline().external_tick())
+
+
+@stage("upgrade")
+def upgrade(batch_ids: list[str]) -> None:
+    due: list[str] = []
+    pipeline().upgrade(batch_ids, due)
+    for agency in due:
+        compact.delay(agency)
+
+
+UPGRADE_CHUNK = 20
+
+
+def _send_upgrades(batch_ids: list[str]) -> None:
+    for i in range(0, len(batch_ids), UPGRADE_CHUNK):
+        upgrade.delay(batch_ids[i:i + UPGRADE_CHUNK])
+
+
 @stage("reconcile", tick=True)
 def reconcile() -> None:
     """Re-drive batches whose worker died (lease run out), whose message was lost (stuck past 3/4 of
@@ -117,6 +140,9 @@ def reconcile() -> None:
         anchor.delay(stuck["claimed"] + stuck["sealed"])
     if stuck["anchored"]:
         archive.delay(stuck["anchored"])
+    if runtime().cfg.external_kinds and not runtime().queues.lengths(("upgrade",))["upgrade"]:
+        # Upgrades a lost message or a dead worker left undone (never while upgrades still wait in the queue).
+        _send_upgrades(p.state.upgradable(closed_before_ms=now_ms() - int(p.cfg.stuck_after * 750)))
 
 
 @stage("pull", tick=True)

@@ -1,5 +1,9 @@
 """Batch bundles: every proof of a batch as one NDJSON object, ``proofs/<agency>/<batch id>.ndjson``.
 
+A batch whose proofs are upgraded with external anchors gets a new bundle,
+``proofs/<agency>/<batch id>@<log size>.ndjson``; every bundle is written once
+and never replaced, and the index (pipelines.archive.index) points at the newest.
+
 Batches are sealed per agency, so a bundle holds one agency's proofs and read
 access can be granted per agency prefix (docs/archive.md). Archives written
 before that keep their bundles at ``proofs/<batch id>.ndjson``, which readers
@@ -27,31 +31,46 @@ def legacy_bundle_key(batch_id: str) -> str:
     return f"proofs/{batch_id}.ndjson"
 
 
-def key_for(batch: SealedBatch) -> str:
+def bundle_name(batch_id: str, upgrade: int | None = None) -> str:
+    """A bundle's name: the batch id, and for an upgraded bundle ``@<log size>`` of the round it carries."""
+    return batch_id if upgrade is None else f"{batch_id}@{upgrade}"
+
+
+def bundle_version(name: str) -> tuple[str, int]:
+    """(batch id, log size of its upgrade or -1 for the first bundle) of a bundle name."""
+    batch_id, _, size = name.partition("@")
+    return batch_id, int(size) if size else -1
+
+
+def key_for(batch: SealedBatch, upgrade: int | None = None) -> str:
     """Where ``batch``'s bundle goes: under its agency (a batch holds one agency's records)."""
     agencies = {c.agency for c in batch.commitments}
     if len(agencies) != 1:
         raise ValueError(f"batch {batch.id} holds records of {len(agencies)} agencies, not one")
-    return bundle_key(agencies.pop(), batch.id)
+    return bundle_key(agencies.pop(), bundle_name(batch.id, upgrade))
 
 
-def build_bundle(batch: SealedBatch, anchors: Sequence[Anchor]) -> tuple[bytes, list[Location]]:
-    """The batch's NDJSON bundle and each record's (batch id, offset, length) in it, in leaf order."""
+def build_bundle(batch: SealedBatch, anchors: Sequence[Anchor], upgrade: int | None = None
+                 ) -> tuple[bytes, list[Location]]:
+    """The batch's NDJSON bundle and each record's (bundle name, offset, length) in it, in leaf order."""
     import orjson  # the server's fast codec (only workers write bundles)
 
+    name = bundle_name(batch.id, upgrade)
     parts, locations, offset = [], [], 0
     for doc in batch.proofs(anchors):
         line = orjson.dumps(doc) + b"\n"
         parts.append(line)
-        locations.append((batch.id, offset, len(line) - 1))
+        locations.append((name, offset, len(line) - 1))
         offset += len(line)
     return b"".join(parts), locations
 
 
-def write_batch(store: ObjectStore, batch: SealedBatch, anchors: Sequence[Anchor]) -> tuple[str, list[Location], int]:
+def write_batch(store: ObjectStore, batch: SealedBatch, anchors: Sequence[Anchor], upgrade: int | None = None
+                ) -> tuple[str, list[Location], int]:
     """Write the batch's bundle once (an identical re-write succeeds); return its key, the locations and
-    its size in bytes."""
-    data, locations = build_bundle(batch, anchors)
-    key = key_for(batch)
+    its size in bytes. ``upgrade``: the log size of the external anchoring round whose receipts ``anchors``
+    hold: a new object beside the first bundle, which stays as it is (write-once)."""
+    data, locations = build_bundle(batch, anchors, upgrade)
+    key = key_for(batch, upgrade)
     store.put_immutable(key, data)
     return key, locations, len(data)

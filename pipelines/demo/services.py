@@ -82,6 +82,63 @@ def moto_s3(workdir: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
+@contextmanager
+def tsa_server(workdir: Path) -> Iterator[tuple[str, Path]]:
+    """A local RFC 3161 TSA (OpenSSL, see pipelines.demo.tsa) on a free port; yields its URL and root file."""
+    from pipelines.demo.tsa import make_tsa
+
+    folder = workdir / "tsa"
+    root = make_tsa(folder)
+    port = free_port()
+    with child([sys.executable, "-m", "pipelines.demo.tsa", str(folder), "--port", str(port)], port,
+               workdir / "tsa.log"):
+        yield f"http://127.0.0.1:{port}/", root
+
+
+ANVIL_PACKAGE = "@foundry-rs/anvil@1.7.1"
+
+
+def anvil_binary() -> str:
+    """anvil from ``make``'s npm install (.tools/), ANCHORPIPE_ANVIL, or the PATH."""
+    import os
+    import shutil
+
+    from pipelines.errors import ConfigError
+
+    here = Path(__file__).resolve().parents[2] / ".tools" / "node_modules" / ".bin" / "anvil"
+    for candidate in (os.environ.get("ANCHORPIPE_ANVIL"), str(here), shutil.which("anvil")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise ConfigError(f"anvil is not installed: `make` installs it (npm install --prefix .tools {ANVIL_PACKAGE})")
+
+
+def anvil_command(port: int, *, block_time: float | None = None, state: Path | None = None) -> list[str]:
+    """A local EVM node (chain id 31337): mines a block per transaction, or every ``block_time`` seconds;
+    with ``state``, keeps its chain in that file across restarts."""
+    args = [anvil_binary(), "--host", "127.0.0.1", "--port", str(port), "--silent"]
+    if block_time:
+        args += ["--block-time", str(block_time)]
+    if state:
+        args += ["--state", str(state)]
+    return args
+
+
+@contextmanager
+def anvil_node(workdir: Path, *, block_time: float | None = None) -> Iterator[str]:
+    """anvil on a free port; yields its JSON-RPC URL."""
+    port = free_port()
+    with child(anvil_command(port, block_time=block_time), port, workdir / f"anvil-{port}.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
+def fund(rpc_url: str, address: str, wei: int = 10**21) -> None:
+    """Give a dev-node account ``wei`` (anvil_setBalance: local nodes only)."""
+    import httpx
+
+    httpx.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "anvil_setBalance",
+                              "params": [address, hex(wei)]}, timeout=10).raise_for_status()
+
+
 class PostgresCluster:
     """A private PostgreSQL data folder made by ``initdb`` (fsync on), and how to run a server on it.
 

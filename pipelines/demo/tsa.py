@@ -101,7 +101,7 @@ def serve(folder: Path, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServ
     lock = threading.Lock()  # OpenSSL increments the serial file: one reply at a time
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             if self.headers.get("Content-Type") != "application/timestamp-query":
                 self.send_error(415, "want Content-Type: application/timestamp-query")
                 return

@@ -221,7 +221,8 @@ def _health_routes(rt: Runtime) -> APIRouter:
     # from the shared state at scrape time, and this process's CPU and memory.
     registry = CollectorRegistry()
     for collector in (metrics.ACCEPTED, metrics.DUPLICATES, PROCESS_COLLECTOR, PLATFORM_COLLECTOR,
-                      metrics.StateCollector(rt.state, lambda: rt.queues.lengths(QUEUES))):
+                      metrics.StateCollector(rt.state, lambda: rt.queues.lengths(QUEUES),
+                                              bool(rt.cfg.external_kinds))):
         registry.register(collector)
 
     @router.get("/healthz")

@@ -49,6 +49,7 @@ def configure(cfg: Settings) -> None:
     logging.getLogger("uvicorn.access").setLevel(logging.INFO)
 
 
-def event(name: str, message: str, **fields: Any) -> None:
-    """One INFO line: ``message`` for people, ``event`` and ``fields`` for machines."""
-    LOGGER.info(message, extra={"event": name, **fields})
+def event(name: str, message: str, level: str = "info", **fields: Any) -> None:
+    """One line (INFO unless ``level`` says otherwise): ``message`` for people, ``event`` and ``fields`` for
+    machines."""
+    LOGGER.log(logging.getLevelNamesMapping()[level.upper()], message, extra={"event": name, **fields})

@@ -34,6 +34,11 @@ BATCH_SIZE = Histogram("anchorpipe_batch_size", "Records per sealed batch",
 STAGE_SECONDS = Histogram("anchorpipe_stage_seconds", "Time spent in a stage", ["stage"], buckets=LATENCY_BUCKETS)
 ACCEPT_TO_ARCHIVED = Histogram("anchorpipe_accept_to_archived_seconds", "From accept to archived proof",
                                buckets=LATENCY_BUCKETS)
+EXTERNAL_ANCHORS = Counter("anchorpipe_external_anchors", "External anchoring attempts by kind and outcome "
+                           "(confirmed, failed, sent, replaced, abandoned)", ["kind", "outcome"])
+EXTERNAL_CONFIRM_SECONDS = Histogram("anchorpipe_external_confirm_seconds", "From a round's opening to a target's "
+                                     "confirmation", ["kind"], buckets=LATENCY_BUCKETS)
+UPGRADED = Counter("anchorpipe_records_upgraded", "Records whose proof was re-issued with external anchors")
 PULLED = Counter("anchorpipe_records_pulled", "Records pulled from a source and accepted", ["source"])
 QUARANTINED = Counter("anchorpipe_records_quarantined", "Source items set aside as invalid", ["source"])
 PULL_FAILURES = Counter("anchorpipe_pull_failures", "Source runs that failed", ["source"])
@@ -43,8 +48,8 @@ PULL_PAUSED = Counter("anchorpipe_pull_paused", "Source runs skipped by backpres
 class StateCollector:
     """Gauges read from the state at scrape time: pending depth, oldest pending age, queues, stages."""
 
-    def __init__(self, state: State, queue_lengths: Callable[[], dict[str, int]]) -> None:
-        self.state, self.queue_lengths = state, queue_lengths
+    def __init__(self, state: State, queue_lengths: Callable[[], dict[str, int]], external: bool = False) -> None:
+        self.state, self.queue_lengths, self.external = state, queue_lengths, external
 
     def collect(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("anchorpipe_pending_records", "Accepted records not yet sealed")
@@ -70,3 +75,9 @@ class StateCollector:
         for s in STAGES:
             oldest.add_metric([s], (now - waiting[s]) / 1000 if s in waiting else 0.0)
         yield oldest
+        if self.external:
+            lag = GaugeMetricFamily("anchorpipe_unanchored_seconds", "How long the oldest archived batch has "
+                                    "waited for its external anchors (0: none waits)")
+            since = self.state.oldest_unanchored()
+            lag.add_metric([], (now - since) / 1000 if since is not None else 0.0)
+            yield lag

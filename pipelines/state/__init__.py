@@ -55,6 +55,30 @@ class Accepted:
     duplicate: bool
 
 
+@dataclass(frozen=True)
+class Target:
+    """One target's progress on a round."""
+
+    size: int
+    target: str
+    state: str
+    receipt: str | None
+    txs: list[dict[str, Any]]
+    attempts: int
+    next_try_ms: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Round:
+    size: int
+    note: str
+    opened_ms: int
+    closed_ms: int | None
+    kinds: list[str]
+    targets: list[Target]
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -146,8 +170,25 @@ class SourceState(Protocol):
     def unquarantine(self, name: str, positions: list[str]) -> None: ...
 
 
+class AnchoringState(Protocol):
+    """External anchoring rounds and the upgrades of proofs they bring (see :mod:`.postgres_anchorings`)."""
+
+    def open_round(self, size: int, note: str, targets: list[str], interval_ms: int) -> bool: ...
+    def open_round_now(self) -> Round | None: ...
+    def rounds(self, limit: int = 1, open_only: bool = False) -> list[Round]: ...
+    def update_target(self, size: int, target: str, expect: str, **fields: Any) -> bool: ...
+    def close_round(self, size: int, kinds: list[str]) -> bool: ...
+    def upgradable(self, limit: int = 1000, closed_before_ms: int | None = None) -> list[str]: ...
+    def upgrade_for(self, batch_id: str) -> tuple[dict[str, Any], Round] | None: ...
+
+    def mark_upgraded(self, batch_id: str, size: int, kinds: list[str], done: bool, bundle: str,
+                      offsets: list[int]) -> bool: ...
+
+    def oldest_unanchored(self) -> int | None: ...
+
+
 @runtime_checkable
-class State(RecordState, BatchState, KeyState, SourceState, Protocol):
+class State(RecordState, BatchState, KeyState, SourceState, AnchoringState, Protocol):
     """The whole state port, with health checks."""
 
     def ping(self) -> None: ...

@@ -9,7 +9,8 @@ Tables (created by ``anchorpipe db upgrade``, see ``migrations/``):
   once archived its bundle and each leaf's byte offset in it (the API's lookups).
 - ``counters`` (archived records, last checkpoint), ``dead_letters``,
   ``agencies``, ``api_keys`` (:mod:`.postgres_keys`) and the pull sources'
-  ``sources``, ``source_units``, ``quarantine`` (:mod:`.postgres_sources`).
+  ``sources``, ``source_units``, ``quarantine`` (:mod:`.postgres_sources`), and the external
+  anchoring rounds ``anchorings`` and ``anchor_receipts`` (:mod:`.postgres_anchorings`).
 
 Every change is one transaction; claiming uses ``FOR UPDATE SKIP LOCKED`` so
 sealers never wait on each other, and stage changes are compare-and-swap
@@ -32,12 +33,13 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from pipelines.core.batch import Commitment, SealedBatch
 from pipelines.errors import ConflictRecord, InputError, PersistenceError, StateError
 from pipelines.state import LEASE_MS, STAGES, Accepted, StoredRecord, now_ms
+from pipelines.state.postgres_anchorings import AnchoringsInPostgres
 from pipelines.state.postgres_keys import KeysInPostgres
 from pipelines.state.postgres_sources import DB_NOW, SourcesInPostgres
 from pipelines.state.schema import psycopg_url
 
 #: Batch columns a stage may set besides its state.
-BATCH_FIELDS = frozenset({"root", "anchor", "error", "bundle", "offsets"})
+BATCH_FIELDS = frozenset({"root", "anchor", "error", "bundle", "offsets", "log_index"})
 _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 
 _ACCEPT = """
@@ -75,7 +77,7 @@ UPDATE records r SET batch_id = %(batch)s, leaf = t.n - 1
 """
 
 
-class PostgresState(KeysInPostgres, SourcesInPostgres):
+class PostgresState(KeysInPostgres, SourcesInPostgres, AnchoringsInPostgres):
     """The pipeline's state in PostgreSQL; connection failures become a transient :class:`StateError`.
 
     One connection pool per process, opened on first use (a Celery worker forks
@@ -234,10 +236,12 @@ class PostgresState(KeysInPostgres, SourcesInPostgres):
 
     def batch(self, batch_id: str) -> dict[str, str]:
         """A batch's fields as text (state, agency, sealed_at, size, created, updated, root, anchor, error,
-        bundle); empty if there is no such batch."""
+        bundle, log_index, ext_kinds: its proofs' external anchor kinds, comma-separated); empty if there is
+        no such batch."""
         with self.tx() as conn:
             cur = conn.execute("SELECT state, agency, sealed_at, size, created_ms AS created, updated_ms AS updated, "
-                               "root, anchor, error, bundle FROM batches WHERE id = %s", (batch_id,))
+                               "root, anchor, error, bundle, log_index, array_to_string(ext_kinds, ',') AS ext_kinds "
+                               "FROM batches WHERE id = %s", (batch_id,))
             row = cur.fetchone()
             names = [c.name for c in cur.description or ()]
         return {} if row is None else {k: str(v) for k, v in zip(names, row, strict=True) if v is not None}
