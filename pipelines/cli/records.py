@@ -80,24 +80,42 @@ def seal(records: Path, agency: str, out: Path, log_location: str | None, log_ke
 @click.option("--record-bytes", "record_bytes", type=click.Path(dir_okay=False, path_type=Path),
               help="A file whose raw bytes' SHA-256 must match (for records sealed by sha256).")
 @vkey_opt
+@click.option("--tsa-root", "tsa_roots", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="PEM file of time-stamping authority root certificates you trust. Repeatable.")
+@click.option("--evm-rpc", "evm_rpc", metavar="URL",
+              help="A node you trust (your own, or a provider's): asked whether each EVM anchor's block is on "
+                   "the canonical chain.")
+@click.option("--evm-trusted-blocks", "evm_blocks", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON file of block hashes you know are canonical ({\"chain_id\": N, \"blocks\": [{\"number\": "
+                   "n, \"hash\": h}]}), in place of --evm-rpc.")
 @click.option("--require", "require", multiple=True, type=click.Choice(sorted(ANCHOR_KINDS)),
-              help="An anchor kind that must verify under a pinned key. Repeatable. "
-                   "Without it, any one verified anchor suffices.")
+              help="An anchor kind that must verify under what you pinned. Repeatable. "
+                   "Without it (or --policy), any one verified anchor suffices.")
+@click.option("--policy", "expression", metavar="EXPR",
+              help='A rule over the verified anchor kinds, e.g. "tlog and (tsa or evm)".')
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log_vkeys: tuple[str, ...],
-           require: tuple[str, ...], quiet: bool) -> None:
+           tsa_roots: tuple[Path, ...], evm_rpc: str | None, evm_blocks: Path | None, require: tuple[str, ...],
+           expression: str | None, quiet: bool) -> None:
     """Verify PROOF.json offline (or a whole batch: an archived BATCH.ndjson bundle).
 
     Checks the leaf commitment, the path to the batch root, and every anchor
-    receipt against the keys you pin (--log-vkey): VALID only when the batch is
-    anchored under a pinned key and every --require'd kind verified. For a
-    bundle, every proof, and that no record of the batch is missing.
+    receipt against what you pin: log keys (--log-vkey), TSA roots (--tsa-root),
+    canonical EVM blocks (--evm-trusted-blocks, or a node you trust with
+    --evm-rpc). VALID only when the batch is anchored under something pinned
+    and your policy (--require, --policy) holds: the proof's own claims decide
+    nothing. Every anchor is listed with its verdict and the time it attests.
+    For a bundle, every proof, and that no record of the batch is missing.
 
     Exit status: 0 valid; 1 invalid (the failed check is printed); 2 unusable
-    input; 3 consistent but not anchored under anything pinned.
+    input; 3 consistent but not anchored under what you pinned.
     """
     try:
-        policy = Policy.of(load_verifiers(log_vkeys), require)
+        from pipelines.cli.trust import canonical_check, load_evm_blocks, load_tsa_roots
+
+        policy = Policy.of(load_verifiers(log_vkeys), require, tsa_roots=load_tsa_roots(tsa_roots),
+                           evm_blocks=load_evm_blocks(evm_blocks) if evm_blocks else None,
+                           evm_check=canonical_check(evm_rpc) if evm_rpc else None, expression=expression)
         if proof_file.suffix == ".ndjson":
             if record or record_bytes:
                 raise InputError("--record and --record-bytes go with one proof, not a bundle")
@@ -115,6 +133,9 @@ def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log
             click.echo(f"ok: {line}")
         if proof_file.suffix != ".ndjson" and not report.content_checked:
             click.echo("NOT CHECKED: the record's content (give --record or --record-bytes)")
+        for v in report.anchors:
+            if v.verdict != "verified":
+                click.echo(f"anchor {v.kind}: UNCHECKED: {v.detail}")
         click.echo(f"anchored: {', '.join(sorted(report.anchored))} ({policy.describe()})")
         click.echo("VALID")
 

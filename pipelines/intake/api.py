@@ -173,10 +173,16 @@ def _record_status(rt: Runtime, agency: str, record_id: str) -> dict[str, Any]:
     found = rt.state.record(agency, record_id)
     if found is None:
         raise HTTPException(404, "no such record")
-    stage = rt.state.batch(found.batch_id).get("state") if found.batch_id else None
+    batch = rt.state.batch(found.batch_id) if found.batch_id else {}
+    stage = batch.get("state")
     status = {None: "pending", "claimed": "sealing"}.get(stage, stage)
     location = rt.state.proof_location(agency, record_id) if status == "archived" else None
-    return {"agency": agency, "id": record_id, "status": status, "batch": found.batch_id, "location": location}
+    # Which anchors the record's newest proof carries, and which the operator seeks that are still to come.
+    have = (["tlog"] + [k for k in ("tsa", "evm") if k in batch.get("ext_kinds", "").split(",")]
+            if stage in ("anchored", "archived") else [])
+    wanted = ["tlog", *sorted(rt.cfg.external_kinds, key=("tsa", "evm").index)]
+    return {"agency": agency, "id": record_id, "status": status, "batch": found.batch_id, "location": location,
+            "anchors": {"confirmed": have, "pending": [k for k in wanted if k not in have]}}
 
 
 def _read_archived(rt: Runtime, location: tuple[str, int, int] | None, agency: str, record_id: str) -> Proof:

@@ -28,11 +28,19 @@ class Submitted(BaseModel):
     receipts: list[Receipt]
 
 
+class AnchorStatus(BaseModel):
+    #: Anchor kinds the record's newest proof carries (``tlog`` once its batch is in the log).
+    confirmed: list[str]
+    #: Kinds the operator seeks (ANCHORPIPE_ANCHORS) that its proof does not carry yet; an upgraded proof will.
+    pending: list[str]
+
+
 class RecordStatus(BaseModel):
     agency: str
     id: str
     status: str
     batch: str | None
+    anchors: AnchorStatus
     proof: dict[str, Any] | None = None
 
 
