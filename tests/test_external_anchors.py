@@ -120,7 +120,7 @@ def test_proofs_are_upgraded_with_tsa_and_evm_receipts_that_verify_offline(db, c
     # The first proof is still there and still valid; the database points at the new bundle.
     verify_proof(first, policy(roots))
     key, _, _ = pipe.state.proof_location("agency-a", "rec-7")
-    assert key.endswith(f"@{rnd.size}.ndjson") and pipe.store.get(f"proofs/agency-a/{first.batch.id}.ndjson")
+    assert key.endswith(f".u{rnd.size}.ndjson") and pipe.store.get(f"proofs/agency-a/{first.batch.id}.ndjson")
     # Without the block pinned (or a node to ask), the EVM anchor proves nothing yet: the policy says no.
     with pytest.raises(NotAnchored, match="remains to be checked"):
         verify_proof(upgraded, policy(roots, require=["evm"]))

@@ -1,7 +1,7 @@
 """Batch bundles: every proof of a batch as one NDJSON object, ``proofs/<agency>/<batch id>.ndjson``.
 
 A batch whose proofs are upgraded with external anchors gets a new bundle,
-``proofs/<agency>/<batch id>@<log size>.ndjson``; every bundle is written once
+``proofs/<agency>/<batch id>.u<log size>.ndjson``; every bundle is written once
 and never replaced, and the index (pipelines.archive.index) points at the newest.
 
 Batches are sealed per agency, so a bundle holds one agency's proofs and read
@@ -32,14 +32,14 @@ def legacy_bundle_key(batch_id: str) -> str:
 
 
 def bundle_name(batch_id: str, upgrade: int | None = None) -> str:
-    """A bundle's name: the batch id, and for an upgraded bundle ``@<log size>`` of the round it carries."""
-    return batch_id if upgrade is None else f"{batch_id}@{upgrade}"
+    """A bundle's name: the batch id, and for an upgraded bundle ``.u<log size>`` of the round it carries."""
+    return batch_id if upgrade is None else f"{batch_id}.u{upgrade}"
 
 
 def bundle_version(name: str) -> tuple[str, int]:
     """(batch id, log size of its upgrade or -1 for the first bundle) of a bundle name."""
-    batch_id, _, size = name.partition("@")
-    return batch_id, int(size) if size else -1
+    batch_id, sep, size = name.rpartition(".u")
+    return (batch_id, int(size)) if sep and size.isdigit() else (name, -1)
 
 
 def key_for(batch: SealedBatch, upgrade: int | None = None) -> str:

@@ -14,16 +14,20 @@ from pipelines.errors import AnchorpipeError
 @click.option("--records", default=10_000, show_default=True, type=click.IntRange(1, 10_000_000),
               help="How many generated records to push through.")
 @click.option("--export", "export", type=click.Path(file_okay=False, path_type=Path),
-              help="Keep every proof, the log and its verifier key (log.vkey) in this folder.")
+              help="Keep every proof, the log and its verifier key (log.vkey) in this folder, and what an auditor "
+                   "pins for the external anchors: tsa-roots.pem and evm-blocks.json.")
+@click.option("--log-only", is_flag=True, help="Anchor in the built-in log only: no local TSA or EVM node.")
 @click.option("--offline", is_flag=True, help="Seal and anchor in-process, with no services (no database, Redis, S3 or Celery).")
 @click.option("--batch-size", default=1_000, show_default=True, type=click.IntRange(1, 1_000_000),
               help="With --offline: records per sealed batch.")
-def demo(records: int, export: Path | None, offline: bool, batch_size: int) -> None:
+def demo(records: int, export: Path | None, log_only: bool, offline: bool, batch_size: int) -> None:
     """Run the main job on embedded defaults and verify every proof.
 
-    Starts a private PostgreSQL, Redis, an S3 server, the API, workers and beat; pushes
-    generated records through the HTTP API; waits for every proof; fetches and
-    verifies them as an auditor; prints rates and latencies; stops everything.
+    Starts a private PostgreSQL, Redis, an S3 server, a time-stamping authority
+    (OpenSSL), an EVM node (anvil), the API, workers and beat; pushes generated
+    records through the HTTP API; waits for every proof and its upgrade with TSA
+    and EVM receipts; fetches and verifies them as an auditor requiring all three
+    anchors; prints rates and latencies; stops everything.
     """
     try:
         if export is not None:
@@ -37,6 +41,6 @@ def demo(records: int, export: Path | None, offline: bool, batch_size: int) -> N
         else:
             from pipelines.demo.online import run_demo
 
-            run_demo(records, export, click.echo, progressbar)
+            run_demo(records, export, click.echo, progressbar, anchors=not log_only)
     except AnchorpipeError as exc:
         fail_with(exc)

@@ -1,22 +1,26 @@
 """``anchorpipe demo``: the main job on embedded defaults, end to end on one machine.
 
-Starts a private PostgreSQL, Redis, an S3 server (moto), the intake API, workers and
-beat; creates an agency; pushes generated records through the HTTP API; waits
-for every proof; then, as an auditor holding only S3 read access and the log's
-verifier key, fetches the proofs back and verifies every one; prints rates and
-latencies; stops everything it started.
+Starts a private PostgreSQL, Redis, an S3 server (moto), a time-stamping authority
+(OpenSSL), an EVM node (anvil), the intake API, workers and beat; creates an
+agency; pushes generated records through the HTTP API; waits for every proof and
+for its upgrade with TSA and EVM receipts; then, as an auditor holding only S3
+read access, the log's verifier key, the TSA's root and the chain's block
+hashes, fetches the proofs back and verifies every one with all three anchors
+required; prints rates and latencies; stops everything it started.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -25,7 +29,9 @@ from pipelines.archive.directory import fetch_proof
 from pipelines.core.commitment import content_sha256
 from pipelines.core.proof import parse_proof
 from pipelines.core.verify import Policy, verify_proof
-from pipelines.demo.localstack import local_stack
+from pipelines.archive.bundle import bundle_version
+from pipelines.demo.localstack import DEFAULT_WORKERS, local_stack
+from pipelines.demo.services import anvil_node, fund, tsa_server
 from pipelines.demo.offline import sample_record
 from pipelines.errors import VerificationError
 from pipelines.intake.auth import add_agency
@@ -40,11 +46,20 @@ CHUNK = 2_000
 SAMPLE_LOOKUPS = 200
 
 
-def run_demo(records: int, export: Path | None, echo: Echo, progress: Progress, **settings: str) -> None:
+def run_demo(records: int, export: Path | None, echo: Echo, progress: Progress, anchors: bool = True,
+             **settings: str) -> None:
     work = Path(tempfile.mkdtemp(prefix="anchorpipe-demo-"))
     try:
-        echo(f"starting PostgreSQL, Redis, an S3 server, the API, workers and beat in {work}")
-        with local_stack(work, allow_volatile_state="false", **settings) as stack:
+        with ExitStack() as ctx:
+            ext: dict[str, str] = {}
+            if anchors:
+                echo("starting a local time-stamping authority (OpenSSL) and a local EVM node (anvil, a block a "
+                     "second)")
+                ext = _external_ledgers(ctx, work)
+            echo(f"starting PostgreSQL, Redis, an S3 server, the API, workers and beat in {work}")
+            workers = {**DEFAULT_WORKERS, "anchorer": ("external,upgrade", 1)} if anchors else None
+            stack = ctx.enter_context(local_stack(work, workers=workers, allow_volatile_state="false",
+                                                  **{**ext, **settings}))
             os.environ.update({k: v for k, v in stack.env.items() if k.startswith("AWS_")})
             state = PostgresState.connect(stack.database_url)
             key = add_agency(state, AGENCY)
@@ -61,15 +76,79 @@ def run_demo(records: int, export: Path | None, echo: Echo, progress: Progress, 
                  f"all proofs archived after {total:.1f} s ({records / total:,.0f} records/s end to end)")
             lat = state.accept_to_archived()
             echo(f"accept -> archived latency: p50 {_pct(lat, 50):.2f} s, p99 {_pct(lat, 99):.2f} s")
+            if anchors:
+                _wait_anchored(state, progress)
+                full = time.perf_counter() - t0
+                _report_rounds(state, echo)
+                echo(f"every proof upgraded with TSA and EVM receipts {full:.1f} s after the first record was "
+                     f"pushed ({full - total:.1f} s after the last proof was archived; {ext['evm_confirmations']} "
+                     "confirmations at a block a second)")
             store = open_store(stack.archive, s3_endpoint=stack.s3_endpoint)
             log_store = open_store(stack.archive + "/log", s3_endpoint=stack.s3_endpoint)
-            _audit(store, log_store, stack.signer.verifier(), samples, echo, progress)
+            trust = _trust(state, ext) if anchors else None
+            _audit(store, log_store, stack.signer.verifier(), samples, echo, progress, trust)
             if export is not None:
-                _export(store, log_store, stack.signer.verifier().text(), export)
-                echo(f"exported proofs (NDJSON per batch), log.vkey and the log to {export}")
+                _export(store, log_store, stack.signer.verifier().text(), export, trust)
+                echo(f"exported proofs (NDJSON per batch), log.vkey and the log to {export}"
+                     + (", with tsa-roots.pem and evm-blocks.json" if trust else ""))
         echo("stopped everything the demo started")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+DEMO_CONFIRMATIONS = 3
+
+
+def _external_ledgers(ctx: ExitStack, work: Path) -> dict[str, str]:
+    """A TSA and an EVM node of our own, a funded key for the chain: the settings that point at them."""
+    from eth_account import Account
+
+    tsa_url, root = ctx.enter_context(tsa_server(work))
+    rpc = ctx.enter_context(anvil_node(work, block_time=1))
+    key = "0x" + secrets.token_hex(32)
+    key_file = work / "evm.key"
+    key_file.touch(mode=0o600)
+    key_file.write_text(key + "\n")
+    fund(rpc, Account.from_key(key).address)
+    return {"anchors": "tlog,tsa,evm", "tsa_urls": tsa_url, "tsa_roots": str(root), "evm_rpc_url": rpc,
+            "evm_key_file": str(key_file), "evm_confirmations": str(DEMO_CONFIRMATIONS), "external_interval": "2"}
+
+
+def _wait_anchored(state: PostgresState, progress: Progress, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    with progress("waiting for the external anchors (TSA, chain) and the upgraded proofs", 1) as bar:
+        while state.oldest_unanchored() is not None:
+            if time.monotonic() > deadline:
+                raise VerificationError(f"proofs still lack their external anchors after {timeout:.0f} s")
+            time.sleep(0.2)
+        bar.update(1)
+
+
+def _report_rounds(state: PostgresState, echo: Echo) -> None:
+    rounds = [r for r in state.round_coverage() if r["kinds"]]
+    for r in rounds:
+        echo(f"external anchor of log size {r['size']}: {' + '.join(r['kinds'])}, covering {r['records']:,} records "
+             f"in {r['batches']} batches, confirmed {(r['closed_ms'] - r['opened_ms']) / 1000:.1f} s after it opened")
+    covered = sum(r["records"] for r in rounds)
+    echo(f"{len(rounds)} external anchoring rounds (one TSA token and one transaction each) covered {covered:,} "
+         f"records: {covered / max(len(rounds), 1):,.0f} records per transaction")
+
+
+def _trust(state: PostgresState, ext: dict[str, str]) -> dict[str, object]:
+    """What the auditor pins: the TSA's root, and the hashes of the blocks holding anchors as the node (not the
+    proofs) reports them."""
+    rpc = ext["evm_rpc_url"]
+
+    def call(method: str, *params: object) -> object:
+        return httpx.post(rpc, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
+                          timeout=10).json()["result"]
+
+    numbers = sorted({json.loads(t.receipt)["block_number"] for r in state.rounds(limit=10_000) for t in r.targets
+                      if t.target == "evm" and t.receipt})
+    blocks = [{"number": n, "hash": str(call("eth_getBlockByNumber", hex(n), False)["hash"])[2:]}  # type: ignore[index]
+              for n in numbers]
+    return {"tsa_root": Path(ext["tsa_roots"]).read_bytes(),
+            "evm_blocks": {"chain_id": int(str(call("eth_chainId")), 16), "blocks": blocks}}
 
 
 def _push(api: str, key: str, samples: list[dict], progress: Progress) -> None:
@@ -116,18 +195,37 @@ def _pct(values: list[float], p: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[p - 1] if len(values) > 1 else values[0]
 
 
-def _audit(store, log_store, vkey, samples: list[dict], echo: Echo, progress: Progress) -> None:
-    """An auditor with S3 read access and the pinned log key; trusts nothing else."""
-    policy = Policy.of([vkey], ["tlog"])
+def _audit(store, log_store, vkey, samples: list[dict], echo: Echo, progress: Progress,
+           trust: dict[str, object] | None) -> None:
+    """An auditor with S3 read access, the pinned log key and (with external anchors) the TSA's root and the
+    chain's block hashes; trusts nothing else."""
+    require = ["tlog"]
+    roots, blocks = [], {}
+    if trust is not None:
+        from pipelines.core.tsa import load_roots
+
+        require = ["tlog", "tsa", "evm"]
+        roots = load_roots(trust["tsa_root"])  # type: ignore[arg-type]
+        evm = trust["evm_blocks"]
+        blocks = {evm["chain_id"]: [b["hash"] for b in evm["blocks"]]}  # type: ignore[index]
+    policy = Policy.of([vkey], require, tsa_roots=roots, evm_blocks=blocks)
     with ThreadPoolExecutor(8) as pool:  # the index lookup, record by record, on a sample
         looked_up = list(pool.map(lambda r: fetch_proof(store, AGENCY, r["id"]), samples[:SAMPLE_LOOKUPS]))
     for rec, proof in zip(samples, looked_up, strict=False):
         verify_proof(proof, policy, content_sha256=content_sha256(rec["content"]))
-    # Every proof: each of the agency's bundles fetched once; every record must have exactly one proof.
+    # Every proof: the newest bundle of each batch fetched once; every record must have exactly one proof.
     content = {rec["id"]: rec["content"] for rec in samples}
-    keys = store.list_keys(f"proofs/{AGENCY}/")
+    newest: dict[str, tuple[int, str]] = {}
+    firsts = []
+    for key in store.list_keys(f"proofs/{AGENCY}/"):
+        batch_id, version = bundle_version(key.rsplit("/", 1)[1].removesuffix(".ndjson"))
+        if version < 0:
+            firsts.append(key)
+        if version > newest.get(batch_id, (-2, ""))[0]:
+            newest[batch_id] = (version, key)
+    keys = [k for _, k in newest.values()]
     proved: set[str] = set()
-    with progress("verifying every proof", len(samples)) as bar:
+    with progress(f"verifying every proof (required: {', '.join(require)})", len(samples)) as bar:
         for raw in get_all(store, keys):
             for line in (raw or b"").splitlines():
                 proof = parse_proof(line)
@@ -145,14 +243,23 @@ def _audit(store, log_store, vkey, samples: list[dict], echo: Echo, progress: Pr
     head = reader.head()
     reader.check_tiles(head)
     echo(f"auditor: {SAMPLE_LOOKUPS} proofs found by (agency, id) through the archive's index (at most 4 GETs "
-         f"each), and all {len(samples):,} proofs in {len(keys)} batches verified against the pinned log key: "
-         "every record has exactly one, and every one is VALID")
+         f"each), and all {len(samples):,} proofs in {len(keys)} batches verified with {' + '.join(require)} "
+         "required: every record has exactly one, and every one is VALID")
+    if trust is not None:  # the first proofs stay: each batch's first bundle still verifies (log anchor only)
+        for raw in get_all(store, firsts[:20]):
+            for line in (raw or b"").splitlines()[:50]:
+                verify_proof(parse_proof(line), Policy.of([vkey], ["tlog"]))
+        echo(f"auditor: the first proofs are still archived beside the upgraded ones ({len(firsts)} bundles, "
+             "write-once) and still VALID under the log key")
     echo(f"auditor: log {head.checkpoint.origin} at size {head.checkpoint.size}: tiles match the signed checkpoint")
 
 
-def _export(store, log_store, vkey_text: str, export: Path) -> None:
+def _export(store, log_store, vkey_text: str, export: Path, trust: dict[str, object] | None) -> None:
     (export / "proofs").mkdir(parents=True, exist_ok=True)
     (export / "log.vkey").write_text(vkey_text + "\n")
+    if trust is not None:
+        (export / "tsa-roots.pem").write_bytes(trust["tsa_root"])  # type: ignore[arg-type]
+        (export / "evm-blocks.json").write_text(json.dumps(trust["evm_blocks"], indent=2) + "\n")
     for key in store.list_keys("proofs/"):
         (export / key).parent.mkdir(parents=True, exist_ok=True)
         (export / key).write_bytes(store.get(key))

@@ -133,3 +133,17 @@ class AnchoringsInPostgres:
             row = conn.execute("SELECT min(updated_ms) FROM batches WHERE state = 'archived' AND NOT ext_done"
                                ).fetchone()
         return None if row is None or row[0] is None else int(row[0])
+
+    def round_coverage(self) -> list[dict[str, Any]]:
+        """Every closed round: its log size, kinds, open and close times (ms), and the batches and records it
+        anchored first (those sequenced since the round before it)."""
+        with self.tx() as conn:
+            rows = conn.execute("""
+                SELECT r.size, r.kinds, r.opened_ms, r.closed_ms, count(b.id), coalesce(sum(b.size), 0)
+                  FROM anchorings r
+                  LEFT JOIN batches b ON b.log_index < r.size AND b.log_index >= coalesce(
+                       (SELECT max(p.size) FROM anchorings p WHERE p.size < r.size AND p.closed_ms IS NOT NULL
+                           AND cardinality(p.kinds) > 0), 0)
+                 WHERE r.closed_ms IS NOT NULL GROUP BY r.size ORDER BY r.size""").fetchall()
+        return [{"size": size, "kinds": list(kinds), "opened_ms": opened, "closed_ms": closed, "batches": int(n),
+                 "records": int(records)} for size, kinds, opened, closed, n, records in rows]
