@@ -11,6 +11,13 @@ system-deps:
 	  (apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-pip)
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql)
+	@command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y -qq openssl)
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
+
+# A local EVM node (anvil, Foundry's) for the demo and the tests: from npm, into .tools/ (not the system).
+ANVIL := .tools/node_modules/.bin/anvil
+$(ANVIL): | system-deps
+	npm install --silent --no-audit --no-fund --prefix .tools @foundry-rs/anvil@1.7.1
 
 $(BIN)/.installed: pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +25,7 @@ $(BIN)/.installed: pyproject.toml | system-deps
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-demo: $(BIN)/.installed system-deps
+demo: $(BIN)/.installed system-deps $(ANVIL)
 	$(BIN)/anchorpipe demo
 
 # Layer contracts (import-linter), bug-finding lint (ruff) and strict types on the core, then every test.
@@ -27,14 +34,14 @@ check: $(BIN)/.installed
 	$(BIN)/ruff check pipelines workers tests bench
 	$(BIN)/mypy
 
-test: check system-deps
+test: check system-deps $(ANVIL)
 	$(BIN)/python -m pytest
 
-bench: $(BIN)/.installed system-deps
+bench: $(BIN)/.installed system-deps $(ANVIL)
 	$(BIN)/python bench/merkle.py
 	$(BIN)/python bench/translog.py
 	$(BIN)/python bench/e2e.py
 	$(BIN)/python bench/pull.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .tools .pytest_cache build *.egg-info
