@@ -91,6 +91,11 @@ def run_ledgers(tmp_path: Path, env: dict, endpoint: str, bucket: str) -> None:
              LOCATION="logdir"), tmp_path, env)
 
 
+def run_examples(tmp_path: Path, env: dict, endpoint: str, bucket: str) -> None:
+    out = sh(block(("docs/ledgers.md", "cd docs/examples")), ROOT, env)
+    assert out.count("VALID") == 1 and "Verification: OK" in out, out
+
+
 RUN = {
     ("README.md", "# records.jsonl: one record a line"): run_quickstart,
     ("README.md", "anchorpipe log keygen log.key --origin records.example.gov/log > log.vkey"): run_s3_log,
@@ -99,6 +104,7 @@ RUN = {
     ("docs/operations.md", "curl -X POST https://anchorpipe.example/v1/records \\"): None,
     ("docs/archive.md", "anchorpipe proof get dept-of-records permit/2026/0001 --archive s3://records-archive/anchorpipe \\"): None,
     ("docs/sources.md", "anchorpipe source list"): None,
+    ("docs/ledgers.md", "cd docs/examples"): run_examples,
 }
 
 
