@@ -33,6 +33,25 @@ def s3_bucket(s3_endpoint, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def tsa(tmp_path_factory):
+    """A real RFC 3161 TSA (OpenSSL's ``ts -reply`` behind HTTP): its URL and its pinned root certificates."""
+    from pipelines.core.tsa import load_roots
+    from pipelines.demo.services import tsa_server
+
+    with tsa_server(tmp_path_factory.mktemp("tsa")) as (url, root):
+        yield url, load_roots(root.read_bytes())
+
+
+@pytest.fixture(scope="session")
+def evm_node(tmp_path_factory):
+    """A real EVM node (anvil, chain id 31337, a block per transaction): its JSON-RPC URL."""
+    from pipelines.demo.services import anvil_node
+
+    with anvil_node(tmp_path_factory.mktemp("anvil")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     """A private redis-server with AOF, on a free port."""
     from pipelines.demo.services import redis_server

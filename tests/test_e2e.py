@@ -275,8 +275,8 @@ def test_the_demo_runs_as_the_readme_says(tmp_path: Path):
     assert len(upgraded) == len(firsts)  # each batch upgraded once, the first bundle kept beside it
     pins = ["--log-vkey", str(out / "log.vkey"), "--tsa-root", str(out / "tsa-roots.pem"),
             "--evm-trusted-blocks", str(out / "evm-blocks.json")]
-    for bundle in upgraded:  # offline, the node gone: what was exported is all an auditor needs
-        check = cli(env, "verify", str(bundle), *pins, "--require", "tsa", "--require", "evm")
+    for path in upgraded:  # offline, the node gone: what was exported is all an auditor needs
+        check = cli(env, "verify", str(path), *pins, "--require", "tsa", "--require", "evm")
         assert check.returncode == 0 and "VALID" in check.stdout, check.stdout + check.stderr
     check = cli(env, "verify", str(firsts[-1]), *pins, "--require", "tsa")
     assert check.returncode == 3 and "['tsa'] did not verify" in check.stderr  # the first proof: log only

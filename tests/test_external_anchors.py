@@ -17,9 +17,8 @@ import pytest
 
 from pipelines.archive import directory
 from pipelines.config import Settings
-from pipelines.core.tsa import load_roots
 from pipelines.core.verify import NotAnchored, Policy, verify_proof
-from pipelines.demo.services import anvil_node, fund, tsa_server
+from pipelines.demo.services import fund
 from pipelines.external import ExternalAnchoring
 from pipelines.ledger.evm import EvmChain
 from pipelines.ledger.tlog import TransparencyLog
@@ -31,18 +30,6 @@ from tests.test_stages import accept, run_all
 from tests.test_tlog import SIGNER
 
 CONFIRMATIONS = 3
-
-
-@pytest.fixture(scope="module")
-def tsa(tmp_path_factory):
-    with tsa_server(tmp_path_factory.mktemp("tsa")) as (url, root):
-        yield url, load_roots(root.read_bytes())
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    with anvil_node(tmp_path_factory.mktemp("anvil")) as url:
-        yield url
 
 
 def rpc(url: str, method: str, *params):
@@ -92,9 +79,9 @@ def sent_nonces(pipe: Pipeline) -> list[int]:
     return sorted(tx["nonce"] for rnd in pipe.state.rounds(limit=100) for t in rnd.targets for tx in t.txs)
 
 
-def test_proofs_are_upgraded_with_tsa_and_evm_receipts_that_verify_offline(db, clean_redis, tsa, node):
+def test_proofs_are_upgraded_with_tsa_and_evm_receipts_that_verify_offline(db, clean_redis, tsa, evm_node):
     url, roots = tsa
-    chain = new_chain(node)
+    chain = new_chain(evm_node)
     pipe = make_pipe(db, clean_redis, [TsaClient(url, roots)], chain)
     accept(pipe, "agency-a", 1500)
     archived = run_all(pipe)
@@ -104,9 +91,9 @@ def test_proofs_are_upgraded_with_tsa_and_evm_receipts_that_verify_offline(db, c
     assert pipe.external_tick() == []  # opens the round: the TSA answers at once, the transaction is sent
     rnd = pipe.state.rounds()[0]
     assert {t.target: t.state for t in rnd.targets} == {f"tsa:{url}": "confirmed", "evm": "submitted"}
-    rpc(node, "anvil_mine", hex(CONFIRMATIONS - 2))  # one short of the confirmations: not yet
+    rpc(evm_node, "anvil_mine", hex(CONFIRMATIONS - 2))  # one short of the confirmations: not yet
     assert pipe.external_tick() == [] and pipe.state.rounds()[0].closed_ms is None
-    rpc(node, "anvil_mine", "0x1")
+    rpc(evm_node, "anvil_mine", "0x1")
     due = pipe.external_tick()
     assert sorted(due) == sorted(archived)
     assert sorted(pipe.upgrade(due)) == sorted(archived)
@@ -128,15 +115,15 @@ def test_proofs_are_upgraded_with_tsa_and_evm_receipts_that_verify_offline(db, c
     assert sent_nonces(pipe) == [0]  # one transaction for the whole round
 
 
-def test_a_tsa_that_is_down_delays_only_its_own_anchor(db, clean_redis, tsa, node):
+def test_a_tsa_that_is_down_delays_only_its_own_anchor(db, clean_redis, tsa, evm_node):
     url, roots = tsa
     down = TsaClient("http://127.0.0.1:9/", roots, timeout=1)
-    chain = new_chain(node)
+    chain = new_chain(evm_node)
     pipe = make_pipe(db, clean_redis, [down], chain, external_deadline=0.2)
     accept(pipe, "agency-a", 10)
     archived = run_all(pipe)
     pipe.external_tick()
-    rpc(node, "anvil_mine", hex(CONFIRMATIONS))
+    rpc(evm_node, "anvil_mine", hex(CONFIRMATIONS))
     import time
 
     time.sleep(0.3)
@@ -152,7 +139,7 @@ def test_a_tsa_that_is_down_delays_only_its_own_anchor(db, clean_redis, tsa, nod
     accept(pipe, "agency-a", 5, start=100)
     run_all(pipe)
     pipe.external_tick()
-    rpc(node, "anvil_mine", hex(CONFIRMATIONS))
+    rpc(evm_node, "anvil_mine", hex(CONFIRMATIONS))
     due = pipe.external_tick()
     assert set(archived) <= set(due)
     pipe.upgrade(due)
@@ -210,29 +197,29 @@ def test_a_tsa_answering_garbage_or_another_token_is_never_kept(db, clean_redis,
     fake.server.shutdown()
 
 
-def test_a_reorg_that_drops_the_transaction_anchors_the_same_checkpoint_again(db, clean_redis, tsa, node):
-    chain = new_chain(node)
+def test_a_reorg_that_drops_the_transaction_anchors_the_same_checkpoint_again(db, clean_redis, tsa, evm_node):
+    chain = new_chain(evm_node)
     pipe = make_pipe(db, clean_redis, [], chain)
     accept(pipe, "agency-a", 10)
     archived = run_all(pipe)
     pipe.external_tick()
     tx = pipe.state.rounds()[0].targets[0].txs[0]
     block, _ = chain.mined(tx["hash"])
-    rpc(node, "anvil_reorg", 1, [])  # the block holding it is replaced by one without it
+    rpc(evm_node, "anvil_reorg", 1, [])  # the block holding it is replaced by one without it
     assert chain.mined(tx["hash"]) is None
     pipe.external_tick()  # found unmined: the same signed bytes go out again
     assert chain.mined(tx["hash"]) is not None
-    rpc(node, "anvil_mine", hex(CONFIRMATIONS))
+    rpc(evm_node, "anvil_mine", hex(CONFIRMATIONS))
     assert pipe.external_tick() and pipe.upgrade(archived) == archived
     assert sent_nonces(pipe) == [0] and len(pipe.state.rounds()[0].targets[0].txs) == 1
 
 
-def test_a_stuck_transaction_is_replaced_with_the_same_nonce(db, clean_redis, node):
-    chain = new_chain(node)
+def test_a_stuck_transaction_is_replaced_with_the_same_nonce(db, clean_redis, evm_node):
+    chain = new_chain(evm_node)
     pipe = make_pipe(db, clean_redis, [], chain, evm_replace_after=0.05)
     accept(pipe, "agency-a", 10)
     run_all(pipe)
-    rpc(node, "evm_setAutomine", False)
+    rpc(evm_node, "evm_setAutomine", False)
     try:
         pipe.external_tick()
         import time
@@ -241,15 +228,15 @@ def test_a_stuck_transaction_is_replaced_with_the_same_nonce(db, clean_redis, no
         pipe.external_tick()
         txs = pipe.state.rounds()[0].targets[0].txs
         assert len(txs) == 2 and txs[0]["nonce"] == txs[1]["nonce"] and txs[1]["max_fee"] > txs[0]["max_fee"]
-        rpc(node, "anvil_mine", hex(CONFIRMATIONS))
+        rpc(evm_node, "anvil_mine", hex(CONFIRMATIONS))
     finally:
-        rpc(node, "evm_setAutomine", True)
+        rpc(evm_node, "evm_setAutomine", True)
     assert pipe.external_tick()
     assert [chain.mined(t["hash"]) is not None for t in txs].count(True) == 1  # one anchor, not two
 
 
-def test_a_crash_between_recording_and_sending_sends_the_same_transaction(db, clean_redis, node, monkeypatch):
-    chain = new_chain(node)
+def test_a_crash_between_recording_and_sending_sends_the_same_transaction(db, clean_redis, evm_node, monkeypatch):
+    chain = new_chain(evm_node)
     pipe = make_pipe(db, clean_redis, [], chain)
     accept(pipe, "agency-a", 10)
     run_all(pipe)
@@ -264,31 +251,31 @@ def test_a_crash_between_recording_and_sending_sends_the_same_transaction(db, cl
     tx = pipe.state.rounds()[0].targets[0].txs[0]
     assert chain.mined(tx["hash"]) is None  # recorded, never sent
     pipe.external_tick()
-    rpc(node, "anvil_mine", hex(CONFIRMATIONS))
+    rpc(evm_node, "anvil_mine", hex(CONFIRMATIONS))
     assert pipe.external_tick()
     assert sent_nonces(pipe) == [0] and chain.mined(tx["hash"]) is not None
 
 
-def test_a_nonce_taken_by_another_transaction_is_replaced_by_the_next(db, clean_redis, node):
-    chain = new_chain(node)
+def test_a_nonce_taken_by_another_transaction_is_replaced_by_the_next(db, clean_redis, evm_node):
+    chain = new_chain(evm_node)
     pipe = make_pipe(db, clean_redis, [], chain)
     accept(pipe, "agency-a", 10)
     run_all(pipe)
-    rpc(node, "evm_setAutomine", False)
+    rpc(evm_node, "evm_setAutomine", False)
     try:
         pipe.external_tick()
         ours = pipe.state.rounds()[0].targets[0].txs[0]
         other = chain.sign("not an anchor\n", ours["nonce"], bump=chain.sign("x\n", ours["nonce"]))
         other = chain.sign("someone else\n", ours["nonce"], bump=other)  # outbids ours for the same nonce
         chain.send(other.raw)
-        rpc(node, "anvil_mine", "0x1")
+        rpc(evm_node, "anvil_mine", "0x1")
     finally:
-        rpc(node, "evm_setAutomine", True)
+        rpc(evm_node, "evm_setAutomine", True)
     assert chain.mined(ours["hash"]) is None and chain.mined(other.tx_hash) is not None
     pipe.external_tick()
     txs = pipe.state.rounds()[0].targets[0].txs
     assert [t["nonce"] for t in txs] == [0, 1]
-    rpc(node, "anvil_mine", hex(CONFIRMATIONS))
+    rpc(evm_node, "anvil_mine", hex(CONFIRMATIONS))
     assert pipe.external_tick()
 
 

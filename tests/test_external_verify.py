@@ -28,12 +28,12 @@ from pipelines.errors import InputError, VerificationError
 from pipelines.ledger.tlog import TransparencyLog
 from pipelines.ledger.tsa import TsaClient
 from tests.faults import FaultyStore
-from tests.test_external_anchors import new_chain, node, rpc, tsa  # noqa: F401 (fixtures)
+from tests.test_external_anchors import new_chain, rpc
 from tests.test_tlog import SIGNER
 
 
 @pytest.fixture(scope="module")
-def anchored(tsa, node):  # noqa: F811
+def anchored(tsa, evm_node):
     """A proof carrying tlog, tsa and evm receipts for one checkpoint; the TSA's roots; the chain."""
     url, roots = tsa
     batch = seal_records("agency-a", [RecordInput(f"r{i}", content_sha256({"i": i})) for i in range(5)])
@@ -42,15 +42,15 @@ def anchored(tsa, node):  # noqa: F811
     note = tlog.checkpoint
     text = note[: note.rfind("\n\n") + 1]
     tsa_receipt = TsaClient(url, roots).timestamp(note)
-    chain = new_chain(node)
+    chain = new_chain(evm_node)
     signed = chain.sign(text, chain.next_nonce())
     chain.send(signed.raw)
-    rpc(node, "anvil_mine", "0x2")
+    rpc(evm_node, "anvil_mine", "0x2")
     evm = chain.receipt(signed.tx_hash, note, text)
     doc = next(iter(batch.proofs([tlog, tsa_receipt, evm])))
     other = chain.sign("elsewhere/log\n1\n" + base64.b64encode(b"\0" * 32).decode() + "\n", chain.next_nonce())
     chain.send(other.raw)
-    rpc(node, "anvil_mine", "0x1")
+    rpc(evm_node, "anvil_mine", "0x1")
     return parse_proof(_json(doc)), roots, {evm.chain_id: [evm.block_hash]}, chain, other
 
 
@@ -79,7 +79,7 @@ def test_the_good_proof_verifies_under_every_policy(anchored):
     verify_proof(proof, Policy.of([], tsa_roots=roots, evm_blocks=blocks, require=["tsa", "evm"]))
 
 
-def test_a_token_for_another_checkpoint_is_rejected(anchored, tsa):  # noqa: F811
+def test_a_token_for_another_checkpoint_is_rejected(anchored, tsa):
     proof, roots, blocks, _, _ = anchored
     other = TsaClient(tsa[0], roots).timestamp(proof.anchors[0].checkpoint + " ")  # another message
     bad = with_anchor(proof, 1, token=other.token)
@@ -100,7 +100,7 @@ def test_a_tsa_certificate_without_time_stamping_is_rejected(anchored, tmp_path)
     """A CA the auditor pins issued a code-signing certificate; its holder signs a TSTInfo with it."""
     proof, _, blocks, _, _ = anchored
     now = datetime.datetime.now(datetime.UTC)
-    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
+    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = (x509.CertificateBuilder().subject_name(name("ca")).issuer_name(name("ca")).public_key(ca_key.public_key())
           .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))

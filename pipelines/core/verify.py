@@ -27,7 +27,7 @@ from pipelines.core.evm import Block, verify_evm_receipt
 from pipelines.core.logentry import batch_entry
 from pipelines.core.note import Verifier, split_note
 from pipelines.core.proof import BatchInclusion, Proof
-from pipelines.core.tsa import stamped_message, verify_token
+from pipelines.core.tsa import Stamp, stamped_message, verify_token
 from pipelines.errors import InputError, NoTrustedSignature, VerificationError
 
 AnyAnchor = TlogAnchor | TsaAnchor | EvmAnchor
@@ -215,11 +215,11 @@ def _check_anchor(anchor: AnyAnchor, anchors: Sequence[AnyAnchor], batch: BatchI
             raise NoTrustedSignature(f"log {anchor.origin}: its checkpoint is signed by no pinned key") from None
     cp = _attested(anchor.checkpoint, anchors, batch)
     if isinstance(anchor, TsaAnchor):
-        stamp = verify_token(_b64(anchor.token), stamped_message(anchor.checkpoint), policy.tsa_roots)
+        stamp = _verified_token(anchor.token, anchor.checkpoint, policy.tsa_roots)
         when = stamp.gen_time.isoformat().replace("+00:00", "Z")
         return AnchorVerdict("tsa", "verified", f"time-stamped by {stamp.signer} at {when} (pinned TSA root): log "
                              f"{cp.origin!r} at size {cp.size}, which holds the batch", when)
-    block = verify_evm_receipt(anchor, split_note(anchor.checkpoint)[0])
+    block = _verified_evm(anchor)
     where = f"block {block.number} ({block.hash}) of chain {block.chain_id}"
     if block.hash in policy.evm_blocks.get(block.chain_id, frozenset()):
         how = "a block hash you pinned"
@@ -235,8 +235,15 @@ def _check_anchor(anchor: AnyAnchor, anchors: Sequence[AnyAnchor], batch: BatchI
                          f"{cp.size}, which holds the batch", when)
 
 
-def _b64(text: str) -> bytes:
-    return base64.b64decode(text, validate=True)
+# A round's receipts repeat in every proof of every batch it covers: check each once (failures are not cached).
+@lru_cache(maxsize=64)
+def _verified_token(token: str, note: str, roots: tuple[Any, ...]) -> Stamp:
+    return verify_token(base64.b64decode(token, validate=True), stamped_message(note), roots)
+
+
+@lru_cache(maxsize=64)
+def _verified_evm(anchor: EvmAnchor) -> Block:
+    return verify_evm_receipt(anchor, split_note(anchor.checkpoint)[0])
 
 
 def _attested(note: str, anchors: Sequence[AnyAnchor], batch: BatchInclusion) -> Checkpoint:
