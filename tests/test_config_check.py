@@ -49,3 +49,38 @@ def test_init_then_check_from_nothing(empty_db, clean_redis, s3_endpoint, tmp_pa
     wrong = cli(env, "config", "check")
     assert wrong.returncode == 2
     assert [line for line in wrong.stdout.splitlines() if line.startswith("FAIL")][0].split()[1] == "log"
+
+
+def test_check_asks_the_tsa_and_the_chain_and_prints_no_secret(db, clean_redis, tsa, evm_node, tmp_path):
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from pipelines.demo.services import fund
+    from pipelines.demo.tsa import make_tsa
+    from pipelines.ledger.evm import EvmChain
+
+    key_file = tmp_path / "log.key"
+    key_file.write_text(Signer.generate("records.example.gov/log").text() + "\n")
+    evm_key = "0x" + uuid.uuid4().hex * 2
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(b"".join(r.public_bytes(Encoding.PEM) for r in tsa[1]))
+    env = {**os.environ, "ANCHORPIPE_DATABASE_URL": db, "ANCHORPIPE_REDIS_URL": clean_redis,
+           "ANCHORPIPE_ARCHIVE": str(tmp_path / "archive"), "ANCHORPIPE_LOG_KEY_FILE": str(key_file),
+           "ANCHORPIPE_ANCHORS": "tlog,tsa,evm", "ANCHORPIPE_TSA_URLS": tsa[0], "ANCHORPIPE_TSA_ROOTS": str(roots),
+           "ANCHORPIPE_EVM_RPC_URL": f"{evm_node}/v3/provider-api-key", "ANCHORPIPE_EVM_KEY": evm_key}
+    assert cli(env, "init").returncode == 0
+    # A provider's URL carries its key in the path: anvil answers 404 there, and the key is never shown.
+    keyed = cli(env, "config", "check")
+    assert keyed.returncode == 2 and "FAIL  evm" in keyed.stdout and "404" in keyed.stdout, keyed.stdout
+    env["ANCHORPIPE_EVM_RPC_URL"] = evm_node
+    broke = cli(env, "config", "check")  # the sender has no funds yet
+    assert broke.returncode == 2 and "has no funds for gas" in broke.stdout, broke.stdout + broke.stderr
+    fund(evm_node, EvmChain(evm_node, evm_key).address)
+    ok = cli(env, "config", "check")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "its token verified under ANCHORPIPE_TSA_ROOTS" in ok.stdout and "chain 31337 at block" in ok.stdout
+    for secret in (evm_key, evm_key[2:], "provider-api-key"):
+        assert all(secret not in r.stdout + r.stderr for r in (keyed, broke, ok))
+    # A TSA whose roots are not the configured ones fails its check by name.
+    roots.write_bytes(make_tsa(tmp_path / "other").read_bytes())
+    wrong = cli(env, "config", "check")
+    assert wrong.returncode == 2 and f"FAIL  tsa {tsa[0]}" in wrong.stdout, wrong.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -124,8 +125,6 @@ def test_a_tsa_that_is_down_delays_only_its_own_anchor(db, clean_redis, tsa, evm
     archived = run_all(pipe)
     pipe.external_tick()
     rpc(evm_node, "anvil_mine", hex(CONFIRMATIONS))
-    import time
-
     time.sleep(0.3)
     due = pipe.external_tick()
     target = next(t for t in pipe.state.rounds()[0].targets if t.target.startswith("tsa:"))
@@ -152,13 +151,14 @@ def test_a_tsa_that_is_down_delays_only_its_own_anchor(db, clean_redis, tsa, evm
 class FakeTsa:
     """Fault injection: a TSA that answers what the test says (garbage, another checkpoint's token)."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.body = b""
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(delay)
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(fake.body)))
                 self.end_headers()
@@ -222,8 +222,6 @@ def test_a_stuck_transaction_is_replaced_with_the_same_nonce(db, clean_redis, ev
     rpc(evm_node, "evm_setAutomine", False)
     try:
         pipe.external_tick()
-        import time
-
         time.sleep(0.1)
         pipe.external_tick()
         txs = pipe.state.rounds()[0].targets[0].txs
@@ -306,3 +304,71 @@ def test_a_node_that_is_down_or_restarted_delays_the_anchor_and_loses_nothing(db
         due = pipe.external_tick() and pipe.state.upgradable()
         assert set(archived) <= set(due)
     assert sent_nonces(pipe) == [0]
+
+
+def test_the_api_says_which_anchors_a_record_has_and_which_are_pending(db, clean_redis, tsa, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from pipelines.intake.api import create_app
+    from pipelines.intake.auth import add_agency
+    from pipelines.storage import open_store
+
+    url, roots = tsa
+    pipe = make_pipe(db, clean_redis, [TsaClient(url, roots)], None)
+    pipe.cfg = pipe.cfg.model_copy(update={"archive": str(tmp_path / "archive")})
+    pipe.external.cfg = pipe.cfg
+    pipe.store = open_store(pipe.cfg.archive)
+    key = add_agency(pipe.state, "agency-a")
+    client = TestClient(create_app(pipe.cfg))
+    accept(pipe, "agency-a", 3)
+
+    def status() -> dict:
+        resp = client.get("/v1/records/rec-1", headers={"Authorization": f"Bearer {key}"})
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    assert status()["anchors"] == {"confirmed": [], "pending": ["tlog", "tsa"]}
+    run_all(pipe)
+    doc = status()
+    assert doc["anchors"] == {"confirmed": ["tlog"], "pending": ["tsa"]}
+    assert [a["type"] for a in doc["proof"]["anchors"]] == ["tlog"]
+    pipe.upgrade(pipe.external_tick())
+    doc = status()
+    assert doc["anchors"] == {"confirmed": ["tlog", "tsa"], "pending": []}
+    assert [a["type"] for a in doc["proof"]["anchors"]] == ["tlog", "tsa"]
+
+
+def test_a_slow_tsa_times_out_and_is_retried_later(db, clean_redis, tsa):
+    fake = FakeTsa(delay=2.0)
+    pipe = make_pipe(db, clean_redis, [TsaClient(fake.url, tsa[1], timeout=0.3)], None)
+    accept(pipe, "agency-a", 10)
+    run_all(pipe)
+    pipe.external_tick()
+    target = pipe.state.rounds()[0].targets[0]
+    assert target.state == "pending" and "Timeout" in target.error and target.next_try_ms > 0
+    fake.server.shutdown()
+
+
+def test_anchor_failures_reach_sentry_without_the_evm_key(db, clean_redis):
+    import sentry_sdk
+    from pydantic import SecretStr
+
+    from pipelines.ops.monitoring import init_sentry
+    from tests.sentry_fake import FakeSentry
+
+    key = "0x" + secrets.token_hex(32)
+    chain = EvmChain("http://127.0.0.1:9", key, timeout=1)  # nothing listens there
+    pipe = make_pipe(db, clean_redis, [], chain)
+    accept(pipe, "agency-a", 10)
+    run_all(pipe)
+    with FakeSentry() as fake:
+        assert init_sentry(pipe.cfg.model_copy(update={"sentry_dsn": SecretStr(fake.dsn)}))
+        try:
+            pipe.external_tick()
+            sentry_sdk.flush()
+        finally:
+            sentry_sdk.get_client().close()
+    assert any("EVM node" in str(e) for e in fake.events())
+    raw = b"".join(fake.raw)
+    assert key.encode() not in raw and key[2:].encode() not in raw
+    assert repr(chain).endswith(f"sender {chain.address})") and key[2:] not in repr(chain)

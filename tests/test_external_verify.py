@@ -181,3 +181,16 @@ def test_the_policy_expression_decides(anchored):
     verify_proof(proof, pin([], blocks, expression="tlog and (tsa or evm)"))  # no TSA root: evm carries it
     with pytest.raises(NotAnchored, match="does not hold"):
         verify_proof(proof, pin([], {}, expression="tlog and (tsa or evm)"))
+
+
+def test_the_ethereum_libraries_leave_the_recursion_limit_alone():
+    """py_ecc (under eth_account) raises it to 100,000 on import; deep JSON would then overflow the C stack
+    instead of being refused. The EVM adapter restores it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import pipelines.ledger.evm; from pipelines.core.proof import parse_proof\n"
+            "try:\n    parse_proof('[' * 100_000)\nexcept Exception as e:\n    print(type(e).__name__)\n"
+            "print(sys.getrecursionlimit())")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.split() == ["ProofFormatError", "1000"], res.stdout + res.stderr

@@ -17,6 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+import sys
+
+_RECURSION_LIMIT = sys.getrecursionlimit()
 
 import rlp
 from eth_account import Account
@@ -24,6 +29,11 @@ from eth_hash.auto import keccak
 from trie.hexary import HexaryTrie
 from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3Exception
+
+# py_ecc (imported under eth_account) raises the process's recursion limit to 100,000 for its own pairing
+# code, which anchorpipe never calls: restored, so that deeply nested JSON still raises RecursionError
+# instead of overflowing the C stack (the limit every JSON entry point relies on).
+sys.setrecursionlimit(_RECURSION_LIMIT)
 
 from pipelines.core.anchors import EvmAnchor
 from pipelines.core.evm import anchor_payload, verify_evm_receipt
@@ -61,7 +71,9 @@ class EvmChain:
         self.address = self.account.address
         self.expected_chain_id = chain_id
         self._chain_id: int | None = None
-        self.rpc = rpc_url.split("@")[-1]  # for messages: never the credentials of a URL
+        parts = urlsplit(rpc_url)  # for messages: never credentials, nor a provider's key in the path
+        self.rpc = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+        self._url = rpc_url
 
     def __repr__(self) -> str:
         return f"EvmChain({self.rpc}, sender {self.address})"
@@ -70,8 +82,12 @@ class EvmChain:
         try:
             return fn(*args)
         except (OSError, Web3Exception, ValueError) as exc:
-            raise StorageError(f"EVM node {self.rpc}: {what} failed: {type(exc).__name__}: {str(exc)[:200]}",
+            raise StorageError(f"EVM node {self.rpc}: {what} failed: {type(exc).__name__}: {self._scrub(exc)}",
                                transient=True) from None
+
+    def _scrub(self, exc: Exception) -> str:
+        """An error's text without the node's full URL (a provider's API key is often in its path)."""
+        return str(exc).replace(self._url, self.rpc + "/***")[:200]
 
     @property
     def chain_id(self) -> int:
@@ -115,7 +131,7 @@ class EvmChain:
             msg = str(exc).lower()
             if "already known" in msg or "already imported" in msg or "nonce too low" in msg:
                 return  # in the pool, or mined (or its nonce used): the caller's receipt check tells which
-            raise StorageError(f"EVM node {self.rpc}: sending failed: {str(exc)[:200]}", transient=True) from None
+            raise StorageError(f"EVM node {self.rpc}: sending failed: {self._scrub(exc)}", transient=True) from None
         except OSError as exc:
             raise StorageError(f"EVM node {self.rpc}: sending failed: {type(exc).__name__}", transient=True) from None
 

@@ -39,12 +39,23 @@ def masked(value: Any) -> str:
     return _PASSWORD.sub(r"\1***@", str(value))
 
 
+def node_name(url: str) -> str:
+    """A node URL without credentials, path or query: what may be printed."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}" + (
+        "/***" if parts.path.strip("/") or parts.query else "")
+
+
 def settings_lines(rt: Runtime) -> list[str]:
     """``ANCHORPIPE_NAME=value`` for every setting, resolved, secrets masked."""
     out = []
     for name, field in type(rt.cfg).model_fields.items():
         value = getattr(rt.cfg, name)
         env = "SENTRY_DSN" if name == "sentry_dsn" else f"ANCHORPIPE_{name.upper()}"
+        if name == "evm_rpc_url" and value:  # a provider's URL often carries its API key in the path
+            value = node_name(value)
         out.append(f"{env}={'' if value is None else masked(value) if not field.repr else value}")
     return out
 
@@ -63,6 +74,11 @@ def run_checks(rt: Runtime) -> Iterator[Check]:
     yield _check("archive", lambda: _archive(rt))
     yield _check("log", lambda: _log(rt))
     yield _check("sources", lambda: _sources(rt))
+    if "tsa" in rt.cfg.external_kinds:
+        for url in rt.cfg.tsa_url_list:
+            yield _check(f"tsa {url}", lambda url=url: _tsa(rt, url))
+    if "evm" in rt.cfg.external_kinds:
+        yield _check("evm", lambda: _evm(rt))
 
 
 def _database(rt: Runtime) -> str:
@@ -98,6 +114,24 @@ def _log(rt: Runtime) -> str:
         raise
     return (f"{rt.log_store.describe()}: origin {head.checkpoint.origin}, size {head.checkpoint.size}, "
             "signed by the key in ANCHORPIPE_LOG_KEY_FILE")
+
+
+def _tsa(rt: Runtime, url: str) -> str:
+    """One real time-stamp request (a probe message, not a checkpoint), checked as the anchorer checks it."""
+    client = next(c for c in rt.external_anchoring.tsas if c.url == url)
+    client.timestamp("anchorpipe config check\n\n— probe\n")
+    roots = "its token verified under ANCHORPIPE_TSA_ROOTS" if client.roots else "no ANCHORPIPE_TSA_ROOTS to check it"
+    return f"answered a time-stamp request: {roots}"
+
+
+def _evm(rt: Runtime) -> str:
+    chain = rt.external_anchoring.evm
+    assert chain is not None
+    balance = int(chain._call("eth_getBalance", chain.w3.eth.get_balance, chain.address))
+    if balance == 0:
+        raise LogStateError(f"chain {chain.chain_id}: the sender {chain.address} has no funds for gas")
+    return (f"{chain.rpc}: chain {chain.chain_id} at block {chain.head()}, sender {chain.address} with "
+            f"{balance / 10**18:.6f} ETH; {rt.cfg.evm_confirmations} confirmations")
 
 
 def _sources(rt: Runtime) -> str:
