@@ -26,7 +26,7 @@ from pipelines.ledger.tlog import TransparencyLog
 from pipelines.ledger.tsa import TsaClient
 from pipelines.stages import Pipeline
 from pipelines.state.postgres import PostgresState as State
-from tests.faults import FaultyStore
+from tests.faults import Crash, FaultyStore
 from tests.test_stages import accept, run_all
 from tests.test_tlog import SIGNER
 
@@ -372,3 +372,27 @@ def test_anchor_failures_reach_sentry_without_the_evm_key(db, clean_redis):
     raw = b"".join(fake.raw)
     assert key.encode() not in raw and key[2:].encode() not in raw
     assert repr(chain).endswith(f"sender {chain.address})") and key[2:] not in repr(chain)
+
+
+@pytest.mark.parametrize("key,mode", [("proofs/*.u*", "lost"), ("proofs/*.u*", "persisted"), ("ids/*", "lost"),
+                                      ("ids/*", "persisted")])
+def test_an_upgrade_that_crashes_is_redone_and_loses_nothing(db, clean_redis, tsa, key, mode):
+    url, roots = tsa
+    pipe = make_pipe(db, clean_redis, [TsaClient(url, roots)], None)
+    accept(pipe, "agency-a", 30)
+    archived = run_all(pipe)
+    due = pipe.external_tick()
+    assert due == archived
+    pipe.store.fail(key, mode)
+    with pytest.raises(Crash):
+        pipe.upgrade(due)
+    assert pipe.state.batch(archived[0]).get("ext_kinds") is None  # not recorded: nothing points at half a job
+    for i in range(30):  # every record still has its (first) proof meanwhile
+        assert directory.fetch_proof(pipe.store, "agency-a", f"rec-{i}").record.id == f"rec-{i}"
+    assert pipe.state.upgradable() == archived  # what the reconciler sends again
+    assert pipe.upgrade(due) == archived
+    for i in range(30):
+        proof = directory.fetch_proof(pipe.store, "agency-a", f"rec-{i}")
+        assert [a.type for a in proof.anchors] == ["tlog", "tsa"]
+        verify_proof(proof, policy(roots, require=["tsa"]))
+    assert pipe.state.batch(archived[0])["ext_kinds"] == "tsa"
