@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from pipelines.archive import bundle, index
-from pipelines.core.anchors import Anchor, parse_anchor
 from pipelines.core import merkle
+from pipelines.core.anchors import Anchor, TlogAnchor, parse_anchor
 from pipelines.core.batch import SealedBatch, new_batch_id, now_timestamp
 from pipelines.core.checkpoint import parse_checkpoint_text
 from pipelines.core.logentry import BatchHead
@@ -228,15 +228,17 @@ class Pipeline:
         reader = LogReader(self.log_store, [])
         rows: dict[str, list[tuple[str, bundle.Location]]] = {}
         written = []
-        for b in dict.fromkeys(batch_ids):
-            found = self.state.upgrade_for(b)
-            if found is None:
-                continue
-            info, rnd = found
+        todo = {b: found for b in dict.fromkeys(batch_ids) if (found := self.state.upgrade_for(b)) is not None}
+        paths: dict[str, TlogAnchor] = {}
+        for size in {rnd.size for _, rnd in todo.values()}:  # the log's tiles read once per round
+            rnd = next(r for _, r in todo.values() if r.size == size)
+            cp = parse_checkpoint_text(split_note(rnd.note)[0])
+            paths.update(reader.receipts([b for b, (_, r) in todo.items() if r.size == size], Head(cp, rnd.note, "")))
+        for b, (info, rnd) in todo.items():
             receipts = sorted((parse_anchor(tg.receipt) for tg in rnd.targets if tg.receipt),
                               key=lambda r: ("tlog", "tsa", "evm").index(r.type))
             cp = parse_checkpoint_text(split_note(rnd.note)[0])
-            tlog = reader.receipts([b], Head(cp, rnd.note, ""))[b]
+            tlog = paths[b]
             batch = self.state.load_batch(b)
             # Never archive a receipt that does not verify: the batch's entry is at its index under the root.
             merkle.verify_inclusion(tlog.index, cp.size, merkle.leaf_hash(batch.head.entry()),
