@@ -14,7 +14,7 @@ second, ANCHORPIPE_EVM_CONFIRMATIONS=3 here), then:
    required, the block pinned) against the first proofs of the same records
    (tlog only) in the same run.
 
-    python bench/anchors.py [--seconds 6] [--rounds 2] [--steady 40]
+    python bench/anchors.py [--seconds 6] [--rounds 2] [--steady 40] [--interval 10]
 """
 
 from __future__ import annotations
@@ -111,10 +111,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--steady", type=float, default=40.0)
+    ap.add_argument("--interval", type=float, default=10.0, help="ANCHORPIPE_EXTERNAL_INTERVAL (default: its default)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as ctx:
         work = Path(tmp)
-        ext = online._external_ledgers(ctx, work)
+        ext = {**online._external_ledgers(ctx, work), "external_interval": str(args.interval)}
         stack = ctx.enter_context(local_stack(work, workers={**DEFAULT_WORKERS, "anchorer": ANCHORER},
                                               batch_interval="0.25", batch_max="20000",
                                               allow_volatile_state="false", **ext))

@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
 
 from pipelines.archive import bundle, index
 from pipelines.core import merkle
@@ -238,16 +240,15 @@ class Pipeline:
             receipts = sorted((parse_anchor(tg.receipt) for tg in rnd.targets if tg.receipt),
                               key=lambda r: ("tlog", "tsa", "evm").index(r.type))
             cp = parse_checkpoint_text(split_note(rnd.note)[0])
-            tlog = paths[b]
-            batch = self.state.load_batch(b)
+            tlog, anchors = paths[b], [paths[b], *receipts]
             # Never archive a receipt that does not verify: the batch's entry is at its index under the root.
-            merkle.verify_inclusion(tlog.index, cp.size, merkle.leaf_hash(batch.head.entry()),
+            head = BatchHead(b, bytes.fromhex(info["root"]), info["size"], info["sealed_at"])
+            merkle.verify_inclusion(tlog.index, cp.size, merkle.leaf_hash(head.entry()),
                                     [bytes.fromhex(h) for h in tlog.path], cp.root)
-            key, locations, size = bundle.write_batch(self.store, batch, [tlog, *receipts], upgrade=rnd.size)
-            rows.setdefault(info["agency"], []).extend(
-                (c.record_id, loc) for c, loc in zip(batch.commitments, locations, strict=True))
+            key, ids, locations, size = self._reanchored(b, info, anchors, rnd.size)
+            rows.setdefault(info["agency"], []).extend(zip(ids, locations, strict=True))
             kinds = sorted({r.type for r in receipts})
-            written.append((b, rnd.size, kinds, key, [loc[1] for loc in locations] + [size], batch.size))
+            written.append((b, rnd.size, kinds, key, [loc[1] for loc in locations] + [size], len(ids)))
         faultpoints.reached("upgrade.bundled")
         for agency, entries in rows.items():
             if index.add_round(self.store, agency, entries) and compact_due is not None:
@@ -262,6 +263,26 @@ class Pipeline:
                       log_size=size, kinds=kinds, seconds=round(time.perf_counter() - t, 3))
         metrics.STAGE_SECONDS.labels("upgrade").observe(time.perf_counter() - t)
         return done
+
+    def _reanchored(self, batch_id: str, info: dict[str, Any], anchors: list[Anchor], upgrade: int
+                    ) -> tuple[str, list[str], list[bundle.Location], int]:
+        """Write the batch's upgraded bundle: its newest bundle with the anchors replaced (no proof rebuilt),
+        or, when that bundle cannot be used (batches imported without one), rebuilt from the state.
+        Returns its key, the record ids and their locations in leaf order, and its size."""
+        key = bundle.bundle_key(info["agency"], bundle.bundle_name(batch_id, upgrade))
+        current = self.store.get(info["bundle"]) if info.get("bundle") else None
+        if current is not None:
+            try:
+                data, locations = bundle.reanchor(current, batch_id, anchors, upgrade)
+            except ValueError:
+                pass
+            else:
+                self.store.put_immutable(key, data)
+                ids = [orjson.loads(line)["record"]["id"] for line in data.splitlines()]
+                return key, ids, locations, len(data)
+        batch = self.state.load_batch(batch_id)
+        key, locations, size = bundle.write_batch(self.store, batch, anchors, upgrade=upgrade)
+        return key, [c.record_id for c in batch.commitments], locations, size
 
     def compact(self, agency: str) -> dict[str, int]:
         """Compact ``agency``'s archive index (merge its level-0 runs); see :mod:`pipelines.archive.index`."""

@@ -18,6 +18,7 @@ import pytest
 
 from pipelines.archive import directory
 from pipelines.config import Settings
+from pipelines.core.proof import parse_proof
 from pipelines.core.verify import NotAnchored, Policy, verify_proof
 from pipelines.demo.services import fund
 from pipelines.external import ExternalAnchoring
@@ -396,3 +397,25 @@ def test_an_upgrade_that_crashes_is_redone_and_loses_nothing(db, clean_redis, ts
         assert [a.type for a in proof.anchors] == ["tlog", "tsa"]
         verify_proof(proof, policy(roots, require=["tsa"]))
     assert pipe.state.batch(archived[0])["ext_kinds"] == "tsa"
+
+
+def test_an_upgrade_rebuilds_the_proofs_when_the_batch_has_no_usable_bundle(db, clean_redis, tsa):
+    """Upgrades re-anchor the newest bundle's lines; a batch without one (imported from an earlier version)
+    is rebuilt from the state, to the same bytes."""
+    url, roots = tsa
+    pipe = make_pipe(db, clean_redis, [TsaClient(url, roots)], None)
+    accept(pipe, "agency-a", 30)
+    first = run_all(pipe)
+    accept(pipe, "agency-a", 30, start=100)
+    second = run_all(pipe)
+    due = pipe.external_tick()
+    assert sorted(due) == sorted(first + second)
+    pipe.store.objects.pop(pipe.state.batch(second[0])["bundle"])
+    assert sorted(pipe.upgrade(due)) == sorted(due)
+    for b in due:
+        key = pipe.state.batch(b)["bundle"]
+        lines = pipe.store.get(key).splitlines()
+        proofs = [parse_proof(line) for line in lines]
+        assert [p.batch.index for p in proofs] == list(range(len(lines)))
+        for p in proofs:
+            verify_proof(p, policy(roots, require=["tsa"]))

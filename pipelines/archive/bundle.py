@@ -74,3 +74,31 @@ def write_batch(store: ObjectStore, batch: SealedBatch, anchors: Sequence[Anchor
     key = key_for(batch, upgrade)
     store.put_immutable(key, data)
     return key, locations, len(data)
+
+
+def reanchor(data: bytes, batch_id: str, anchors: Sequence[Anchor], upgrade: int) -> tuple[bytes, list[Location]]:
+    """The bundle ``data`` with every proof's anchors replaced by ``anchors``, named for ``upgrade``.
+
+    A bundle's proofs end with their batch's anchors (the last member, the same on every line), so each
+    line keeps its bytes up to that member: no proof is rebuilt. ValueError if ``data`` is not such a
+    bundle of ``batch_id`` (the caller then rebuilds it from the state)."""
+    import orjson
+
+    lines = data.split(b"\n")
+    if not lines or lines[-1] != b"" or len(lines) < 2:
+        raise ValueError("not an NDJSON bundle")
+    first = orjson.loads(lines[0])
+    if first.get("batch", {}).get("id") != batch_id or list(first)[-1] != "anchors":
+        raise ValueError(f"not a bundle of batch {batch_id} ending with its anchors")
+    old = b'"anchors":' + orjson.dumps(first["anchors"]) + b"}"
+    new = b'"anchors":' + orjson.dumps([a.model_dump(mode="json") for a in anchors]) + b"}"
+    name = bundle_name(batch_id, upgrade)
+    parts, locations, offset = [], [], 0
+    for line in lines[:-1]:
+        if not line.endswith(old):
+            raise ValueError(f"a proof of batch {batch_id} does not end with the batch's anchors")
+        out = line[: len(line) - len(old)] + new + b"\n"
+        parts.append(out)
+        locations.append((name, offset, len(out) - 1))
+        offset += len(out)
+    return b"".join(parts), locations
