@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from pipelines.errors import InputError
@@ -73,12 +74,26 @@ def loads(text: bytes | str, *, walk: bool = True) -> Any:
     except ValueError as exc:  # an integer literal beyond Python's digit limit, among others
         raise JSONTextError(f"integer outside ±(2**53 - 1) or otherwise not a JSON number ({exc})") from None
     if walk:
-        check_value(value)
+        check_value(value, unicode=_may_hold_surrogates(text))
     return value
 
 
-def check_value(value: Any) -> None:
-    """Apply the rules to a value however it was read (JSON, CSV, SQL): numbers, depth, Unicode.
+# A lone surrogate can reach a parsed string only as a \uD800-\uDFFF escape (UTF-8 bytes cannot encode one)
+# or in a str given as such: when the text shows neither, the per-string Unicode check is skipped.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _may_hold_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
+
+
+def check_value(value: Any, *, unicode: bool = True) -> None:
+    """Apply the rules to a value however it was read (JSON, CSV, SQL): numbers, depth, and (unless the
+    caller showed no string can hold a lone surrogate) Unicode.
 
     Iterative, so no input can exhaust the stack; raises :class:`JSONTextError`.
     """
@@ -86,7 +101,8 @@ def check_value(value: Any) -> None:
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
-            _check_text(item)
+            if unicode:
+                _check_text(item)
         elif isinstance(item, bool) or item is None:
             continue
         elif isinstance(item, int):
@@ -102,7 +118,8 @@ def check_value(value: Any) -> None:
                 for key in item:
                     if not isinstance(key, str):
                         raise JSONTextError(f"object key {key!r} is not a string")
-                    _check_text(key)
+                    if unicode:
+                        _check_text(key)
                 stack.extend((v, depth + 1) for v in item.values())
             else:
                 stack.extend((v, depth + 1) for v in item)

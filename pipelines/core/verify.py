@@ -267,7 +267,14 @@ def _open_checkpoint(note: str, keys: tuple[Verifier, ...], origin: str) -> tupl
 
 def _included(index: int, path: tuple[str, ...], size: int, root: bytes, batch: BatchInclusion) -> None:
     """The batch's log entry is leaf ``index`` of the tree (``size``, ``root``)."""
-    entry = batch_entry(batch.id, bytes.fromhex(batch.root), batch.size, batch.sealed_at)
+    _entry_included(index, path, size, root, batch.id, batch.root, batch.size, batch.sealed_at)
+
+
+@lru_cache(maxsize=1024)
+def _entry_included(index: int, path: tuple[str, ...], size: int, root: bytes, batch_id: str, batch_root: str,
+                    batch_size: int, sealed_at: str) -> None:
+    """Every proof of a batch shares its log entry and path: each is checked once (failures are not cached)."""
+    entry = batch_entry(batch_id, bytes.fromhex(batch_root), batch_size, sealed_at)
     merkle.verify_inclusion(index, size, merkle.leaf_hash(entry), [bytes.fromhex(h) for h in path], root)
 
 

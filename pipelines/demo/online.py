@@ -57,7 +57,7 @@ def run_demo(records: int, export: Path | None, echo: Echo, progress: Progress, 
                      "second)")
                 ext = _external_ledgers(ctx, work)
             echo(f"starting PostgreSQL, Redis, an S3 server, the API, workers and beat in {work}")
-            workers = {**DEFAULT_WORKERS, "anchorer": ("external,upgrade", 1)} if anchors else None
+            workers = {**DEFAULT_WORKERS, "anchorer": ("external,upgrade", 2)} if anchors else None
             stack = ctx.enter_context(local_stack(work, workers=workers, allow_volatile_state="false",
                                                   **{**ext, **settings}))
             os.environ.update({k: v for k, v in stack.env.items() if k.startswith("AWS_")})
