@@ -4,7 +4,7 @@ Starts the local stack with a local TSA (OpenSSL) and a local anvil (a block a
 second, ANCHORPIPE_EVM_CONFIRMATIONS=3 here), then:
 
 1. pushes records as fast as the API takes them for ``--seconds``, first with the
-   anchorer worker stopped (the log alone), then with it running (every round
+   anchorer and upgrader workers stopped (the log alone), then running (every round
    anchored and every proof upgraded while records flow), alternating ``--rounds``
    times, each phase starting with no upgrade pending; prints records/s end to
    end for each and the ratio of the medians (goal >= 0.95);
@@ -38,12 +38,20 @@ from pipelines.core.proof import parse_proof
 from pipelines.core.tsa import load_roots
 from pipelines.core.verify import Policy, verify_proof
 from pipelines.demo import online
-from pipelines.demo.localstack import DEFAULT_WORKERS, local_stack
+from pipelines.demo.localstack import DEFAULT_WORKERS, EXTERNAL_WORKERS, local_stack
 from pipelines.intake.auth import add_agency
 from pipelines.state.postgres import PostgresState as State
 from pipelines.storage import get_all, open_store
 
-ANCHORER = ("external,upgrade", 2)  # as the Procfile runs it: a round's tick never waits behind an upgrade
+
+
+def external_workers(stack, running: bool) -> None:
+    """Start or stop the anchorer and the upgrader (the log alone: neither runs)."""
+    for name, (queues, concurrency) in EXTERNAL_WORKERS.items():
+        if running and name not in stack.procs:
+            stack.start_worker(name, queues, concurrency)
+        elif not running and name in stack.procs:
+            stack.kill(name)
 
 
 def flat_out(stack, state: State, key: str, seconds: float, start: int) -> tuple[int, float]:
@@ -117,7 +125,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as ctx:
         work = Path(tmp)
         ext = {**online._external_ledgers(ctx, work), "external_interval": str(args.interval)}
-        stack = ctx.enter_context(local_stack(work, workers={**DEFAULT_WORKERS, "anchorer": ANCHORER},
+        stack = ctx.enter_context(local_stack(work, workers={**DEFAULT_WORKERS, **EXTERNAL_WORKERS},
                                               batch_interval="0.25", batch_max="20000",
                                               allow_volatile_state="false", **ext))
         os.environ.update({k: v for k, v in stack.env.items() if k.startswith("AWS_")})
@@ -132,12 +140,11 @@ def main() -> None:
             for mode in ("log alone", "all anchors"):
                 # Each phase starts with no upgrade pending: the anchored phase bears its own records' upgrades
                 # (they run while it pushes), never a backlog left by the phase before it.
-                if "anchorer" not in stack.procs:
-                    stack.start_worker("anchorer", *ANCHORER)
+                external_workers(stack, True)
                 while state.oldest_unanchored() is not None:
                     time.sleep(0.5)
                 if mode == "log alone":
-                    stack.kill("anchorer")
+                    external_workers(stack, False)
                 start, rate = flat_out(stack, state, key, args.seconds, start)
                 results[mode].append(rate)
                 print(f"  round {r + 1} {mode:>12}: {rate:>9,.0f} records/s")
@@ -145,8 +152,7 @@ def main() -> None:
         anchored = statistics.median(results["all anchors"]) if results["all anchors"] else float("nan")
         print(f"median: log alone {alone:,.0f}, all anchors {anchored:,.0f} records/s: ratio {anchored / alone:.3f} "
               "(goal >= 0.95)")
-        if "anchorer" not in stack.procs:
-            stack.start_worker("anchorer", *ANCHORER)
+        external_workers(stack, True)
         # Let the backlog of upgrades finish before the steady phase.
         while state.oldest_unanchored() is not None:
             time.sleep(0.5)

@@ -23,6 +23,8 @@ BUCKET = "anchorpipe"
 
 #: name → (queues, concurrency). The anchor queue has exactly one consumer: the log's sequencer.
 DEFAULT_WORKERS = {"stages": ("seal,archive,reconcile,pull", 2), "sequencer": ("anchor", 1)}
+#: With external anchors: the rounds in a process of their own (a tick never waits behind an upgrade).
+EXTERNAL_WORKERS = {"anchorer": ("external", 1), "upgrader": ("upgrade", 1)}
 
 
 @dataclass

@@ -30,7 +30,7 @@ from pipelines.core.commitment import content_sha256
 from pipelines.core.proof import parse_proof
 from pipelines.core.verify import Policy, verify_proof
 from pipelines.archive.bundle import bundle_version
-from pipelines.demo.localstack import DEFAULT_WORKERS, local_stack
+from pipelines.demo.localstack import DEFAULT_WORKERS, EXTERNAL_WORKERS, local_stack
 from pipelines.demo.services import anvil_node, fund, tsa_server
 from pipelines.demo.offline import sample_record
 from pipelines.errors import VerificationError
@@ -57,7 +57,7 @@ def run_demo(records: int, export: Path | None, echo: Echo, progress: Progress, 
                      "second)")
                 ext = _external_ledgers(ctx, work)
             echo(f"starting PostgreSQL, Redis, an S3 server, the API, workers and beat in {work}")
-            workers = {**DEFAULT_WORKERS, "anchorer": ("external,upgrade", 2)} if anchors else None
+            workers = {**DEFAULT_WORKERS, **EXTERNAL_WORKERS} if anchors else None
             stack = ctx.enter_context(local_stack(work, workers=workers, allow_volatile_state="false",
                                                   **{**ext, **settings}))
             os.environ.update({k: v for k, v in stack.env.items() if k.startswith("AWS_")})
