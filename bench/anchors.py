@@ -93,17 +93,9 @@ def fully_confirmed(state: State, stack, since_ms: int, timeout: float = 300) ->
 
 def verify_rate(store, vkey, roots, blocks, agency: str, limit: int = 20_000) -> tuple[float, float, int]:
     """Proofs/s verifying upgraded proofs (all three required) and the same records' first proofs (tlog)."""
-    keys = store.list_keys(f"proofs/{agency}/")
-    upgraded = [k for k in keys if ".u" in k.rsplit("/", 1)[1]]
-    firsts = [k for k in keys if ".u" not in k.rsplit("/", 1)[1]]
-
-    def lines(ks: list[str]) -> list[bytes]:
-        out = []
-        for raw in get_all(store, ks):
-            out += (raw or b"").splitlines()
-        return out[:limit]
-
-    new, old = lines(upgraded), lines(firsts)
+    bundles = online._upgraded_bundles(store, agency)
+    new = [line for lines, up in bundles.values() if up for line in lines][:limit]
+    old = [line for raw in get_all(store, list(bundles)) for line in (raw or b"").splitlines()][:limit]
     full = Policy.of([vkey], ["tlog", "tsa", "evm"], tsa_roots=roots, evm_blocks=blocks)
     log_only = Policy.of([vkey], ["tlog"])
     rates = []

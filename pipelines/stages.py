@@ -13,9 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
-
-import orjson
+from typing import TYPE_CHECKING, TypeVar
 
 from pipelines.archive import bundle, index
 from pipelines.core import merkle
@@ -220,69 +218,43 @@ class Pipeline:
         closed = self.external.tick()  # type: ignore[union-attr]
         return self.state.upgradable() if closed else []
 
-    def upgrade(self, batch_ids: list[str], compact_due: list[str] | None = None) -> list[str]:
-        """Re-issue the proofs of archived batches under the newest closed external round covering them: the
+    def upgrade(self, batch_ids: list[str]) -> list[str]:
+        """Upgrade the proofs of archived batches under the newest closed external round covering them: the
         log receipt under the round's checkpoint (its path read from the tiles) plus the round's external
-        receipts, in a new bundle (the first stays), indexed, then recorded. Idempotent; return those done."""
+        receipts, written once as the batch's anchors object beside its bundle (which stays as it is), then
+        recorded. Idempotent; return those done."""
         t = time.perf_counter()
         if self.log_store is None:
             raise InputError("upgrading proofs needs the log's store")
         reader = LogReader(self.log_store, [])
-        rows: dict[str, list[tuple[str, bundle.Location]]] = {}
-        written = []
         todo = {b: found for b in dict.fromkeys(batch_ids) if (found := self.state.upgrade_for(b)) is not None}
         paths: dict[str, TlogAnchor] = {}
         for size in {rnd.size for _, rnd in todo.values()}:  # the log's tiles read once per round
             rnd = next(r for _, r in todo.values() if r.size == size)
             cp = parse_checkpoint_text(split_note(rnd.note)[0])
             paths.update(reader.receipts([b for b, (_, r) in todo.items() if r.size == size], Head(cp, rnd.note, "")))
+        done = []
         for b, (info, rnd) in todo.items():
             receipts = sorted((parse_anchor(tg.receipt) for tg in rnd.targets if tg.receipt),
                               key=lambda r: ("tlog", "tsa", "evm").index(r.type))
             cp = parse_checkpoint_text(split_note(rnd.note)[0])
-            tlog, anchors = paths[b], [paths[b], *receipts]
+            tlog = paths[b]
             # Never archive a receipt that does not verify: the batch's entry is at its index under the root.
             head = BatchHead(b, bytes.fromhex(info["root"]), info["size"], info["sealed_at"])
             merkle.verify_inclusion(tlog.index, cp.size, merkle.leaf_hash(head.entry()),
                                     [bytes.fromhex(h) for h in tlog.path], cp.root)
-            key, ids, locations, size = self._reanchored(b, info, anchors, rnd.size)
-            rows.setdefault(info["agency"], []).extend(zip(ids, locations, strict=True))
+            key = bundle.anchors_key(info["agency"], b, rnd.size)
+            self.store.put_immutable(key, bundle.anchors_document(b, [tlog, *receipts]))
+            faultpoints.reached("upgrade.written")
             kinds = sorted({r.type for r in receipts})
-            written.append((b, rnd.size, kinds, key, [loc[1] for loc in locations] + [size], len(ids)))
-        faultpoints.reached("upgrade.bundled")
-        for agency, entries in rows.items():
-            if index.add_round(self.store, agency, entries) and compact_due is not None:
-                compact_due.append(agency)
-        # Commit point: the new proofs are findable; only then does the state point at them.
-        done = []
-        for b, size, kinds, key, offsets, records in written:
-            if self.state.mark_upgraded(b, size, kinds, set(kinds) >= self.cfg.external_kinds, key, offsets):
-                metrics.UPGRADED.inc(records)
+            # Commit point: the batch's proofs are upgraded; readers that go by the state now use the object.
+            if self.state.mark_upgraded(b, rnd.size, kinds, set(kinds) >= self.cfg.external_kinds, key):
+                metrics.UPGRADED.inc(info["size"])
                 done.append(b)
-                event("upgraded", f"upgraded batch {b} with {', '.join(kinds)}", batch=b, records=records,
-                      log_size=size, kinds=kinds, seconds=round(time.perf_counter() - t, 3))
+                event("upgraded", f"upgraded batch {b} with {', '.join(kinds)}", batch=b, records=info["size"],
+                      log_size=rnd.size, kinds=kinds, seconds=round(time.perf_counter() - t, 3))
         metrics.STAGE_SECONDS.labels("upgrade").observe(time.perf_counter() - t)
         return done
-
-    def _reanchored(self, batch_id: str, info: dict[str, Any], anchors: list[Anchor], upgrade: int
-                    ) -> tuple[str, list[str], list[bundle.Location], int]:
-        """Write the batch's upgraded bundle: its newest bundle with the anchors replaced (no proof rebuilt),
-        or, when that bundle cannot be used (batches imported without one), rebuilt from the state.
-        Returns its key, the record ids and their locations in leaf order, and its size."""
-        key = bundle.bundle_key(info["agency"], bundle.bundle_name(batch_id, upgrade))
-        current = self.store.get(info["bundle"]) if info.get("bundle") else None
-        if current is not None:
-            try:
-                data, locations = bundle.reanchor(current, batch_id, anchors, upgrade)
-            except ValueError:
-                pass
-            else:
-                self.store.put_immutable(key, data)
-                ids = [orjson.loads(line)["record"]["id"] for line in data.splitlines()]
-                return key, ids, locations, len(data)
-        batch = self.state.load_batch(batch_id)
-        key, locations, size = bundle.write_batch(self.store, batch, anchors, upgrade=upgrade)
-        return key, [c.record_id for c in batch.commitments], locations, size
 
     def compact(self, agency: str) -> dict[str, int]:
         """Compact ``agency``'s archive index (merge its level-0 runs); see :mod:`pipelines.archive.index`."""

@@ -115,10 +115,7 @@ def external() -> None:
 
 @stage("upgrade")
 def upgrade(batch_ids: list[str]) -> None:
-    due: list[str] = []
-    pipeline().upgrade(batch_ids, due)
-    for agency in due:
-        compact.delay(agency)
+    pipeline().upgrade(batch_ids)
 
 
 UPGRADE_CHUNK = 20

@@ -16,7 +16,7 @@ import hashlib
 import json
 
 from pipelines.archive import index
-from pipelines.archive.bundle import Location, bundle_key, legacy_bundle_key
+from pipelines.archive.bundle import Location, bundle_key, legacy_bundle_key, newest_anchors_key, with_anchors
 from pipelines.core.proof import Proof, parse_proof
 from pipelines.errors import InputError, StorageError
 from pipelines.storage import ObjectStore
@@ -40,13 +40,15 @@ def locate(store: ObjectStore, agency: str, record_id: str) -> Location | None:
 
 
 def fetch_proof(store: ObjectStore, agency: str, record_id: str) -> Proof:
-    """Find and parse a record's archived proof. InputError if it is not archived."""
+    """Find and parse a record's archived proof, the newest: with the anchors of its batch's latest upgrade
+    (one LIST more). InputError if it is not archived."""
     found = locate(store, agency, record_id)
     if found is None:
         raise InputError(f"no archived proof for agency {agency!r} record {record_id!r}")
     batch_id, offset, length = found
+    upgrade = newest_anchors_key(store, agency, batch_id)
     try:
-        return read_proof(store, (bundle_key(agency, batch_id), offset, length), agency, record_id)
+        return read_proof(store, (bundle_key(agency, batch_id), offset, length), agency, record_id, upgrade)
     except MissingBundle:  # an archive written before bundles were per agency
         return read_proof(store, (legacy_bundle_key(batch_id), offset, length), agency, record_id)
 
@@ -55,12 +57,22 @@ class MissingBundle(StorageError):
     """A bundle an index or the database points at is not in the archive."""
 
 
-def read_proof(store: ObjectStore, location: tuple[str, int, int], agency: str, record_id: str) -> Proof:
-    """The proof at ``(bundle key, offset, length)``: one ranged GET, checked to be the record's own."""
+def read_proof(store: ObjectStore, location: tuple[str, int, int], agency: str, record_id: str,
+               upgrade: str | None = None) -> Proof:
+    """The proof at ``(bundle key, offset, length)``: one ranged GET, checked to be the record's own; with
+    ``upgrade`` (the key of the batch's newest anchors object), upgraded with its anchors (one GET more)."""
     key, offset, length = location
     raw = store.get_range(key, offset, length)
     if raw is None:
         raise MissingBundle(f"{key} is missing from {store.describe()}")
+    if upgrade is not None:
+        document = store.get(upgrade)
+        if document is None:
+            raise MissingBundle(f"{upgrade} is missing from {store.describe()}")
+        try:
+            raw = with_anchors(raw, document)
+        except ValueError as exc:
+            raise StorageError(f"{upgrade} does not fit the proof at {key} [{offset}, +{length}]: {exc}") from None
     proof = parse_proof(raw)
     if (proof.record.agency, proof.record.id) != (agency, record_id):
         raise StorageError(f"the proof at {key} [{offset}, +{length}] is another record's, not {record_id!r}")

@@ -39,7 +39,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.archive.bundle import Location, bundle_version
+from pipelines.archive.bundle import Location
 from pipelines.errors import ConflictError, StorageError
 from pipelines.storage import ObjectStore
 
@@ -221,17 +221,12 @@ def lookup(store: ObjectStore, agency: str, record_id: str) -> Location | None:
 
 
 def _merge(runs: list[list[Entry]]) -> list[Entry]:
-    """Merge sorted runs into one, each (h, id) once: of a batch's bundles, the newest (an upgrade's);
-    the same id in two batches is a conflict."""
+    """Merge sorted runs into one, each (h, id) once; the same id at two locations is a conflict."""
     out: list[Entry] = []
     for e in heapq.merge(*runs):
         if out and out[-1][:2] == e[:2]:
             if out[-1][2:] != e[2:]:
-                (kept, v_kept), (new, v_new) = bundle_version(out[-1][2]), bundle_version(e[2])
-                if kept != new:
-                    raise ConflictError(f"record {e[1]!r} is indexed in batches {kept} and {new}")
-                if v_new > v_kept:
-                    out[-1] = e
+                raise ConflictError(f"record {e[1]!r} is indexed in batches {out[-1][2]} and {e[2]}")
             continue
         out.append(e)
     return out

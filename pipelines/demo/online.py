@@ -29,7 +29,7 @@ from pipelines.archive.directory import fetch_proof
 from pipelines.core.commitment import content_sha256
 from pipelines.core.proof import parse_proof
 from pipelines.core.verify import Policy, verify_proof
-from pipelines.archive.bundle import bundle_version
+from pipelines.archive.bundle import anchors_version, with_anchors
 from pipelines.demo.localstack import DEFAULT_WORKERS, EXTERNAL_WORKERS, local_stack
 from pipelines.demo.services import anvil_node, fund, tsa_server
 from pipelines.demo.offline import sample_record
@@ -213,21 +213,15 @@ def _audit(store, log_store, vkey, samples: list[dict], echo: Echo, progress: Pr
         looked_up = list(pool.map(lambda r: fetch_proof(store, AGENCY, r["id"]), samples[:SAMPLE_LOOKUPS]))
     for rec, proof in zip(samples, looked_up, strict=False):
         verify_proof(proof, policy, content_sha256=content_sha256(rec["content"]))
-    # Every proof: the newest bundle of each batch fetched once; every record must have exactly one proof.
+    # Every proof: each batch's bundle fetched once, upgraded with its newest anchors object; every record must
+    # have exactly one proof.
     content = {rec["id"]: rec["content"] for rec in samples}
-    newest: dict[str, tuple[int, str]] = {}
-    firsts = []
-    for key in store.list_keys(f"proofs/{AGENCY}/"):
-        batch_id, version = bundle_version(key.rsplit("/", 1)[1].removesuffix(".ndjson"))
-        if version < 0:
-            firsts.append(key)
-        if version > newest.get(batch_id, (-2, ""))[0]:
-            newest[batch_id] = (version, key)
-    keys = [k for _, k in newest.values()]
+    upgraded = _upgraded_bundles(store, AGENCY)
+    keys, firsts = list(upgraded), [k for k, (_, up) in upgraded.items() if up is not None]
     proved: set[str] = set()
     with progress(f"verifying every proof (required: {', '.join(require)})", len(samples)) as bar:
-        for raw in get_all(store, keys):
-            for line in (raw or b"").splitlines():
+        for key in keys:
+            for line in upgraded[key][0]:
                 proof = parse_proof(line)
                 if proof.record.id == "warm-up":
                     continue
@@ -245,13 +239,35 @@ def _audit(store, log_store, vkey, samples: list[dict], echo: Echo, progress: Pr
     echo(f"auditor: {SAMPLE_LOOKUPS} proofs found by (agency, id) through the archive's index (at most 4 GETs "
          f"each), and all {len(samples):,} proofs in {len(keys)} batches verified with {' + '.join(require)} "
          "required: every record has exactly one, and every one is VALID")
-    if trust is not None:  # the first proofs stay: each batch's first bundle still verifies (log anchor only)
+    if trust is not None:  # the first proofs stay: each batch's bundle still verifies as written (log anchor)
         for raw in get_all(store, firsts[:20]):
             for line in (raw or b"").splitlines()[:50]:
                 verify_proof(parse_proof(line), Policy.of([vkey], ["tlog"]))
-        echo(f"auditor: the first proofs are still archived beside the upgraded ones ({len(firsts)} bundles, "
-             "write-once) and still VALID under the log key")
+        echo(f"auditor: the first proofs are still archived as written ({len(firsts)} bundles beside their "
+             "anchors objects, all write-once) and still VALID under the log key")
     echo(f"auditor: log {head.checkpoint.origin} at size {head.checkpoint.size}: tiles match the signed checkpoint")
+
+
+def _upgraded_bundles(store, agency: str) -> dict[str, tuple[list[bytes], str | None]]:
+    """Each bundle's proofs as the auditor reads them (with the anchors of the batch's newest upgrade), and
+    the key of that anchors object (None: never upgraded)."""
+    keys = store.list_keys(f"proofs/{agency}/")
+    newest: dict[str, str] = {}
+    for key in keys:
+        if key.endswith(".json"):
+            batch_id = key.rsplit("/", 1)[1].rsplit(".u", 1)[0]
+            if batch_id not in newest or anchors_version(key) > anchors_version(newest[batch_id]):
+                newest[batch_id] = key
+    bundles = [k for k in keys if k.endswith(".ndjson")]
+    out = {}
+    for key, raw in zip(bundles, get_all(store, bundles), strict=True):
+        up = newest.get(key.rsplit("/", 1)[1].removesuffix(".ndjson"))
+        lines = (raw or b"").splitlines()
+        if up is not None:
+            document = store.get(up)
+            lines = [with_anchors(line, document) for line in lines]
+        out[key] = (lines, up)
+    return out
 
 
 def _export(store, log_store, vkey_text: str, export: Path, trust: dict[str, object] | None) -> None:
@@ -260,9 +276,12 @@ def _export(store, log_store, vkey_text: str, export: Path, trust: dict[str, obj
     if trust is not None:
         (export / "tsa-roots.pem").write_bytes(trust["tsa_root"])  # type: ignore[arg-type]
         (export / "evm-blocks.json").write_text(json.dumps(trust["evm_blocks"], indent=2) + "\n")
-    for key in store.list_keys("proofs/"):
+    for key in store.list_keys("proofs/"):  # bundles and anchors objects as archived
         (export / key).parent.mkdir(parents=True, exist_ok=True)
         (export / key).write_bytes(store.get(key))
+    for lines, up in _upgraded_bundles(store, AGENCY).values():  # and each upgraded batch's proofs in full
+        if up is not None:
+            (export / (up.removesuffix(".json") + ".ndjson")).write_bytes(b"".join(line + b"\n" for line in lines))
     for key in log_store.list_keys(""):
         if key == "checkpoint" or key.startswith("tile/"):
             path = export / "log" / key

@@ -157,13 +157,14 @@ def _records_routes(rt: Runtime) -> APIRouter:
             loop = asyncio.get_running_loop()
             try:
                 proof = await asyncio.wait_for(loop.run_in_executor(
-                    archive_reads, _read_archived, rt, doc.pop("location"), agency, record_id),
+                    archive_reads, _read_archived, rt, doc.pop("location"), doc.pop("upgrade"), agency, record_id),
                     cfg.archive_read_timeout)
             except TimeoutError:
                 return JSONResponse({"detail": "the archive is slow to answer, retry"}, status_code=503,  # type: ignore[return-value]
                                     headers={"Retry-After": "5"})
             doc["proof"] = proof.model_dump(mode="json")
         doc.pop("location", None)
+        doc.pop("upgrade", None)
         return doc
 
     return router
@@ -182,13 +183,16 @@ def _record_status(rt: Runtime, agency: str, record_id: str) -> dict[str, Any]:
             if stage in ("anchored", "archived") else [])
     wanted = ["tlog", *sorted(rt.cfg.external_kinds, key=("tsa", "evm").index)]
     return {"agency": agency, "id": record_id, "status": status, "batch": found.batch_id, "location": location,
+            "upgrade": batch.get("anchors_key"),
             "anchors": {"confirmed": have, "pending": [k for k in wanted if k not in have]}}
 
 
-def _read_archived(rt: Runtime, location: tuple[str, int, int] | None, agency: str, record_id: str) -> Proof:
-    """One ranged GET of the bundle PostgreSQL points at, or (batches imported from Redis) the index."""
+def _read_archived(rt: Runtime, location: tuple[str, int, int] | None, upgrade: str | None, agency: str,
+                   record_id: str) -> Proof:
+    """One ranged GET of the bundle PostgreSQL points at (and one of the anchors object of the batch's latest
+    upgrade), or (batches imported from Redis) the index."""
     if location is not None:
-        return read_proof(rt.archive, location, agency, record_id)
+        return read_proof(rt.archive, location, agency, record_id, upgrade)
     return fetch_proof(rt.archive, agency, record_id)
 
 

@@ -236,11 +236,11 @@ class PostgresState(KeysInPostgres, SourcesInPostgres, AnchoringsInPostgres):
 
     def batch(self, batch_id: str) -> dict[str, str]:
         """A batch's fields as text (state, agency, sealed_at, size, created, updated, root, anchor, error,
-        bundle, log_index, ext_kinds: its proofs' external anchor kinds, comma-separated); empty if there is
-        no such batch."""
+        bundle, log_index, ext_kinds: its proofs' external anchor kinds, comma-separated, anchors_key: the object
+        holding them); empty if there is no such batch."""
         with self.tx() as conn:
             cur = conn.execute("SELECT state, agency, sealed_at, size, created_ms AS created, updated_ms AS updated, "
-                               "root, anchor, error, bundle, log_index, array_to_string(ext_kinds, ',') AS ext_kinds "
+                               "root, anchor, error, bundle, log_index, array_to_string(ext_kinds, ',') AS ext_kinds, anchors_key "
                                "FROM batches WHERE id = %s", (batch_id,))
             row = cur.fetchone()
             names = [c.name for c in cur.description or ()]

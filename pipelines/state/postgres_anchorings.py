@@ -102,33 +102,31 @@ class AnchoringsInPostgres:
         return [row[0] for row in rows]
 
     def upgrade_for(self, batch_id: str) -> tuple[dict[str, Any], Round] | None:
-        """A batch to upgrade (agency, log_index, root, size, sealed_at, and the key of its newest bundle) and
-        the newest closed round that gives it more anchors, with its confirmed receipts; None if there is
-        nothing to do."""
+        """A batch to upgrade (agency, log_index, root, size, sealed_at) and the newest closed round that gives
+        it more anchors, with its confirmed receipts; None if there is nothing to do."""
         with self.tx() as conn:
             row = conn.execute(
                 "SELECT r.size, r.note, r.opened_ms, r.closed_ms, r.kinds, b.agency, b.log_index, b.root, b.size, "
-                "b.sealed_at, b.bundle "
+                "b.sealed_at "
                 f"FROM batches b, anchorings r WHERE b.id = %s AND r.closed_ms IS NOT NULL AND {_UPGRADABLE} "
                 "ORDER BY r.size DESC LIMIT 1", (batch_id,)).fetchone()
             if row is None:
                 return None
-            size, note, opened, closed, kinds, agency, log_index, root, batch_size, sealed_at, key = row
+            size, note, opened, closed, kinds, agency, log_index, root, batch_size, sealed_at = row
             ts = conn.execute("SELECT size, target, state, receipt, txs, attempts, next_try_ms, error "
                               "FROM anchor_receipts WHERE size = %s AND state = 'confirmed' ORDER BY target",
                               (size,)).fetchall()
-        return ({"agency": agency, "log_index": log_index, "root": root, "size": batch_size, "sealed_at": sealed_at,
-                 "bundle": key},
+        return ({"agency": agency, "log_index": log_index, "root": root, "size": batch_size, "sealed_at": sealed_at},
                 Round(size, note, opened, closed, list(kinds), [Target(*t) for t in ts]))
 
-    def mark_upgraded(self, batch_id: str, size: int, kinds: list[str], done: bool, bundle: str,
-                      offsets: list[int]) -> bool:
-        """The commit point of an upgrade: the batch's newest proofs are in ``bundle``, under round ``size``."""
+    def mark_upgraded(self, batch_id: str, size: int, kinds: list[str], done: bool, anchors_key: str) -> bool:
+        """The commit point of an upgrade: the batch's proofs carry the anchors in ``anchors_key`` (round
+        ``size``)."""
         with self.tx() as conn:
             return conn.execute(
-                "UPDATE batches SET ext_size = %s, ext_kinds = %s, ext_done = %s, bundle = %s, offsets = %s "
+                "UPDATE batches SET ext_size = %s, ext_kinds = %s, ext_done = %s, anchors_key = %s "
                 "WHERE id = %s AND state = 'archived' AND (ext_kinds IS NULL OR NOT ext_kinds @> %s) RETURNING 1",
-                (size, sorted(kinds), done, bundle, offsets, batch_id, sorted(kinds))).fetchone() is not None
+                (size, sorted(kinds), done, anchors_key, batch_id, sorted(kinds))).fetchone() is not None
 
     def oldest_unanchored(self) -> int | None:
         """When (ms) the oldest archived batch still waiting for external anchors was archived."""

@@ -39,8 +39,9 @@ CREATE TABLE anchor_receipts (
     PRIMARY KEY (size, target)
 );
 
--- Where each batch is in the log, and the external anchors its newest proof carries.
+-- Where each batch is in the log, the external anchors its newest proofs carry, and the object that holds them.
 ALTER TABLE batches ADD COLUMN log_index bigint;
+ALTER TABLE batches ADD COLUMN anchors_key text;
 ALTER TABLE batches ADD COLUMN ext_size bigint;
 ALTER TABLE batches ADD COLUMN ext_kinds text[];
 ALTER TABLE batches ADD COLUMN ext_done boolean NOT NULL DEFAULT false;
@@ -56,7 +57,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP INDEX batches_to_upgrade")
-    for col in ("ext_done", "ext_kinds", "ext_size", "log_index"):
+    for col in ("ext_done", "ext_kinds", "ext_size", "anchors_key", "log_index"):
         op.execute(f"ALTER TABLE batches DROP COLUMN {col}")
     op.execute("DROP TABLE anchor_receipts")
     op.execute("DROP TABLE anchorings")
