@@ -42,6 +42,7 @@ bench: $(BIN)/.installed system-deps $(ANVIL)
 	$(BIN)/python bench/translog.py
 	$(BIN)/python bench/e2e.py
 	$(BIN)/python bench/pull.py
+	$(BIN)/python bench/anchors.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache build *.egg-info
