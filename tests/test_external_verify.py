@@ -194,3 +194,27 @@ def test_the_ethereum_libraries_leave_the_recursion_limit_alone():
             "print(sys.getrecursionlimit())")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.split() == ["ProofFormatError", "1000"], res.stdout + res.stderr
+
+
+def test_verify_asks_the_auditors_node_with_evm_rpc(anchored, evm_node, tmp_path):
+    """`anchorpipe verify --evm-rpc URL` checks the block on the node's chain (here the node that mined it)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from pipelines.cli.trust import canonical_check
+
+    proof, roots, blocks, _, _ = anchored
+    (chain_id, (block_hash,)), = blocks.items()
+    evm = proof.anchors[2]
+    check = canonical_check(evm_node)
+    assert check(Block(chain_id, evm.block_number, block_hash, 0)) is True
+    assert check(Block(chain_id, evm.block_number, "00" * 32, 0)) is False  # another block at that height
+    assert check(Block(chain_id + 1, evm.block_number, block_hash, 0)) is None  # the node serves another chain
+    (tmp_path / "p.json").write_text(json.dumps(proof.model_dump(mode="json")))
+    (tmp_path / "log.vkey").write_text(SIGNER.verifier().text() + "\n")
+    res = subprocess.run([sys.executable, "-m", "pipelines.cli", "verify", str(tmp_path / "p.json"), "--log-vkey",
+                          str(tmp_path / "log.vkey"), "--evm-rpc", evm_node, "--require", "evm"],
+                         capture_output=True, text=True, timeout=60, env=os.environ)
+    assert res.returncode == 0 and "on the canonical chain per your node" in res.stdout, res.stdout + res.stderr
