@@ -77,7 +77,8 @@ def create_app() -> Celery:
     )
     app.conf.beat_schedule.update(_pull_schedule(cfg))
     if cfg.external_kinds:  # rounds open every ANCHORPIPE_EXTERNAL_INTERVAL; ticks move them on in between
-        app.conf.beat_schedule["external"] = _tick("anchorpipe.external", max(min(cfg.external_interval / 4, 2.0), 0.5))
+        app.conf.beat_schedule["external"] = _tick("anchorpipe.external", max(min(cfg.external_interval / 10, 1.0),
+                                                                              0.25))
     return app
 
 

@@ -1,7 +1,9 @@
 """Finding a record's proof in the archive from (agency, id), with read access only.
 
 The index (:mod:`.index`) answers with (batch id, offset, length); one ranged
-GET of the bundle (:mod:`.bundle`) returns the proof. Archives written by
+GET of the bundle (:mod:`.bundle`) returns the proof, and when its batch was
+upgraded with external anchors, one LIST and one GET more bring the newest
+anchors object, whose anchors the proof then carries. Archives written by
 earlier versions kept a directory of 16 shards per agency instead,
 ``ids/<agency>/<h>.json`` with ``h`` the first hex digit of SHA-256(UTF-8
 record id): ``{"format": "anchorpipe.directory/1", "entries": {id: [batch id,
