@@ -101,6 +101,7 @@ class Stack:
         self.postgres.wait_released()  # after a kill, the old postmaster's pid must be gone first
         port = _port(self.database_url)
         self.spawn("postgres", self.postgres.command(port), port=port)
+        self.postgres.wait_ready(port)
 
 
 def _port(url: str) -> int:

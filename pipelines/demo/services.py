@@ -172,6 +172,16 @@ class PostgresCluster:
                 str(self.data), "-h", "127.0.0.1", "-c", "fsync=on", "-c", "synchronous_commit=on",
                 "-c", "max_connections=200", "-c", "shared_buffers=512MB"]
 
+    def wait_ready(self, port: int, timeout: float = 60.0) -> None:
+        """Wait until the server on ``port`` accepts connections: it listens a moment before it does, and
+        answers "the database system is starting up" meanwhile (and during crash recovery)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if subprocess.run([f"{self.bin}/pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"PostgreSQL on port {port} did not accept connections within {timeout:.0f} s")
+
     def wait_released(self, timeout: float = 30.0) -> None:
         """Wait until a killed server's processes are gone (a new one refuses to start while its pid lives)."""
         import os
@@ -207,6 +217,7 @@ def postgres_server(workdir: Path) -> Iterator[str]:
     try:
         port = free_port()
         with child(cluster.command(port), port, workdir / f"postgres-{port}.log"):
+            cluster.wait_ready(port)
             yield cluster.url(port)
     finally:
         cluster.remove()
