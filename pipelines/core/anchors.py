@@ -65,8 +65,6 @@ Anchor = Annotated[TlogAnchor | TsaAnchor | EvmAnchor, Field(discriminator="type
 ExternalAnchor = TsaAnchor | EvmAnchor
 #: Every anchor kind a verifier knows (``anchorpipe verify --require KIND``).
 ANCHOR_KINDS = frozenset({"tlog", "tsa", "evm"})
-#: The kinds the operator does not control.
-EXTERNAL_KINDS = frozenset({"tsa", "evm"})
 
 _ANCHOR: TypeAdapter[TlogAnchor | TsaAnchor | EvmAnchor] = TypeAdapter(Anchor)
 
