@@ -104,6 +104,16 @@ class Settings(BaseSettings):
     #: Seconds an anchoring transaction may wait unmined before it is replaced at a higher fee (same nonce).
     evm_replace_after: float = Field(120.0, gt=0)
 
+    #: Witnesses asked to cosign each checkpoint: ``<URL> <witness vkey>`` entries, separated by commas or
+    #: newlines (the vkey is what ``anchorpipe witness keygen`` printed). None by default.
+    witnesses: str = ""
+    #: Cosignatures a checkpoint needs to count as witnessed; 0: a majority of the witnesses.
+    witness_quorum: int = Field(0, ge=0)
+    #: Seconds to wait for a witness's answer (a slow or dead one never holds up the log).
+    witness_timeout: float = Field(5.0, gt=0, le=300)
+    #: How often (seconds) the newest checkpoint is sent to the witnesses, if the log grew.
+    witness_interval: float = Field(1.0, gt=0, le=3600)
+
     @field_validator("anchors")
     @classmethod
     def _anchors(cls, v: str) -> str:
@@ -123,6 +133,49 @@ class Settings(BaseSettings):
             raise ValueError("anchors has evm: set ANCHORPIPE_EVM_RPC_URL and ANCHORPIPE_EVM_KEY_FILE "
                              "(or ANCHORPIPE_EVM_KEY)")
         return self
+
+    @field_validator("witnesses")
+    @classmethod
+    def _witnesses(cls, v: str) -> str:
+        from pipelines.core.cosignature import WitnessKey
+        from pipelines.errors import InputError
+
+        for entry in _entries(v):
+            parts = entry.split()
+            if len(parts) != 2 or not parts[0].startswith(("http://", "https://")):
+                raise ValueError(f"want '<http(s) URL> <witness vkey>' entries, got {entry[:80]!r}")
+            try:
+                WitnessKey.parse(parts[1])
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _quorum(self) -> Settings:
+        if self.witness_quorum > len(self.witness_list):
+            raise ValueError(f"ANCHORPIPE_WITNESS_QUORUM is {self.witness_quorum}, but "
+                             f"{len(self.witness_list)} witnesses are configured (ANCHORPIPE_WITNESSES)")
+        return self
+
+    @property
+    def witness_list(self) -> list[tuple[str, str]]:
+        """The configured witnesses' (URL, vkey) pairs."""
+        return [(p[0], p[1]) for p in (e.split() for e in _entries(self.witnesses))]
+
+    @property
+    def quorum(self) -> int:
+        """Cosignatures a checkpoint needs (0 without witnesses)."""
+        return self.witness_quorum or (len(self.witness_list) // 2 + 1 if self.witness_list else 0)
+
+    @property
+    def rounds(self) -> bool:
+        """Whether anchoring rounds run: external anchors or witnesses are configured (proofs get upgraded)."""
+        return bool(self.external_kinds or self.witness_list)
+
+    @property
+    def upgrade_kinds(self) -> frozenset[str]:
+        """What a fully upgraded proof carries beyond the log: the external kinds, and ``witness``."""
+        return self.external_kinds | ({"witness"} if self.witness_list else frozenset())
 
     @property
     def external_kinds(self) -> frozenset[str]:
@@ -154,6 +207,10 @@ class Settings(BaseSettings):
     @property
     def broker(self) -> str:
         return self.broker_url or self.redis_url
+
+
+def _entries(text: str) -> list[str]:
+    return [e.strip() for e in text.replace("\n", ",").split(",") if e.strip()]
 
 
 def load_settings() -> Settings:

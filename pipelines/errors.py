@@ -71,6 +71,10 @@ class NoTrustedSignature(VerificationError):
     EVM block nobody pinned): nothing pinned vouches for it, so it proves nothing, and disproves nothing."""
 
 
+class BadSignature(VerificationError):
+    """A signature by a pinned key does not verify: what it signed was altered, or it was forged."""
+
+
 class StorageError(AnchorpipeError):
     """The archive, log or state storage failed; ``transient`` says whether to retry."""
 

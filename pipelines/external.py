@@ -16,6 +16,12 @@ The round closes when every target confirmed, or when every kind has one
 confirmation and a minute passed, or at ``ANCHORPIPE_EXTERNAL_DEADLINE`` with
 what confirmed; then the batches it covers are upgraded (pipelines.stages).
 Nothing here blocks sealing or archiving: proofs carry the log anchor meanwhile.
+
+With witnesses configured (pipelines.witnessing), a round anchors the newest
+*cosigned* checkpoint, so upgraded proofs carry the cosignatures too, and a round
+whose checkpoint reached the witness quorum counts ``witness`` among its kinds
+(with witnesses and no external kind, rounds have no target and close at once:
+they only bring the cosignatures to the proofs).
 """
 
 from __future__ import annotations
@@ -52,9 +58,10 @@ def kind_of(target: str) -> str:
 class ExternalAnchoring:
     cfg: Settings
     state: State
-    head: Callable[[], Head]  # the log's verified head
+    head: Callable[[], Head | None]  # the checkpoint to anchor: the log's head, or its newest cosigned one
     tsas: list[TsaClient]
     evm: EvmChain | None
+    witnessed: Callable[[str], bool] = lambda note: False  # whether a checkpoint note has the witness quorum
 
     def targets(self) -> list[str]:
         return [f"tsa:{c.url}" for c in self.tsas] + (["evm"] if self.evm else [])
@@ -65,7 +72,7 @@ class ExternalAnchoring:
         rnd = self.state.open_round_now()
         if rnd is None:
             head = self.head()
-            if head.checkpoint.size == 0 or not self.state.open_round(
+            if head is None or head.checkpoint.size == 0 or not self.state.open_round(
                     head.checkpoint.size, head.note, self.targets(), int(self.cfg.external_interval * 1000)):
                 return False
             rnd = self.state.open_round_now()
@@ -92,12 +99,14 @@ class ExternalAnchoring:
                 or (confirmed == wanted and age >= GRACE_MS)
                 or (confirmed and age >= self.cfg.external_deadline * 1000)):
             return False
+        if self.witnessed(rnd.note):
+            confirmed.add("witness")
         if not self.state.close_round(rnd.size, sorted(confirmed)):
             return False
         for t in rnd.targets:
             if t.state != "confirmed":
                 metrics.EXTERNAL_ANCHORS.labels(kind_of(t.target), "abandoned").inc()
-        event("round_closed", f"log size {rnd.size} anchored to {', '.join(sorted(confirmed))}", size=rnd.size,
+        event("round_closed", f"log size {rnd.size} anchored: {', '.join(sorted(confirmed)) or 'nothing'}", size=rnd.size,
               kinds=sorted(confirmed), seconds=round(age / 1000, 3))
         return True
 

@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipelines.core.cosignature import WitnessKey
 from pipelines.core.note import Signer, Verifier
 from pipelines.errors import ConfigError, InputError
 from pipelines.ledger.tlog import LogReader, TransparencyLog
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from pipelines.config import Settings
     from pipelines.external import ExternalAnchoring
     from pipelines.intake.pull import SourceRunner
+    from pipelines.witnessing import Witnessing
     from pipelines.sources.config import SourceConfig
     from pipelines.stages import Pipeline
     from pipelines.state.postgres import PostgresState
@@ -132,7 +134,7 @@ class Runtime:
         from pipelines.stages import Pipeline
 
         return Pipeline(self.cfg, self.state, self.archive, lambda: self.sequencer, log_store=self.log_store,
-                        external=(lambda: self.external_anchoring) if self.cfg.external_kinds else None)
+                        external=(lambda: self.external_anchoring) if self.cfg.rounds else None)
 
     @cached_property
     def external_anchoring(self) -> ExternalAnchoring:
@@ -154,7 +156,29 @@ class Runtime:
             key = (read_text(cfg.evm_key_file, "ANCHORPIPE_EVM_KEY_FILE") if cfg.evm_key_file
                    else cfg.evm_key.get_secret_value() if cfg.evm_key else "")
             evm = EvmChain(cfg.evm_rpc_url or "", key, chain_id=cfg.evm_chain_id)
-        return ExternalAnchoring(cfg, self.state, reader.head, tsas, evm)
+        if not cfg.witness_list:
+            return ExternalAnchoring(cfg, self.state, reader.head, tsas, evm)
+        from pipelines.witnessing import quorum_met
+
+        keys = [WitnessKey.parse(vkey) for _, vkey in cfg.witness_list]
+        return ExternalAnchoring(cfg, self.state, reader.cosigned, tsas, evm,
+                                 witnessed=lambda note: quorum_met(note, keys, cfg.quorum))
+
+    @cached_property
+    def witnessing(self) -> Witnessing:
+        """The witnesses of ANCHORPIPE_WITNESSES, asked about the log's head as its key verifies it."""
+        from pipelines.ledger.witness import WitnessClient
+        from pipelines.witnessing import Witnessing
+
+        cfg = self.cfg
+        if not cfg.log_key_file:
+            raise ConfigError("ANCHORPIPE_LOG_KEY_FILE is required to have the log's checkpoints witnessed")
+        if not cfg.witness_list:
+            raise ConfigError("ANCHORPIPE_WITNESSES names no witness")
+        signers = load_signers([cfg.log_key_file])
+        reader = LogReader(self.log_store, [s.verifier() for s in signers], signers[0].name)
+        clients = [WitnessClient(url, WitnessKey.parse(vkey), cfg.witness_timeout) for url, vkey in cfg.witness_list]
+        return Witnessing(reader, clients, cfg.quorum)
 
     def sources(self) -> dict[str, SourceConfig]:
         """The configured pull sources (ANCHORPIPE_SOURCES), validated; none if unset."""

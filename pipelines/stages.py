@@ -43,7 +43,7 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 SEAL_BUDGET_S = 5.0
 #: One Celery queue per stage (plus ``pull``); each scales with its own workers.
-QUEUES = ("seal", "anchor", "archive", "reconcile", "pull", "external", "upgrade")
+QUEUES = ("seal", "anchor", "archive", "reconcile", "pull", "external", "upgrade", "witness")
 
 
 @dataclass(frozen=True)
@@ -246,9 +246,9 @@ class Pipeline:
             key = bundle.anchors_key(info["agency"], b, rnd.size)
             self.store.put_immutable(key, bundle.anchors_document(b, [tlog, *receipts]))
             faultpoints.reached("upgrade.written")
-            kinds = sorted({r.type for r in receipts})
+            kinds = sorted(set(rnd.kinds))  # the confirmed external kinds, and "witness" if it had the quorum
             # Commit point: the batch's proofs are upgraded; readers that go by the state now use the object.
-            if self.state.mark_upgraded(b, rnd.size, kinds, set(kinds) >= self.cfg.external_kinds, key):
+            if self.state.mark_upgraded(b, rnd.size, kinds, set(kinds) >= self.cfg.upgrade_kinds, key):
                 metrics.UPGRADED.inc(info["size"])
                 done.append(b)
                 event("upgraded", f"upgraded batch {b} with {', '.join(kinds)}", batch=b, records=info["size"],

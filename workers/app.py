@@ -76,7 +76,9 @@ def create_app() -> Celery:
         task_send_sent_event=True,
     )
     app.conf.beat_schedule.update(_pull_schedule(cfg))
-    if cfg.external_kinds:  # rounds open every ANCHORPIPE_EXTERNAL_INTERVAL; ticks move them on in between
+    if cfg.witness_list:  # the newest checkpoint to the witnesses, if the log grew
+        app.conf.beat_schedule["witness"] = _tick("anchorpipe.witness", cfg.witness_interval)
+    if cfg.rounds:  # rounds open every ANCHORPIPE_EXTERNAL_INTERVAL; ticks move them on in between
         app.conf.beat_schedule["external"] = _tick("anchorpipe.external", max(min(cfg.external_interval / 10, 1.0),
                                                                               0.25))
     return app

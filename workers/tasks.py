@@ -113,6 +113,12 @@ def external() -> None:
     _send_upgrades(pipeline().external_tick())
 
 
+@stage("witness", tick=True)
+def witness() -> None:
+    """Send the log's newest checkpoint to the witnesses and publish it with their cosignatures."""
+    runtime().witnessing.tick()
+
+
 @stage("upgrade")
 def upgrade(batch_ids: list[str]) -> None:
     pipeline().upgrade(batch_ids)
@@ -137,7 +143,7 @@ def reconcile() -> None:
         anchor.delay(stuck["claimed"] + stuck["sealed"])
     if stuck["anchored"]:
         archive.delay(stuck["anchored"])
-    if runtime().cfg.external_kinds and not runtime().queues.lengths(("upgrade",))["upgrade"]:
+    if runtime().cfg.rounds and not runtime().queues.lengths(("upgrade",))["upgrade"]:
         # Upgrades a lost message or a dead worker left undone (never while upgrades still wait in the queue).
         _send_upgrades(p.state.upgradable(closed_before_ms=now_ms() - int(p.cfg.stuck_after * 750)))
 

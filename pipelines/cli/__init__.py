@@ -19,6 +19,7 @@ from pipelines.cli.proof import proof
 from pipelines.cli.records import seal, verify
 from pipelines.cli.service import agency, auditor, db, dead_letters, key
 from pipelines.cli.source import source
+from pipelines.cli.witness import witness
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,7 +47,8 @@ def _load_env_file() -> None:
     load_dotenv(path, override=False)
 
 
-for _command in (seal, verify, demo, log, agency, auditor, key, proof, source, dead_letters, db, config, init):
+for _command in (seal, verify, demo, log, agency, auditor, key, proof, source, dead_letters, db, config, init,
+                 witness):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -20,8 +20,7 @@ from pipelines.cli.common import (
 )
 from pipelines.core.commitment import check_agency, content_sha256
 from pipelines.core.proof import parse_proof
-from pipelines.core.anchors import ANCHOR_KINDS
-from pipelines.core.verify import NotAnchored, Policy, Report, verify_batch, verify_proof
+from pipelines.core.verify import POLICY_KINDS, NotAnchored, Policy, Report, verify_batch, verify_proof
 from pipelines.errors import AnchorpipeError, InputError, VerificationError
 from pipelines.runtime import load_verifiers
 
@@ -88,21 +87,26 @@ def seal(records: Path, agency: str, out: Path, log_location: str | None, log_ke
 @click.option("--evm-trusted-blocks", "evm_blocks", type=click.Path(dir_okay=False, path_type=Path),
               help="JSON file of block hashes you know are canonical ({\"chain_id\": N, \"blocks\": [{\"number\": "
                    "n, \"hash\": h}]}), in place of --evm-rpc.")
-@click.option("--require", "require", multiple=True, type=click.Choice(sorted(ANCHOR_KINDS)),
-              help="An anchor kind that must verify under what you pinned. Repeatable. "
-                   "Without it (or --policy), any one verified anchor suffices.")
+@click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
+              help="A pinned witness key (the text, or a file of them one a line, like witnesses.vkeys). Repeatable.")
+@click.option("--witness-quorum", "witness_quorum", type=click.IntRange(1), metavar="K",
+              help="How many pinned witnesses must have cosigned the log's checkpoint (default: a majority of them).")
+@click.option("--require", "require", multiple=True, type=click.Choice(sorted(POLICY_KINDS)),
+              help="An anchor kind that must verify under what you pinned (witness: the quorum of cosignatures). "
+                   "Repeatable. Without it (or --policy), any one verified anchor suffices.")
 @click.option("--policy", "expression", metavar="EXPR",
-              help='A rule over the verified anchor kinds, e.g. "tlog and (tsa or evm)".')
+              help='A rule over the verified anchor kinds, e.g. "tlog and witness and (tsa or evm)".')
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log_vkeys: tuple[str, ...],
-           tsa_roots: tuple[Path, ...], evm_rpc: str | None, evm_blocks: Path | None, require: tuple[str, ...],
-           expression: str | None, quiet: bool) -> None:
+           tsa_roots: tuple[Path, ...], evm_rpc: str | None, evm_blocks: Path | None, witnesses: tuple[str, ...],
+           witness_quorum: int | None, require: tuple[str, ...], expression: str | None, quiet: bool) -> None:
     """Verify PROOF.json offline (or a whole batch: an archived BATCH.ndjson bundle).
 
     Checks the leaf commitment, the path to the batch root, and every anchor
     receipt against what you pin: log keys (--log-vkey), TSA roots (--tsa-root),
     canonical EVM blocks (--evm-trusted-blocks, or a node you trust with
-    --evm-rpc). VALID only when the batch is anchored under something pinned
+    --evm-rpc), witness keys (--witness, with --witness-quorum: a quorum of
+    them must have cosigned the log's checkpoint). VALID only when the batch is anchored under something pinned
     and your policy (--require, --policy) holds: the proof's own claims decide
     nothing. Every anchor is listed with its verdict and the time it attests.
     For a bundle, every proof, and that no record of the batch is missing.
@@ -111,11 +115,12 @@ def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log
     input; 3 consistent but not anchored under what you pinned.
     """
     try:
-        from pipelines.cli.trust import canonical_check, load_evm_blocks, load_tsa_roots
+        from pipelines.cli.trust import canonical_check, load_evm_blocks, load_tsa_roots, load_witness_keys
 
         policy = Policy.of(load_verifiers(log_vkeys), require, tsa_roots=load_tsa_roots(tsa_roots),
                            evm_blocks=load_evm_blocks(evm_blocks) if evm_blocks else None,
-                           evm_check=canonical_check(evm_rpc) if evm_rpc else None, expression=expression)
+                           evm_check=canonical_check(evm_rpc) if evm_rpc else None, expression=expression,
+                           witnesses=load_witness_keys(witnesses), witness_quorum=witness_quorum)
         if proof_file.suffix == ".ndjson":
             if record or record_bytes:
                 raise InputError("--record and --record-bytes go with one proof, not a bundle")

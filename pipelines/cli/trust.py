@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.cli.common import load_json, read_bytes
+from pipelines.core.cosignature import WitnessKey
 from pipelines.core.evm import Block
 from pipelines.core.verify import CanonicalCheck
 from pipelines.errors import InputError, VerificationError
@@ -22,6 +23,17 @@ def load_tsa_roots(paths: Sequence[Path]) -> list[Any]:
         except VerificationError as exc:
             raise InputError(f"{path}: {exc}") from None
     return roots
+
+
+def load_witness_keys(values: Sequence[str]) -> list[WitnessKey]:
+    """Pinned witness keys, each given as its text or as a file of them, one a line."""
+    from pipelines.runtime import read_text
+
+    keys = []
+    for value in values:
+        texts = read_text(value, "witness key file").splitlines() if Path(value).is_file() else [value]
+        keys += [WitnessKey.parse(t) for t in texts if t.strip()]
+    return keys
 
 
 def load_evm_blocks(path: Path) -> dict[int, list[str]]:

@@ -14,12 +14,13 @@ import hashlib
 import re
 import struct
 from dataclasses import dataclass
+from typing import ClassVar, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from pipelines.errors import InputError, NoTrustedSignature, VerificationError
+from pipelines.errors import BadSignature, InputError, NoTrustedSignature, VerificationError
 
 ALG_ED25519 = 0x01
 SIG_PREFIX = "\u2014 "  # em dash, space
@@ -35,9 +36,9 @@ def check_key_name(name: str) -> str:
     return name
 
 
-def key_id(name: str, public_key: bytes) -> int:
-    """SHA-256(name || 0x0A || 0x01 || public key)[:4] as a big-endian integer."""
-    digest = hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + public_key).digest()
+def key_id(name: str, public_key: bytes, alg: int = ALG_ED25519) -> int:
+    """SHA-256(name || 0x0A || alg || public key)[:4] as a big-endian integer."""
+    digest = hashlib.sha256(name.encode() + b"\n" + bytes([alg]) + public_key).digest()
     return int.from_bytes(digest[:4], "big")
 
 
@@ -55,23 +56,26 @@ class Verifier:
     name: str
     id: int
     public_key: bytes
+    #: The signature type byte of the key's vkey and key ID (c2sp.org/signed-note).
+    ALG: ClassVar[int] = ALG_ED25519
+    WHAT: ClassVar[str] = "verifier key"
 
     @classmethod
-    def parse(cls, vkey: str) -> Verifier:
+    def parse(cls, vkey: str) -> Self:
         parts = vkey.strip().split("+", 2)
         if len(parts) != 3 or not re.fullmatch(r"[0-9a-fA-F]{8}", parts[1]):
-            raise InputError("verifier key must look like <name>+<8 hex digits>+<base64 key>")
+            raise InputError(f"{cls.WHAT} must look like <name>+<8 hex digits>+<base64 key>")
         name, hex_id, blob = parts
         check_key_name(name)
-        raw = _b64(blob, "verifier key")
-        if len(raw) != 33 or raw[0] != ALG_ED25519:
-            raise InputError("verifier key is not an Ed25519 key (want 0x01 and 32 bytes)")
-        if key_id(name, raw[1:]) != int(hex_id, 16):
-            raise InputError(f"verifier key id {hex_id} does not match its name and key")
+        raw = _b64(blob, cls.WHAT)
+        if len(raw) != 33 or raw[0] != cls.ALG:
+            raise InputError(f"{cls.WHAT} is not of signature type 0x{cls.ALG:02x} with a 32-byte Ed25519 key")
+        if key_id(name, raw[1:], cls.ALG) != int(hex_id, 16):
+            raise InputError(f"{cls.WHAT} id {hex_id} does not match its name and key")
         return cls(name, int(hex_id, 16), raw[1:])
 
     def text(self) -> str:
-        blob = base64.b64encode(bytes([ALG_ED25519]) + self.public_key).decode()
+        blob = base64.b64encode(bytes([self.ALG]) + self.public_key).decode()
         return f"{self.name}+{self.id:08x}+{blob}"
 
     def verify(self, message: bytes, signature: bytes) -> bool:
@@ -86,33 +90,35 @@ class Signer:
     """An Ed25519 signer key. Its ``repr`` never shows the key."""
 
     __slots__ = ("name", "id", "_key")
+    ALG: ClassVar[int] = ALG_ED25519
+    VERIFIER: ClassVar[type[Verifier]] = Verifier
 
     def __init__(self, name: str, seed: bytes) -> None:
         check_key_name(name)
         self._key = Ed25519PrivateKey.from_private_bytes(seed)
         self.name = name
-        self.id = key_id(name, self.public_key)
+        self.id = key_id(name, self.public_key, self.ALG)
 
     def __repr__(self) -> str:
-        return f"Signer(name={self.name!r}, id={self.id:08x})"
+        return f"{type(self).__name__}(name={self.name!r}, id={self.id:08x})"
 
     @property
     def public_key(self) -> bytes:
         return self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
     @classmethod
-    def generate(cls, name: str) -> Signer:
+    def generate(cls, name: str) -> Self:
         seed = Ed25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         return cls(name, seed)
 
     @classmethod
-    def parse(cls, skey: str) -> Signer:
+    def parse(cls, skey: str) -> Self:
         parts = skey.strip().split("+", 4)
         if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
             raise InputError("not a signer key: want PRIVATE+KEY+<name>+<key id>+<base64 key>")
         raw = _b64(parts[4], "signer key")
-        if len(raw) != 33 or raw[0] != ALG_ED25519:
-            raise InputError("signer key is not an Ed25519 key")
+        if len(raw) != 33 or raw[0] != cls.ALG:
+            raise InputError(f"signer key is not of signature type 0x{cls.ALG:02x} with a 32-byte Ed25519 key")
         signer = cls(parts[2], raw[1:])
         if f"{signer.id:08x}" != parts[3].lower():
             raise InputError("signer key id does not match its name and key")
@@ -120,10 +126,10 @@ class Signer:
 
     def text(self) -> str:
         seed = self._key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        return f"PRIVATE+KEY+{self.name}+{self.id:08x}+{base64.b64encode(bytes([ALG_ED25519]) + seed).decode()}"
+        return f"PRIVATE+KEY+{self.name}+{self.id:08x}+{base64.b64encode(bytes([self.ALG]) + seed).decode()}"
 
     def verifier(self) -> Verifier:
-        return Verifier(self.name, self.id, self.public_key)
+        return self.VERIFIER(self.name, self.id, self.public_key)
 
     def sign(self, message: bytes) -> bytes:
         return self._key.sign(message)
@@ -170,19 +176,19 @@ def open_note(note: str, verifiers: list[Verifier]) -> tuple[str, list[str]]:
     known = {(v.name, v.id): v for v in verifiers}
     verified: list[str] = []
     for line in lines:
-        name, sig = _parse_sig_line(line)
+        name, sig = parse_signature_line(line)
         verifier = known.get((name, struct.unpack(">I", sig[:4])[0]))
         if verifier is None:
             continue
         if not verifier.verify(text.encode(), sig[4:]):
-            raise VerificationError(f"signature by {name} does not verify")
+            raise BadSignature(f"signature by {name} does not verify")
         verified.append(name)
     if not verified:
         raise NoTrustedSignature("note is not signed by any trusted key")
     return text, verified
 
 
-def _parse_sig_line(line: str) -> tuple[str, bytes]:
+def parse_signature_line(line: str) -> tuple[str, bytes]:
     if not line.startswith(SIG_PREFIX):
         raise VerificationError(f"malformed signature line {line[:40]!r}")
     name, _, b64 = line[len(SIG_PREFIX):].rpartition(" ")

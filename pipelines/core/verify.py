@@ -23,6 +23,7 @@ from pipelines.core import merkle
 from pipelines.core.anchors import ANCHOR_KINDS, EvmAnchor, TlogAnchor, TsaAnchor
 from pipelines.core.checkpoint import Checkpoint, open_signed_checkpoint, parse_checkpoint_text
 from pipelines.core.commitment import record_leaf_hash
+from pipelines.core.cosignature import Cosignature, WitnessKey, verify_cosignatures
 from pipelines.core.evm import Block, verify_evm_receipt
 from pipelines.core.logentry import batch_entry
 from pipelines.core.note import Verifier, split_note
@@ -34,6 +35,9 @@ AnyAnchor = TlogAnchor | TsaAnchor | EvmAnchor
 #: Asks a node or explorer the auditor trusts whether a block is on the canonical chain: True, False, or
 #: None when it cannot tell (the chain is another, the node is unreachable).
 CanonicalCheck = Callable[[Block], bool | None]
+#: What a policy can require: the anchor kinds, and ``witness`` (a quorum of pinned witnesses cosigned the
+#: checkpoint of a verified log receipt).
+POLICY_KINDS = ANCHOR_KINDS | {"witness"}
 
 
 class NotAnchored(VerificationError):
@@ -50,6 +54,8 @@ class Policy:
     knows are canonical; ``evm_check`` asks a node they trust instead. ``require``:
     anchor kinds that must each verify; ``expression`` (``"tlog and (tsa or evm)"``)
     a rule over the verified kinds. With neither, any one verified anchor suffices.
+    ``witnesses``: pinned witness keys; ``witness_quorum`` of them must have cosigned
+    the checkpoint of a verified log receipt (then ``witness`` is required).
     """
 
     log_keys: tuple[Verifier, ...] = ()
@@ -58,20 +64,34 @@ class Policy:
     evm_blocks: Mapping[int, frozenset[str]] = field(default_factory=dict)
     evm_check: CanonicalCheck | None = None
     expression: str | None = None
+    witnesses: tuple[WitnessKey, ...] = ()
+    witness_quorum: int = 0
 
     @classmethod
     def of(cls, log_keys: Iterable[Verifier] = (), require: Iterable[str] = (), *, tsa_roots: Iterable[Any] = (),
            evm_blocks: Mapping[int, Iterable[str]] | None = None, evm_check: CanonicalCheck | None = None,
-           expression: str | None = None) -> Policy:
-        """A policy; InputError naming an unknown anchor kind or a malformed expression."""
+           expression: str | None = None, witnesses: Iterable[WitnessKey] = (),
+           witness_quorum: int | None = None) -> Policy:
+        """A policy; InputError naming an unknown anchor kind, a malformed expression or an impossible quorum.
+        With witnesses and no quorum, a majority of them is the quorum."""
         kinds = frozenset(require)
-        unknown = sorted(kinds - ANCHOR_KINDS)
+        unknown = sorted(kinds - POLICY_KINDS)
         if unknown:
-            raise InputError(f"unknown anchor kind(s) {unknown}; known: {sorted(ANCHOR_KINDS)}")
+            raise InputError(f"unknown anchor kind(s) {unknown}; known: {sorted(POLICY_KINDS)}")
         if expression is not None:
             _compile(expression)
+        pinned = tuple(witnesses)
+        quorum = len(pinned) // 2 + 1 if witness_quorum is None and pinned else (witness_quorum or 0)
+        if quorum > len(pinned) or quorum < 0:
+            raise InputError(f"a witness quorum of {quorum} needs at least that many pinned witness keys "
+                             f"(--witness), {len(pinned)} given")
+        if quorum or "witness" in kinds:
+            if not pinned:
+                raise InputError("requiring witness cosignatures needs pinned witness keys (--witness VKEY)")
+            kinds |= {"witness"}
         blocks = {int(c): frozenset(h.lower().removeprefix("0x") for h in hs) for c, hs in (evm_blocks or {}).items()}
-        return cls(tuple(log_keys), kinds, tuple(tsa_roots), blocks, evm_check, expression)
+        return cls(tuple(log_keys), kinds, tuple(tsa_roots), blocks, evm_check, expression, pinned, max(quorum, 1)
+                   if pinned else 0)
 
     def satisfied(self, verified: set[str]) -> bool:
         if self.expression is not None and not _compile(self.expression)(verified):
@@ -81,16 +101,17 @@ class Policy:
     def describe(self) -> str:
         keys = ", ".join(f"{k.name}+{k.id:08x}" for k in self.log_keys) or "none"
         rule = self.expression or " and ".join(sorted(self.require)) or "any one"
+        witnesses = f"; witnesses: {self.witness_quorum} of {len(self.witnesses)} pinned" if self.witnesses else ""
         return (f"pinned log keys: {keys}; TSA roots: {len(self.tsa_roots)}; EVM: "
                 f"{'a trusted node' if self.evm_check else f'{sum(map(len, self.evm_blocks.values()))} pinned blocks'}"
-                f"; required: {rule}")
+                f"{witnesses}; required: {rule}")
 
 
 @lru_cache(maxsize=32)
 def _compile(expression: str) -> Callable[[set[str]], bool]:
     """``tlog and (tsa or evm)``: anchor kinds joined by ``and``/``or`` with parentheses (Python's parser,
     and nothing but names and those two operators let through)."""
-    bad = InputError(f"policy {expression!r}: want anchor kinds {sorted(ANCHOR_KINDS)} joined by 'and', 'or' "
+    bad = InputError(f"policy {expression!r}: want anchor kinds {sorted(POLICY_KINDS)} joined by 'and', 'or' "
                      "and parentheses")
     try:
         tree = ast.parse(expression.strip(), mode="eval")
@@ -98,9 +119,9 @@ def _compile(expression: str) -> Callable[[set[str]], bool]:
         raise bad from None
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
-            if node.id not in ANCHOR_KINDS:
+            if node.id not in POLICY_KINDS:
                 raise InputError(f"policy {expression!r}: unknown anchor kind {node.id!r}; known: "
-                                 f"{sorted(ANCHOR_KINDS)}")
+                                 f"{sorted(POLICY_KINDS)}")
         elif not isinstance(node, ast.Expression | ast.BoolOp | ast.And | ast.Or | ast.Load):
             raise bad
 
@@ -180,6 +201,7 @@ def check_anchors(anchors: Sequence[AnyAnchor], batch: BatchInclusion, policy: P
 
     An anchor that fails a check makes the proof INVALID (a receipt was altered); one that nothing the
     auditor pinned vouches for is listed as unchecked and counts for nothing."""
+    logged: list[tuple[int, TlogAnchor]] = []
     for n, anchor in enumerate(anchors):
         try:
             verdict = _check_anchor(anchor, anchors, batch, policy)
@@ -191,6 +213,10 @@ def check_anchors(anchors: Sequence[AnyAnchor], batch: BatchInclusion, policy: P
         report.ok(verdict.detail)
         report.anchors.append(verdict)
         report.anchored.setdefault(anchor.type, verdict.detail)
+        if isinstance(anchor, TlogAnchor):
+            logged.append((n, anchor))
+    if policy.witnesses:
+        _check_witnesses(logged, policy, report)
     if policy.satisfied(set(report.anchored)):
         return
     if not anchors:
@@ -202,6 +228,36 @@ def check_anchors(anchors: Sequence[AnyAnchor], batch: BatchInclusion, policy: P
                         + ([f"the policy {policy.expression!r} does not hold for the verified kinds "
                             f"{sorted(report.anchored) or 'none'}"] if policy.expression else []) + unchecked)
     raise NotAnchored(f"consistent but not anchored under a pinned key or root: {why} ({policy.describe()})")
+
+
+def _check_witnesses(logged: Sequence[tuple[int, TlogAnchor]], policy: Policy, report: Report) -> None:
+    """Step 5: the pinned witnesses' cosignatures on the checkpoints of the verified log receipts. The best
+    receipt counts; a quorum of them means every pinned witness that cosigned saw this same log (no split
+    view). A cosignature by a pinned witness that does not verify makes the proof INVALID."""
+    best: tuple[Cosignature, ...] = ()
+    for n, anchor in logged:
+        try:
+            found = _cosigned(anchor.checkpoint, policy.witnesses)
+        except VerificationError as exc:
+            raise VerificationError(f"anchor {n} (tlog): {exc}") from exc
+        best = max(best, found, key=len)
+    names = ", ".join(c.witness for c in best) or "none"
+    if len(best) >= policy.witness_quorum:
+        when = datetime.fromtimestamp(max(c.timestamp for c in best), UTC).isoformat().replace("+00:00", "Z")
+        detail = (f"the log's checkpoint is cosigned by {len(best)} pinned witness(es) ({names}); quorum "
+                  f"{policy.witness_quorum} of {len(policy.witnesses)}: no split view")
+        report.ok(detail)
+        report.anchors.append(AnchorVerdict("witness", "verified", detail, when))
+        report.anchored["witness"] = detail
+    else:
+        report.anchors.append(AnchorVerdict(
+            "witness", "unchecked", f"the log's checkpoint is cosigned by {len(best)} of the pinned witnesses "
+            f"({names}); {policy.witness_quorum} required"))
+
+
+@lru_cache(maxsize=64)
+def _cosigned(note: str, witnesses: tuple[WitnessKey, ...]) -> tuple[Cosignature, ...]:
+    return tuple(verify_cosignatures(note, witnesses))
 
 
 def _check_anchor(anchor: AnyAnchor, anchors: Sequence[AnyAnchor], batch: BatchInclusion, policy: Policy

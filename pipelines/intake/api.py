@@ -179,9 +179,10 @@ def _record_status(rt: Runtime, agency: str, record_id: str) -> dict[str, Any]:
     status = {None: "pending", "claimed": "sealing"}.get(stage, stage)
     location = rt.state.proof_location(agency, record_id) if status == "archived" else None
     # Which anchors the record's newest proof carries, and which the operator seeks that are still to come.
-    have = (["tlog"] + [k for k in ("tsa", "evm") if k in batch.get("ext_kinds", "").split(",")]
+    order = ("tlog", "witness", "tsa", "evm")
+    have = (["tlog"] + [k for k in order[1:] if k in batch.get("ext_kinds", "").split(",")]
             if stage in ("anchored", "archived") else [])
-    wanted = ["tlog", *sorted(rt.cfg.external_kinds, key=("tsa", "evm").index)]
+    wanted = ["tlog", *sorted(rt.cfg.upgrade_kinds, key=order.index)]
     return {"agency": agency, "id": record_id, "status": status, "batch": found.batch_id, "location": location,
             "upgrade": batch.get("anchors_key"),
             "anchors": {"confirmed": have, "pending": [k for k in wanted if k not in have]}}
@@ -232,7 +233,7 @@ def _health_routes(rt: Runtime) -> APIRouter:
     registry = CollectorRegistry()
     for collector in (metrics.ACCEPTED, metrics.DUPLICATES, PROCESS_COLLECTOR, PLATFORM_COLLECTOR,
                       metrics.StateCollector(rt.state, lambda: rt.queues.lengths(QUEUES),
-                                              bool(rt.cfg.external_kinds))):
+                                              rt.cfg.rounds)):
         registry.register(collector)
 
     @router.get("/healthz")

@@ -2,7 +2,10 @@
 
 Layout under the store (see docs/ledgers.md):
 
-- ``checkpoint``: the signed checkpoint, the only mutable object;
+- ``checkpoint``: the signed checkpoint, the only mutable object the sequencer writes;
+- ``anchorpipe/cosigned-checkpoint``: the newest checkpoint witnesses were asked
+  to cosign, with the cosignatures it got (written by the witnessing stage, only
+  ever to a larger size);
 - ``tile/<L>/<N>[.p/<W>]`` and ``tile/entries/<N>[.p/<W>]``: C2SP tlog-tiles;
 - ``anchorpipe/sequenced/<size>``: the entries appended to the log at ``size``
   (an entry bundle), written once before any tile, so a crashed append is
@@ -30,6 +33,7 @@ from pipelines.errors import ConflictError, LogStateError, StorageError, Verific
 from pipelines.storage import ObjectStore, get_all, put_all
 
 CHECKPOINT = "checkpoint"
+COSIGNED = "anchorpipe/cosigned-checkpoint"
 SEQUENCED = "anchorpipe/sequenced/{size}"
 BATCH = "anchorpipe/batches/{batch_id}"
 MAX_ROUNDS = 20
@@ -96,6 +100,35 @@ class LogReader:
         proof = self.tree(new.size).consistency_proof(old.size)
         merkle.verify_consistency(old.size, new.size, proof, old.root, new.root)
         return proof
+
+    def consistency_proof(self, old_size: int, head: Head) -> list[bytes]:
+        """The consistency proof from ``old_size`` to ``head`` (empty from 0 or to the same size)."""
+        if not 0 < old_size < head.checkpoint.size:
+            return []
+        return self.tree(head.checkpoint.size).consistency_proof(old_size)
+
+    def cosigned(self) -> Head | None:
+        """The newest cosigned checkpoint (its note carries the witnesses' cosignatures), verified with the
+        log's keys; None before witnesses cosigned any."""
+        found = self.store.get_versioned(COSIGNED)
+        if found is None:
+            return None
+        note = found[0].decode("utf-8", "replace")
+        return Head(open_checkpoint(note, self.verifiers, self.origin), note, found[1])
+
+    def publish_cosigned(self, head: Head, note: str) -> bool:
+        """Publish ``note`` (``head``'s checkpoint with cosignatures) unless a larger one is published; a
+        compare-and-swap, so the published size never goes down."""
+        for _ in range(MAX_ROUNDS):
+            current = self.cosigned()
+            if current is not None and current.checkpoint.size >= head.checkpoint.size:
+                return False
+            try:
+                self.store.put_if_version(COSIGNED, note.encode(), current.version if current else None)
+                return True
+            except ConflictError:
+                continue
+        return False
 
     def batch_indexes(self, batch_ids: list[str]) -> list[tuple[int, str] | None]:
         raws = get_all(self.store, [BATCH.format(batch_id=b) for b in batch_ids])

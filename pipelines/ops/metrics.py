@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from pipelines.state import STAGES
@@ -39,6 +39,16 @@ EXTERNAL_ANCHORS = Counter("anchorpipe_external_anchors", "External anchoring at
 EXTERNAL_CONFIRM_SECONDS = Histogram("anchorpipe_external_confirm_seconds", "From a round's opening to a target's "
                                      "confirmation", ["kind"], buckets=LATENCY_BUCKETS)
 UPGRADED = Counter("anchorpipe_records_upgraded", "Records whose proof was re-issued with external anchors")
+WITNESS_SECONDS = Histogram("anchorpipe_witness_seconds", "add-checkpoint round trips that got a cosignature",
+                            ["witness"], buckets=LATENCY_BUCKETS)
+WITNESS_FAILURES = Counter("anchorpipe_witness_failures", "add-checkpoint requests that got no cosignature "
+                           "(reason: unavailable, refused)", ["witness", "reason"])
+WITNESS_COSIGNED_SIZE = Gauge("anchorpipe_witness_cosigned_size", "Log size each witness last cosigned", ["witness"],
+                              multiprocess_mode="max")
+CHECKPOINTS_WITNESSED = Counter("anchorpipe_checkpoints_witnessed", "Checkpoints published with cosignatures, by "
+                                "whether they reached the quorum", ["quorum"])
+WITNESSED_SIZE = Gauge("anchorpipe_witnessed_size", "Log size of the newest checkpoint published cosigned",
+                       multiprocess_mode="max")
 PULLED = Counter("anchorpipe_records_pulled", "Records pulled from a source and accepted", ["source"])
 QUARANTINED = Counter("anchorpipe_records_quarantined", "Source items set aside as invalid", ["source"])
 PULL_FAILURES = Counter("anchorpipe_pull_failures", "Source runs that failed", ["source"])

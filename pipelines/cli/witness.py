@@ -1,0 +1,96 @@
+"""``anchorpipe witness ...``: run a C2SP tlog-witness for other parties' logs (an agency witnessing another)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from pipelines.cli.common import fail_with
+from pipelines.errors import AnchorpipeError, InputError
+
+DEFAULT_NAME = "anchorpipe.local/witness"
+
+
+@click.group()
+def witness() -> None:
+    """A witness: cosigns the checkpoints of the logs it is given, once each is shown consistent with the
+    latest it cosigned (c2sp.org/tlog-witness). Logs ask it; auditors pin its verifier key."""
+
+
+@witness.command()
+@click.argument("keyfile", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", default=DEFAULT_NAME, show_default=True,
+              help="The witness's name (its key name), e.g. witness.records.example.gov.")
+def keygen(keyfile: Path, name: str) -> None:
+    """Write a new Ed25519 cosigning key to KEYFILE (mode 0600) and print its verifier key, the line
+    auditors and logs pin (signature type 0x04, c2sp.org/tlog-cosignature)."""
+    from pipelines.core.cosignature import Cosigner
+
+    try:
+        cosigner = Cosigner.generate(name)
+        keyfile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{keyfile} exists; not overwriting a key") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {keyfile}: {exc.strerror}") from None
+    except AnchorpipeError as exc:
+        fail_with(exc)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(cosigner.text() + "\n")
+    click.echo(cosigner.verifier().text())
+
+
+@witness.command()
+@click.option("--key", "key_file", required=True, envvar="ANCHORPIPE_WITNESS_KEY_FILE",
+              type=click.Path(dir_okay=False, path_type=Path), help="The witness's key file (from 'witness keygen').")
+@click.option("--log", "logs", multiple=True, required=True, metavar="VKEY", envvar="ANCHORPIPE_WITNESS_LOGS",
+              help="A log to witness: its verifier key (the text, or a file of them, one a line); its origin is "
+                   "the key's name. Repeatable.")
+@click.option("--state", "state_file", required=True, envvar="ANCHORPIPE_WITNESS_STATE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="SQLite file holding the latest checkpoint cosigned per log (created if absent). Back it up: "
+                   "a witness that loses it can be made to cosign a fork.")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="ANCHORPIPE_WITNESS_HOST")
+@click.option("--port", default=7380, show_default=True, type=click.IntRange(0, 65535), envvar="ANCHORPIPE_WITNESS_PORT")
+@click.option("--rate", default=50.0, show_default=True, type=click.FloatRange(0),
+              help="Requests per second per client address (0: no limit); over it: 429 with Retry-After.")
+@click.option("--burst", default=100.0, show_default=True, type=click.FloatRange(1))
+def serve(key_file: Path, logs: tuple[str, ...], state_file: Path, host: str, port: int, rate: float,
+          burst: float) -> None:
+    """Serve POST /add-checkpoint (C2SP tlog-witness) until stopped."""
+    import uvicorn
+
+    from pipelines.witness.server import create_app
+    from pipelines.witness.state import WitnessState
+
+    try:
+        witness_ = _witness(key_file, logs, WitnessState(state_file))
+    except AnchorpipeError as exc:
+        fail_with(exc)
+    click.echo(f"witness {witness_.cosigner.verifier().text()} on http://{host}:{port} for "
+               f"{', '.join(sorted(witness_.logs))}", err=True)
+    uvicorn.run(create_app(witness_, rate, burst), host=host, port=port, log_level="warning", access_log=False)
+
+
+def _witness(key_file: Path, logs: tuple[str, ...], state):  # type: ignore[no-untyped-def]
+    from pipelines.core.cosignature import Cosigner
+    from pipelines.core.note import Verifier
+    from pipelines.runtime import read_text
+    from pipelines.witness.server import Witness
+
+    lines = [line for line in read_text(key_file, "witness key file").splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise InputError(f"{key_file}: want one witness key (from 'anchorpipe witness keygen')")
+    cosigner = Cosigner.parse(lines[0])
+    known: dict[str, list[Verifier]] = {}
+    for value in logs:
+        texts = read_text(value, "log key file").splitlines() if Path(value).is_file() else value.split()
+        for text in (t for t in texts if t.strip()):
+            key = Verifier.parse(text)
+            known.setdefault(key.name, []).append(key)
+    if not known:
+        raise InputError("no log to witness: give --log VKEY")
+    return Witness(cosigner, known, state)
