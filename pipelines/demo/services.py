@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -93,6 +94,46 @@ def tsa_server(workdir: Path) -> Iterator[tuple[str, Path]]:
     with child([sys.executable, "-m", "pipelines.demo.tsa", str(folder), "--port", str(port)], port,
                workdir / "tsa.log"):
         yield f"http://127.0.0.1:{port}/", root
+
+
+@dataclass(frozen=True)
+class LocalWitness:
+    """A witness made by :func:`witness_server`: its URL, verifier key text, and what restarts it."""
+
+    name: str
+    url: str
+    vkey: str
+    command: list[str]
+    port: int
+
+
+def witness_command(workdir: Path, name: str, log_vkeys: list[str], port: int, rate: float = 0) -> tuple[list[str], str]:
+    """The command running witness ``name`` (key and state kept in ``workdir/<name>``; the key made on first
+    use) for the logs of ``log_vkeys``, and its verifier key."""
+    from pipelines.core.cosignature import Cosigner
+
+    folder = workdir / name.replace("/", "_")
+    folder.mkdir(parents=True, exist_ok=True)
+    key_file = folder / "witness.key"
+    if not key_file.exists():
+        key_file.write_text(Cosigner.generate(name).text() + "\n")
+        key_file.chmod(0o600)
+    vkey = Cosigner.parse(key_file.read_text().strip()).verifier().text()
+    args = [sys.executable, "-m", "pipelines.cli", "witness", "serve", "--key", str(key_file),
+            "--state", str(folder / "state.db"), "--port", str(port), "--rate", str(rate)]
+    for v in log_vkeys:
+        args += ["--log", v]
+    return args, vkey
+
+
+@contextmanager
+def witness_server(workdir: Path, name: str, log_vkeys: list[str], rate: float = 0) -> Iterator[LocalWitness]:
+    """A witness (``anchorpipe witness serve``) on a free port for the logs of ``log_vkeys`` (``rate``: its
+    per-client request limit, none by default)."""
+    port = free_port()
+    args, vkey = witness_command(workdir, name, log_vkeys, port, rate)
+    with child(args, port, workdir / f"{name.replace('/', '_')}.log"):
+        yield LocalWitness(name, f"http://127.0.0.1:{port}", vkey, args, port)
 
 
 ANVIL_PACKAGE = "@foundry-rs/anvil@1.7.1"
