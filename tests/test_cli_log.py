@@ -82,7 +82,7 @@ def test_log_show_and_consistency(logged: Path):
     res = run("log", "show", "thelog", "--log-vkey", "log.vkey", cwd=logged)
     assert res.returncode == 0 and "size   2" in res.stdout and "tiles agree" in res.stdout
     res = run("log", "consistency", "thelog", "cp1", "--log-vkey", "log.vkey", cwd=logged)
-    assert res.returncode == 0 and "consistent: size 1 -> 2" in res.stdout
+    assert res.returncode == 0 and "consistent: cp1 size 1 -> 2" in res.stdout
     assert run("log", "show", "thelog", cwd=logged).returncode == 2  # nothing trusted without a key
 
 
@@ -91,7 +91,11 @@ def test_a_fork_is_detected_by_consistency(logged: Path):
     key = Signer.parse((logged / "log.key").read_text())
     (logged / "fork").write_text(sign_note(Checkpoint("records.example.gov/log", 1, b"\x07" * 32).text(), [key]))
     res = run("log", "consistency", "thelog", "fork", "--log-vkey", "log.vkey", cwd=logged)
-    assert res.returncode == 1 and "NOT CONSISTENT" in res.stderr
+    assert res.returncode == 1 and res.stdout.startswith("FORK")
+    assert (logged / "fork").read_text() in res.stdout and (logged / "thelog" / "checkpoint").read_text() in res.stdout
+    # Two saved checkpoints of one size with different roots are a fork too, the log's own aside.
+    res = run("log", "consistency", "thelog", "cp1", "fork", "--log-vkey", "log.vkey", cwd=logged)
+    assert res.returncode == 1 and "two checkpoints of size 1 with different roots" in res.stdout
 
 
 def test_tampered_tiles_are_refused_by_show_and_by_the_sequencer(logged: Path):

@@ -67,46 +67,107 @@ def init(location: str, log_keys: tuple[Path, ...], s3_endpoint: str | None) -> 
     click.echo(f"log {head.checkpoint.origin} at {tlog.store.describe()}: size {head.checkpoint.size}")
 
 
+witness_opt = click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
+                           help="A pinned witness key (the text, or a file of them, one a line). Repeatable.")
+
+
 @log.command()
 @location_arg
 @vkey_opt
 @endpoint_opt
+@witness_opt
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the verified checkpoint (its signed note) to this file, for 'log consistency' later.")
-def show(location: str, log_vkeys: tuple[str, ...], s3_endpoint: str | None, save: Path | None) -> None:
-    """Verify and print the log's checkpoint, and check its tiles against it."""
+              help="Also write the verified checkpoint (its signed note; the cosigned one with --witness) to this "
+                   "file, for 'log consistency' later.")
+def show(location: str, log_vkeys: tuple[str, ...], s3_endpoint: str | None, witnesses: tuple[str, ...],
+         save: Path | None) -> None:
+    """Verify and print the log's checkpoint, and check its tiles against it. With --witness, also the newest
+    cosigned checkpoint and which pinned witnesses cosigned it."""
+    from pipelines.cli.trust import load_witness_keys
+    from pipelines.core.cosignature import verify_cosignatures
+
     try:
+        keys = load_witness_keys(witnesses)
         reader = log_reader(location, log_vkeys, s3_endpoint)
         head = reader.head()
         reader.check_tiles(head)
+        cosigned = reader.cosigned() if keys else None
+        cosigners = [c.witness for c in verify_cosignatures(cosigned.note, keys)] if cosigned else []
     except AnchorpipeError as exc:
         fail_with(exc)
     if save is not None:  # only a verified checkpoint is kept, for 'log consistency' later
-        save.write_text(head.note)
+        save.write_text(cosigned.note if cosigned else head.note)
     cp = head.checkpoint
     click.echo(f"origin {cp.origin}\nsize   {cp.size}\nroot   {cp.root.hex()}")
     click.echo("signature verified; tiles agree with the checkpoint")
     click.echo("\n" + head.note, nl=False)
+    if keys:
+        if cosigned is None:
+            click.echo("\nno cosigned checkpoint published")
+        else:
+            click.echo(f"\ncosigned checkpoint: size {cosigned.checkpoint.size}, cosigned by "
+                       f"{len(cosigners)} of {len(keys)} pinned witnesses ({', '.join(cosigners) or 'none'})")
+            click.echo("\n" + cosigned.note, nl=False)
 
 
 @log.command()
 @location_arg
-@click.argument("old_checkpoint", metavar="OLD_CHECKPOINT_FILE", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("saved", nargs=-1, required=True, metavar="SAVED_CHECKPOINT_FILE...",
+                type=click.Path(dir_okay=False, path_type=Path))
 @vkey_opt
 @endpoint_opt
-def consistency(location: str, old_checkpoint: Path, log_vkeys: tuple[str, ...], s3_endpoint: str | None) -> None:
-    """Prove the log only grew since OLD_CHECKPOINT_FILE (a checkpoint you saved earlier)."""
+@witness_opt
+def consistency(location: str, saved: tuple[Path, ...], log_vkeys: tuple[str, ...], s3_endpoint: str | None,
+                witnesses: tuple[str, ...]) -> None:
+    """Prove the log only grew since each SAVED_CHECKPOINT_FILE (checkpoints you saved earlier, cosigned or not).
+
+    A saved checkpoint the log's current one does not extend, or two saved ones of the same size with
+    different roots, are a fork (a split view): both checkpoints, each signed by the log's key, are printed
+    as the evidence (with the pinned witnesses that cosigned each), and the exit status is 1.
+    """
+    from itertools import combinations
+
+    from pipelines.cli.trust import load_witness_keys
     from pipelines.core.checkpoint import open_checkpoint
+    from pipelines.core.cosignature import verify_cosignatures
 
     try:
+        keys = load_witness_keys(witnesses)
         reader = log_reader(location, log_vkeys, s3_endpoint)
-        old = open_checkpoint(read_bytes(old_checkpoint).decode("utf-8", "replace"), reader.verifiers)
+        notes = {str(p): read_bytes(p).decode("utf-8", "replace") for p in saved}
+        olds = {}
+        for path, note in notes.items():
+            try:
+                olds[path] = open_checkpoint(note, reader.verifiers)
+            except VerificationError as exc:
+                raise VerificationError(f"{path}: {exc}") from None
         head = reader.head()
-        proof = reader.consistency(old, head)
-    except VerificationError as exc:
-        fail_with(VerificationError(f"NOT CONSISTENT: {exc}"))
+        forks: list[tuple[str, str, str, str, str]] = []  # what, where a, note a, where b, note b
+        for (pa, a), (pb, b) in combinations(olds.items(), 2):
+            if a.origin == b.origin and a.size == b.size and a.root != b.root:
+                forks.append((f"two checkpoints of size {a.size} with different roots", pa, notes[pa], pb, notes[pb]))
+        proofs = {}
+        for path, old in olds.items():
+            try:
+                proofs[path] = reader.consistency(old, head)
+            except VerificationError as exc:
+                forks.append((f"the log's checkpoint (size {head.checkpoint.size}) does not extend it: {exc}", path,
+                              notes[path], "the log's current checkpoint", head.note))
+        for *_, note_a, _, note_b in forks:  # evidence is checked evidence: both verify under the log's key
+            open_checkpoint(note_a, reader.verifiers), open_checkpoint(note_b, reader.verifiers)
     except AnchorpipeError as exc:
         fail_with(exc)
-    click.echo(f"consistent: size {old.size} -> {head.checkpoint.size} ({len(proof)} proof hashes)")
-    for h in proof:
-        click.echo(base64.b64encode(h).decode())
+    if forks:
+        click.echo(f"FORK: {len(forks)} pair(s) of checkpoints signed by the log's key are not consistent")
+        for what, pa, note_a, pb, note_b in forks:
+            click.echo(f"\n{what}")
+            for where, note in ((pa, note_a), (pb, note_b)):
+                cosigners = [c.witness for c in verify_cosignatures(note, keys)] if keys else []
+                by = f" (cosigned by {', '.join(cosigners)})" if cosigners else " (cosigned by no pinned witness)" \
+                    if keys else ""
+                click.echo(f"--- {where}{by}\n{note}", nl=False)
+        raise SystemExit(1)
+    for path, proof in proofs.items():
+        click.echo(f"consistent: {path} size {olds[path].size} -> {head.checkpoint.size} ({len(proof)} proof hashes)")
+        for h in proof:
+            click.echo(base64.b64encode(h).decode())
