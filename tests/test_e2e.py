@@ -266,7 +266,7 @@ def test_the_demo_runs_as_the_readme_says(tmp_path: Path):
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "every record has exactly one, and every one is VALID" in res.stdout
-    assert "verified with tlog + tsa + evm required" in res.stdout and "records per transaction" in res.stdout
+    assert "verified with tlog + witness + tsa + evm required" in res.stdout and "records per transaction" in res.stdout
     assert "tiles match the signed checkpoint" in res.stdout and "stopped everything" in res.stdout
     out = tmp_path / "out"
     firsts = sorted(b for b in (out / "proofs").rglob("*.ndjson") if ".u" not in b.name)
@@ -274,9 +274,36 @@ def test_the_demo_runs_as_the_readme_says(tmp_path: Path):
     assert firsts and sum(len(b.read_text().splitlines()) for b in firsts) == 301  # and the warm-up record
     assert len(upgraded) == len(firsts)  # each batch upgraded once, the first bundle kept beside it
     pins = ["--log-vkey", str(out / "log.vkey"), "--tsa-root", str(out / "tsa-roots.pem"),
-            "--evm-trusted-blocks", str(out / "evm-blocks.json")]
-    for path in upgraded:  # offline, the node gone: what was exported is all an auditor needs
-        check = cli(env, "verify", str(path), *pins, "--require", "tsa", "--require", "evm")
+            "--evm-trusted-blocks", str(out / "evm-blocks.json"), "--witness", str(out / "witnesses.vkeys")]
+    assert len((out / "witnesses.vkeys").read_text().splitlines()) == 3
+    for path in upgraded:  # offline, the node and the witnesses gone: what was exported is all an auditor needs
+        check = cli(env, "verify", str(path), *pins, "--witness-quorum", "2", "--require", "tsa", "--require", "evm")
         assert check.returncode == 0 and "VALID" in check.stdout, check.stdout + check.stderr
-    check = cli(env, "verify", str(firsts[-1]), *pins, "--require", "tsa")
-    assert check.returncode == 3 and "['tsa'] did not verify" in check.stderr  # the first proof: log only
+        assert "cosigned by 3 pinned witness(es)" in check.stdout
+    check = cli(env, "verify", str(firsts[-1]), *pins, "--witness-quorum", "1", "--require", "tsa")
+    assert check.returncode == 3 and "['tsa', 'witness'] did not verify" in check.stderr  # the first: log only
+
+
+def test_the_federation_demo_verifies_every_proof_with_a_witness_quorum(tmp_path: Path):
+    """`anchorpipe demo --federation`: three logs witnessed by each other; each exported bundle verifies with
+    its log's key and 2 of the 3 witness keys, and not with a quorum of 3 (a log's own agency does not
+    witness it)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    res = subprocess.run([sys.executable, "-m", "pipelines.cli", "demo", "--federation", "--records", "900",
+                          "--batch-size", "100", "--export", "fed"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "all 2,700 proofs VALID with the log's key and a quorum of 2 witness cosignatures" in res.stdout
+    fed = tmp_path / "fed"
+    agencies = sorted(p.name for p in fed.iterdir() if p.is_dir())
+    assert len(agencies) == 3 and len((fed / "witnesses.vkeys").read_text().splitlines()) == 3
+    for agency in agencies:
+        bundles = sorted((fed / agency / "proofs").glob("*.ndjson"))
+        assert sum(len(b.read_text().splitlines()) for b in bundles) == 900
+        pins = ["--log-vkey", str(fed / agency / "log.vkey"), "--witness", str(fed / "witnesses.vkeys")]
+        check = cli(env, "verify", str(bundles[-1]), *pins, "--witness-quorum", "2")
+        assert check.returncode == 0 and f"({agency}/witness" not in check.stdout, check.stdout + check.stderr
+        check = cli(env, "verify", str(bundles[0]), *pins, "--witness-quorum", "3")
+        assert check.returncode == 3 and "cosigned by 2 of the pinned witnesses" in check.stderr
+        show = cli(env, "log", "show", str(fed / agency / "log"), "--log-vkey", str(fed / agency / "log.vkey"))
+        assert show.returncode == 0 and "tiles agree" in show.stdout

@@ -23,8 +23,9 @@ BUCKET = "anchorpipe"
 
 #: name → (queues, concurrency). The anchor queue has exactly one consumer: the log's sequencer.
 DEFAULT_WORKERS = {"stages": ("seal,archive,reconcile,pull", 2), "sequencer": ("anchor", 1)}
-#: With external anchors: the rounds in a process of their own (a tick never waits behind an upgrade).
-EXTERNAL_WORKERS = {"anchorer": ("external", 1), "upgrader": ("upgrade", 1)}
+#: With external anchors and witnesses: the rounds in a process of their own (a tick never waits behind an
+#: upgrade), and the witnessing in another (a slow witness never delays a round).
+EXTERNAL_WORKERS = {"anchorer": ("external", 1), "upgrader": ("upgrade", 1), "witnesser": ("witness", 1)}
 
 
 @dataclass
@@ -110,8 +111,9 @@ def _port(url: str) -> int:
 
 @contextmanager
 def local_stack(workdir: Path, *, workers: dict[str, tuple[str, int]] | None = None, beat: bool = True,
-                **settings: str) -> Iterator[Stack]:
-    """Start everything; ``settings`` are extra ANCHORPIPE_* values (e.g. BATCH_INTERVAL="0.5")."""
+                signer: Signer | None = None, **settings: str) -> Iterator[Stack]:
+    """Start everything; ``settings`` are extra ANCHORPIPE_* values (e.g. BATCH_INTERVAL="0.5"); ``signer``:
+    the log's key (a new one by default)."""
     from pipelines.storage.s3 import create_bucket
 
     from pipelines.state.schema import upgrade
@@ -121,7 +123,7 @@ def local_stack(workdir: Path, *, workers: dict[str, tuple[str, int]] | None = N
         stack.callback(cluster.remove)
         database_url, redis_url = cluster.url(free_port()), f"redis://127.0.0.1:{free_port()}/0"
         endpoint = stack.enter_context(moto_s3(workdir))
-        signer = Signer.generate("anchorpipe.local/log")
+        signer = signer or Signer.generate("anchorpipe.local/log")
         key_file = workdir / "log.key"
         key_file.write_text(signer.text() + "\n")
         key_file.chmod(0o600)

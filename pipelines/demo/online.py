@@ -1,12 +1,14 @@
 """``anchorpipe demo``: the main job on embedded defaults, end to end on one machine.
 
 Starts a private PostgreSQL, Redis, an S3 server (moto), a time-stamping authority
-(OpenSSL), an EVM node (anvil), the intake API, workers and beat; creates an
-agency; pushes generated records through the HTTP API; waits for every proof and
-for its upgrade with TSA and EVM receipts; then, as an auditor holding only S3
-read access, the log's verifier key, the TSA's root and the chain's block
-hashes, fetches the proofs back and verifies every one with all three anchors
-required; prints rates and latencies; stops everything it started.
+(OpenSSL), an EVM node (anvil), three witnesses of the log, the intake API,
+workers and beat; creates an agency; pushes generated records through the HTTP
+API; waits for every proof and for its upgrade with witness cosignatures, TSA and
+EVM receipts; then, as an auditor holding only S3 read access, the log's
+verifier key, the witnesses' keys, the TSA's root and the chain's block hashes,
+fetches the proofs back and verifies every one with the log, a quorum of two
+witnesses, the TSA and the chain required; prints rates and latencies; stops
+everything it started.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ import httpx
 
 from pipelines.archive.directory import fetch_proof
 from pipelines.core.commitment import content_sha256
+from pipelines.core.cosignature import WitnessKey
+from pipelines.core.note import Signer
 from pipelines.core.proof import parse_proof
 from pipelines.core.verify import Policy, verify_proof
 from pipelines.archive.bundle import anchors_version, with_anchors
 from pipelines.demo.localstack import DEFAULT_WORKERS, EXTERNAL_WORKERS, local_stack
-from pipelines.demo.services import anvil_node, fund, tsa_server
+from pipelines.demo.services import anvil_node, fund, tsa_server, witness_server
 from pipelines.demo.offline import sample_record
 from pipelines.errors import VerificationError
 from pipelines.intake.auth import add_agency
@@ -52,13 +56,20 @@ def run_demo(records: int, export: Path | None, echo: Echo, progress: Progress, 
     try:
         with ExitStack() as ctx:
             ext: dict[str, str] = {}
+            signer = Signer.generate("anchorpipe.local/log")
+            witness_keys: list[str] = []
             if anchors:
-                echo("starting a local time-stamping authority (OpenSSL) and a local EVM node (anvil, a block a "
-                     "second)")
+                echo("starting a local time-stamping authority (OpenSSL), a local EVM node (anvil, a block a "
+                     f"second) and {len(DEMO_WITNESSES)} witnesses of the log")
                 ext = _external_ledgers(ctx, work)
+                witnesses = [ctx.enter_context(witness_server(work / "witnesses", name, [signer.verifier().text()]))
+                             for name in DEMO_WITNESSES]
+                witness_keys = [w.vkey for w in witnesses]
+                ext |= {"witnesses": ",".join(f"{w.url} {w.vkey}" for w in witnesses),
+                        "witness_quorum": str(DEMO_QUORUM)}
             echo(f"starting PostgreSQL, Redis, an S3 server, the API, workers and beat in {work}")
             workers = {**DEFAULT_WORKERS, **EXTERNAL_WORKERS} if anchors else None
-            stack = ctx.enter_context(local_stack(work, workers=workers, allow_volatile_state="false",
+            stack = ctx.enter_context(local_stack(work, workers=workers, allow_volatile_state="false", signer=signer,
                                                   **{**ext, **settings}))
             os.environ.update({k: v for k, v in stack.env.items() if k.startswith("AWS_")})
             state = PostgresState.connect(stack.database_url)
@@ -80,23 +91,26 @@ def run_demo(records: int, export: Path | None, echo: Echo, progress: Progress, 
                 _wait_anchored(state, progress)
                 full = time.perf_counter() - t0
                 _report_rounds(state, echo)
-                echo(f"every proof upgraded with TSA and EVM receipts {full:.1f} s after the first record was "
+                echo(f"every proof upgraded with witness cosignatures, TSA and EVM receipts {full:.1f} s after the "
+                     "first record was "
                      f"pushed ({full - total:.1f} s after the last proof was archived; {ext['evm_confirmations']} "
                      "confirmations at a block a second)")
             store = open_store(stack.archive, s3_endpoint=stack.s3_endpoint)
             log_store = open_store(stack.archive + "/log", s3_endpoint=stack.s3_endpoint)
-            trust = _trust(state, ext) if anchors else None
+            trust = {**_trust(state, ext), "witnesses": witness_keys} if anchors else None
             _audit(store, log_store, stack.signer.verifier(), samples, echo, progress, trust)
             if export is not None:
                 _export(store, log_store, stack.signer.verifier().text(), export, trust)
                 echo(f"exported proofs (NDJSON per batch), log.vkey and the log to {export}"
-                     + (", with tsa-roots.pem and evm-blocks.json" if trust else ""))
+                     + (", with tsa-roots.pem, evm-blocks.json and witnesses.vkeys" if trust else ""))
         echo("stopped everything the demo started")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 DEMO_CONFIRMATIONS = 3
+DEMO_WITNESSES = ("witness-1.local", "witness-2.local", "witness-3.local")
+DEMO_QUORUM = 2
 
 
 def _external_ledgers(ctx: ExitStack, work: Path) -> dict[str, str]:
@@ -200,15 +214,17 @@ def _audit(store, log_store, vkey, samples: list[dict], echo: Echo, progress: Pr
     """An auditor with S3 read access, the pinned log key and (with external anchors) the TSA's root and the
     chain's block hashes; trusts nothing else."""
     require = ["tlog"]
-    roots, blocks = [], {}
+    roots, blocks, witnesses = [], {}, []
     if trust is not None:
         from pipelines.core.tsa import load_roots
 
-        require = ["tlog", "tsa", "evm"]
+        require = ["tlog", "witness", "tsa", "evm"]
         roots = load_roots(trust["tsa_root"])  # type: ignore[arg-type]
         evm = trust["evm_blocks"]
         blocks = {evm["chain_id"]: [b["hash"] for b in evm["blocks"]]}  # type: ignore[index]
-    policy = Policy.of([vkey], require, tsa_roots=roots, evm_blocks=blocks)
+        witnesses = [WitnessKey.parse(k) for k in trust["witnesses"]]  # type: ignore[attr-defined]
+    policy = Policy.of([vkey], require, tsa_roots=roots, evm_blocks=blocks, witnesses=witnesses,
+                       witness_quorum=DEMO_QUORUM if witnesses else None)
     with ThreadPoolExecutor(8) as pool:  # the index lookup, record by record, on a sample
         looked_up = list(pool.map(lambda r: fetch_proof(store, AGENCY, r["id"]), samples[:SAMPLE_LOOKUPS]))
     for rec, proof in zip(samples, looked_up, strict=False):
@@ -276,6 +292,7 @@ def _export(store, log_store, vkey_text: str, export: Path, trust: dict[str, obj
     if trust is not None:
         (export / "tsa-roots.pem").write_bytes(trust["tsa_root"])  # type: ignore[arg-type]
         (export / "evm-blocks.json").write_text(json.dumps(trust["evm_blocks"], indent=2) + "\n")
+        (export / "witnesses.vkeys").write_text("".join(k + "\n" for k in trust["witnesses"]))  # type: ignore[attr-defined]
     for key in store.list_keys("proofs/"):  # bundles and anchors objects as archived
         (export / key).parent.mkdir(parents=True, exist_ok=True)
         (export / key).write_bytes(store.get(key))
@@ -283,7 +300,7 @@ def _export(store, log_store, vkey_text: str, export: Path, trust: dict[str, obj
         if up is not None:
             (export / (up.removesuffix(".json") + ".ndjson")).write_bytes(b"".join(line + b"\n" for line in lines))
     for key in log_store.list_keys(""):
-        if key == "checkpoint" or key.startswith("tile/"):
+        if key in ("checkpoint", "anchorpipe/cosigned-checkpoint") or key.startswith("tile/"):
             path = export / "log" / key
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(log_store.get(key))
