@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     log: str | None = None
     #: The log's private key file (the sequencer needs it; nothing else reads it).
     log_key_file: str | None = None
+    #: The log's verifier key (the text, or a file holding it): what the anchorer and the witnessing stage check
+    #: the checkpoints with, so they need no private key. Defaults to the one of ANCHORPIPE_LOG_KEY_FILE.
+    log_vkey: str | None = None
     #: S3 endpoint for non-AWS services (MinIO, Ceph RGW, moto).
     s3_endpoint: str | None = None
     #: Object Lock COMPLIANCE retention, in days, for archived objects (0: none).

@@ -137,6 +137,23 @@ class Runtime:
                         external=(lambda: self.external_anchoring) if self.cfg.rounds else None)
 
     @cached_property
+    def log_reader(self) -> LogReader:
+        """The log, read with its verifier key (ANCHORPIPE_LOG_VKEY, or that of ANCHORPIPE_LOG_KEY_FILE): what
+        the anchorer and the witnessing stage check checkpoints with."""
+        cfg = self.cfg
+        try:
+            if cfg.log_vkey:
+                keys = load_verifiers([cfg.log_vkey])
+            elif cfg.log_key_file:
+                keys = [s.verifier() for s in load_signers([cfg.log_key_file])]
+            else:
+                raise ConfigError("set ANCHORPIPE_LOG_VKEY (or ANCHORPIPE_LOG_KEY_FILE): checkpoints are checked with "
+                                  "the log's key")
+        except InputError as exc:
+            raise ConfigError(f"ANCHORPIPE_LOG_VKEY: {exc}") from exc
+        return LogReader(self.log_store, keys, keys[0].name)
+
+    @cached_property
     def external_anchoring(self) -> ExternalAnchoring:
         """The TSAs and the chain of ANCHORPIPE_ANCHORS, and the log's head as its key verifies it."""
         from pipelines.core.tsa import load_roots
@@ -144,9 +161,7 @@ class Runtime:
         from pipelines.ledger.tsa import TsaClient
 
         cfg = self.cfg
-        if not cfg.log_key_file:
-            raise ConfigError("ANCHORPIPE_LOG_KEY_FILE is required to anchor the log's checkpoints externally")
-        reader = LogReader(self.log_store, [s.verifier() for s in load_signers([cfg.log_key_file])])
+        reader = self.log_reader
         roots = load_roots(Path(cfg.tsa_roots).read_bytes()) if cfg.tsa_roots else []
         tsas = [TsaClient(u, roots, cfg.tsa_timeout) for u in cfg.tsa_url_list] if "tsa" in cfg.external_kinds else []
         evm = None
@@ -171,12 +186,9 @@ class Runtime:
         from pipelines.witnessing import Witnessing
 
         cfg = self.cfg
-        if not cfg.log_key_file:
-            raise ConfigError("ANCHORPIPE_LOG_KEY_FILE is required to have the log's checkpoints witnessed")
         if not cfg.witness_list:
             raise ConfigError("ANCHORPIPE_WITNESSES names no witness")
-        signers = load_signers([cfg.log_key_file])
-        reader = LogReader(self.log_store, [s.verifier() for s in signers], signers[0].name)
+        reader = self.log_reader
         clients = [WitnessClient(url, WitnessKey.parse(vkey), cfg.witness_timeout) for url, vkey in cfg.witness_list]
         return Witnessing(reader, clients, cfg.quorum)
 

@@ -84,3 +84,33 @@ def test_check_asks_the_tsa_and_the_chain_and_prints_no_secret(db, clean_redis, 
     roots.write_bytes(make_tsa(tmp_path / "other").read_bytes())
     wrong = cli(env, "config", "check")
     assert wrong.returncode == 2 and f"FAIL  tsa {tsa[0]}" in wrong.stdout, wrong.stdout
+
+
+def test_check_asks_each_witness_whether_it_witnesses_this_log(db, clean_redis, tmp_path):
+    from pipelines.core.cosignature import Cosigner
+    from pipelines.demo.services import free_port, witness_server
+
+    signer = Signer.generate("records.example.gov/log")
+    (tmp_path / "log.vkey").write_text(signer.verifier().text() + "\n")
+    (tmp_path / "log.key").write_text(signer.text() + "\n")
+    env = {**os.environ, "ANCHORPIPE_DATABASE_URL": db, "ANCHORPIPE_REDIS_URL": clean_redis,
+           "ANCHORPIPE_ARCHIVE": str(tmp_path / "archive"), "ANCHORPIPE_LOG_KEY_FILE": str(tmp_path / "log.key")}
+    assert cli(env, "init").returncode == 0
+    del env["ANCHORPIPE_LOG_KEY_FILE"]  # the witnessing stage needs the public key only
+    env["ANCHORPIPE_LOG_VKEY"] = str(tmp_path / "log.vkey")
+    with witness_server(tmp_path, "ours.example", [signer.verifier().text()]) as ours, \
+            witness_server(tmp_path, "theirs.example", [Signer.generate("x.example/log").verifier().text()]) as theirs:
+        dead = f"http://127.0.0.1:{free_port()} {Cosigner.generate('dead.example').verifier().text()}"
+        env["ANCHORPIPE_WITNESSES"] = f"{ours.url} {ours.vkey}, {theirs.url} {theirs.vkey}, {dead}"
+        res = cli(env, "config", "check")
+    lines = {line.split()[2]: line for line in res.stdout.splitlines() if line.split()[1:2] == ["witness"]}
+    assert res.returncode == 2 and len(lines) == 3, res.stdout + res.stderr
+    assert lines[ours.url].startswith("ok") and "quorum 2 of 3" in lines[ours.url]
+    assert lines[theirs.url].startswith("FAIL") and f"--log {signer.verifier().text()}" in lines[theirs.url]
+    assert lines[dead.split()[0]].startswith("FAIL") and "unreachable" in lines[dead.split()[0]]
+    env["ANCHORPIPE_WITNESSES"] = "127.0.0.1:7380 not-a-key"
+    bad = cli(env, "config", "check")
+    assert bad.returncode == 2 and "ANCHORPIPE_WITNESSES" in bad.stderr and "URL" in bad.stderr, bad.stderr
+    env["ANCHORPIPE_WITNESSES"], env["ANCHORPIPE_WITNESS_QUORUM"] = f"{ours.url} {ours.vkey}", "2"
+    bad = cli(env, "config", "check")
+    assert bad.returncode == 2 and "ANCHORPIPE_WITNESS_QUORUM is 2, but 1 witnesses" in bad.stderr, bad.stderr

@@ -79,6 +79,8 @@ def run_checks(rt: Runtime) -> Iterator[Check]:
             yield _check(f"tsa {url}", lambda url=url: _tsa(rt, url))
     if "evm" in rt.cfg.external_kinds:
         yield _check("evm", lambda: _evm(rt))
+    for url, vkey in rt.cfg.witness_list:
+        yield _check(f"witness {node_name(url)}", lambda url=url, vkey=vkey: _witness(rt, url, vkey))
 
 
 def _database(rt: Runtime) -> str:
@@ -132,6 +134,23 @@ def _evm(rt: Runtime) -> str:
         raise LogStateError(f"chain {chain.chain_id}: the sender {chain.address} has no funds for gas")
     return (f"{chain.rpc}: chain {chain.chain_id} at block {chain.head()}, sender {chain.address} with "
             f"{balance / 10**18:.6f} ETH; {rt.cfg.evm_confirmations} confirmations")
+
+
+def _witness(rt: Runtime, url: str, vkey: str) -> str:
+    """The witness answers, is the one pinned, and witnesses this log (its ``GET /`` lists the log's key)."""
+    import httpx
+
+    try:
+        about = httpx.get(url.rstrip("/") + "/", timeout=rt.cfg.witness_timeout).text.splitlines()
+    except httpx.HTTPError as exc:
+        raise LogStateError(f"unreachable ({type(exc).__name__})") from None
+    log_key = rt.log_reader.verifiers[0].text()
+    if f"witness {vkey}" not in about:
+        return (f"answers, but does not list {vkey.split('+')[0]}'s key (not an anchorpipe witness?): it must "
+                f"know the log's key {log_key}")
+    if not any(line.startswith("log ") and log_key in line.split() for line in about):
+        raise LogStateError(f"does not witness this log: give it --log {log_key}")
+    return f"{vkey.split('+')[0]}, witnesses this log; quorum {rt.cfg.quorum} of {len(rt.cfg.witness_list)}"
 
 
 def _sources(rt: Runtime) -> str:
