@@ -96,6 +96,11 @@ def run_examples(tmp_path: Path, env: dict, endpoint: str, bucket: str) -> None:
     assert out.count("VALID") == 1 and "Verification: OK" in out, out
 
 
+def run_federation(tmp_path: Path, env: dict, endpoint: str, bucket: str) -> None:
+    out = sh(block(("docs/ledgers.md", "anchorpipe demo --federation --records 2000 --export fed")), tmp_path, env)
+    assert "all 6,000 proofs VALID" in out and "cosigned by 2 of 3 pinned witnesses" in out, out
+
+
 RUN = {
     ("README.md", "# records.jsonl: one record a line"): run_quickstart,
     ("README.md", "anchorpipe log keygen log.key --origin records.example.gov/log > log.vkey"): run_s3_log,
@@ -105,6 +110,7 @@ RUN = {
     ("docs/archive.md", "anchorpipe proof get dept-of-records permit/2026/0001 --archive s3://records-archive/anchorpipe \\"): None,
     ("docs/sources.md", "anchorpipe source list"): None,
     ("docs/ledgers.md", "cd docs/examples"): run_examples,
+    ("docs/ledgers.md", "anchorpipe demo --federation --records 2000 --export fed"): run_federation,
 }
 
 
