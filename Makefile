@@ -35,7 +35,7 @@ check: $(BIN)/.installed
 	$(BIN)/mypy
 
 test: check system-deps $(ANVIL)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=30
 
 bench: $(BIN)/.installed system-deps $(ANVIL)
 	$(BIN)/python bench/merkle.py
@@ -43,6 +43,7 @@ bench: $(BIN)/.installed system-deps $(ANVIL)
 	$(BIN)/python bench/e2e.py
 	$(BIN)/python bench/pull.py
 	$(BIN)/python bench/anchors.py
+	$(BIN)/python bench/witness.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache build *.egg-info

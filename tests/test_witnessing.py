@@ -20,7 +20,7 @@ from pipelines.demo.services import child, free_port, witness_command, witness_s
 from pipelines.errors import InputError
 from pipelines.external import ExternalAnchoring
 from pipelines.ledger.tlog import LogReader, TransparencyLog
-from pipelines.ledger.witness import WitnessClient
+from pipelines.ledger.witness import WitnessClient, WitnessError
 from pipelines.ops import metrics
 from pipelines.stages import Pipeline
 from pipelines.state.postgres import PostgresState as State
@@ -229,3 +229,13 @@ def test_a_split_view_is_caught_by_witnesses_verify_and_log_consistency(tmp_path
     # Against the honest log it is consistent.
     res = run("log", "consistency", "honest", "saved.cosigned", "--log-vkey", "log.vkey", cwd=tmp_path)
     assert res.returncode == 0 and "consistent" in res.stdout
+
+
+def test_a_witness_url_never_shows_its_credentials_path_or_query():
+    key = Cosigner.generate("w.example").verifier()
+    client = WitnessClient(f"http://user:s3cret-pw@127.0.0.1:{free_port()}/sub/path?token=t0ken", key, 0.5)
+    with pytest.raises(WitnessError) as exc:
+        client.add_checkpoint(0, [], "x\n1\n" + "A" * 43 + "=\n\n\u2014 x AAAA\n")
+    for secret in ("s3cret-pw", "user", "t0ken", "/sub/path"):
+        assert secret not in str(exc.value) and secret not in repr(client)
+    assert exc.value.transient

@@ -42,14 +42,19 @@ class WitnessClient:
         self._http = httpx.Client(timeout=timeout, headers={"content-type": "text/plain; charset=utf-8"})
 
     def __repr__(self) -> str:
-        parts = urlsplit(self.url)  # never a path's or query's token
-        return f"WitnessClient({self.name!r}, {parts.scheme}://{parts.netloc})"
+        return f"WitnessClient({self.name!r}, {self.where})"
+
+    @property
+    def where(self) -> str:
+        """The witness's scheme, host and port: what may be shown (never credentials, a path or a query)."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
     def add_checkpoint(self, old: int, proof: Sequence[bytes], note: str) -> str:
         """Ask for a cosignature of the signed checkpoint ``note``, extending the ``old`` size the witness
         holds by consistency ``proof``; return the witness's verified signature line(s)."""
         body = AddCheckpoint(old, tuple(proof), note).body()
-        where = urlsplit(self.url).netloc
+        where = self.where
         try:
             resp = self._http.post(f"{self.url}/add-checkpoint", content=body)
         except httpx.HTTPError as exc:
