@@ -86,7 +86,7 @@ def test_our_cosignatures_verify_with_an_implementation_written_from_the_spec_al
     raw = base64.b64decode(line.split()[-1])
     assert raw[:4] == hashlib.sha256(WITNESS.name.encode() + b"\n\x04" + WITNESS.public_key).digest()[:4]
     # The vkey carries the 0x04 type byte.
-    assert base64.b64decode(WITNESS.verifier().text().split("+")[2])[0] == 0x04
+    assert base64.b64decode(WITNESS.verifier().text().split("+", 2)[2])[0] == 0x04
     # And the spec verifier refuses a cosignature of another checkpoint.
     other = signed_checkpoint(6, hashlib.sha256(b"root").digest())
     with pytest.raises(InvalidSignature):
@@ -121,7 +121,7 @@ def test_keys_round_trip_and_the_two_kinds_are_not_confused():
         WitnessKey.parse(LOG.verifier().text())
     with pytest.raises(InputError, match="0x01"):
         Signer.parse(WITNESS.text())
-    assert "PRIVATE" not in repr(WITNESS) and WITNESS.text().split("+")[4] not in repr(WITNESS)
+    assert "PRIVATE" not in repr(WITNESS) and WITNESS.text().split("+", 4)[4] not in repr(WITNESS)
     with pytest.raises(ValueError):
         cosigned_message("x\n", 1 << 63)
 
