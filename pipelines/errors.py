@@ -63,7 +63,13 @@ class ProofFormatError(InputError):
 
 
 class VerificationError(AnchorpipeError):
-    """A well-formed proof or receipt does not verify; the message says which check failed."""
+    """A well-formed proof or receipt does not verify; the message says which check failed, and ``check``
+    names it for machines (``leaf``, ``content``, ``batch-path``, ``checkpoint-signature``, ``origin``,
+    ``log-inclusion``, ``tsa``, ``evm``, ``witness``, ``anchored``; see tests/data/verifier-corpus)."""
+
+    def __init__(self, message: str, check: str | None = None) -> None:
+        super().__init__(message)
+        self.check = check
 
 
 class NoTrustedSignature(VerificationError):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import click
 
 from pipelines.cli.common import (
     EXIT_INVALID,
+    EXIT_UNUSABLE,
+    EXIT_VALID,
     EXIT_NOT_ANCHORED,
     endpoint_opt,
     fail,
@@ -21,7 +24,7 @@ from pipelines.cli.common import (
 from pipelines.core.commitment import check_agency, content_sha256
 from pipelines.core.proof import parse_proof
 from pipelines.core.verify import POLICY_KINDS, NotAnchored, Policy, Report, verify_batch, verify_proof
-from pipelines.errors import AnchorpipeError, InputError, VerificationError
+from pipelines.errors import AnchorpipeError, InputError, ProofFormatError, VerificationError
 from pipelines.runtime import load_verifiers
 
 
@@ -97,9 +100,13 @@ def seal(records: Path, agency: str, out: Path, log_location: str | None, log_ke
 @click.option("--policy", "expression", metavar="EXPR",
               help='A rule over the verified anchor kinds, e.g. "tlog and witness and (tsa or evm)".')
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the verdict as one JSON object (outcome, the failed check's name, every check and anchor); "
+                   "same exit status.")
 def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log_vkeys: tuple[str, ...],
            tsa_roots: tuple[Path, ...], evm_rpc: str | None, evm_blocks: Path | None, witnesses: tuple[str, ...],
-           witness_quorum: int | None, require: tuple[str, ...], expression: str | None, quiet: bool) -> None:
+           witness_quorum: int | None, require: tuple[str, ...], expression: str | None, quiet: bool,
+           as_json: bool) -> None:
     """Verify PROOF.json offline (or a whole batch: an archived BATCH.ndjson bundle).
 
     Checks the leaf commitment, the path to the batch root, and every anchor
@@ -114,6 +121,8 @@ def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log
     Exit status: 0 valid; 1 invalid (the failed check is printed); 2 unusable
     input; 3 consistent but not anchored under what you pinned.
     """
+    report: Report | None = None
+    outcome, check, message, code = "valid", None, "", EXIT_VALID
     try:
         from pipelines.cli.trust import canonical_check, load_evm_blocks, load_tsa_roots, load_witness_keys
 
@@ -128,11 +137,21 @@ def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log
         else:
             report = _verify_one(proof_file, record, record_bytes, policy)
     except NotAnchored as exc:
-        fail(f"NOT VALID: {exc}", EXIT_NOT_ANCHORED)
+        outcome, check, message, code = "not-anchored", exc.check, f"NOT VALID: {exc}", EXIT_NOT_ANCHORED
     except VerificationError as exc:
-        fail(f"INVALID: {exc}", EXIT_INVALID)
+        outcome, check, message, code = "invalid", exc.check, f"INVALID: {exc}", EXIT_INVALID
     except AnchorpipeError as exc:
-        fail_with(exc)
+        check = "format" if isinstance(exc, ProofFormatError) else None
+        outcome, message, code = "unusable", str(exc), EXIT_UNUSABLE
+    if as_json:
+        click.echo(json.dumps({
+            "valid": code == EXIT_VALID, "outcome": outcome, "check": check, "message": message,
+            "checks": report.checks if report else [], "content_checked": bool(report and report.content_checked),
+            "anchors": [vars(v) for v in report.anchors] if report else []}))
+        raise SystemExit(code)
+    if code != EXIT_VALID:
+        fail(message, code)
+    assert report is not None
     if not quiet:
         for line in report.checks:
             click.echo(f"ok: {line}")

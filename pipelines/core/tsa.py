@@ -61,9 +61,13 @@ def verify_token(token: bytes, message: bytes, roots: Sequence[x509.Certificate]
     Raises :class:`NoTrustedSignature` when no pinned root vouches for the
     signer, and :class:`VerificationError` naming the failed check otherwise."""
     try:
-        resp = rfc3161_client.decode_timestamp_response(as_response(token))
-    except ValueError as exc:
-        raise VerificationError(f"token: not an RFC 3161 TimeStampToken ({exc})") from None
+        return _verify_token(token, message, roots)
+    except ValueError as exc:  # rfc3161-client parses parts of the token lazily, as they are read
+        raise VerificationError(f"token: not a well-formed RFC 3161 TimeStampToken ({exc})") from None
+
+
+def _verify_token(token: bytes, message: bytes, roots: Sequence[x509.Certificate]) -> Stamp:
+    resp = rfc3161_client.decode_timestamp_response(as_response(token))
     imprint = resp.tst_info.message_imprint
     if imprint.hash_algorithm != x509.ObjectIdentifier(rfc3161_client.verify.SHA256_OID):
         raise VerificationError(f"message imprint: algorithm {imprint.hash_algorithm.dotted_string}, want SHA-256")

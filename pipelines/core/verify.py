@@ -167,19 +167,23 @@ def verify_inclusion(proof: Proof, *, content_sha256: bytes | None = None) -> Re
     # Step 1: the leaf hash is the commitment to exactly these record fields.
     leaf = record_leaf_hash(rec.agency, rec.id, bytes.fromhex(rec.content_sha256), bytes.fromhex(rec.salt))
     if leaf.hex() != proof.leaf_hash:
-        raise VerificationError(f"leaf hash {proof.leaf_hash} does not commit to the record (computed {leaf.hex()})")
+        raise VerificationError(f"leaf hash {proof.leaf_hash} does not commit to the record (computed {leaf.hex()})",
+                                "leaf")
     report.ok(f"leaf hash commits to agency {rec.agency!r}, record {rec.id!r}")
     # Step 2: the auditor's copy of the record is the one committed to.
     if content_sha256 is not None:
         if content_sha256.hex() != rec.content_sha256:
             raise VerificationError(
-                f"record content hashes to {content_sha256.hex()}, the proof commits to {rec.content_sha256}"
-            )
+                f"record content hashes to {content_sha256.hex()}, the proof commits to {rec.content_sha256}",
+                "content")
         report.ok("record content matches content_sha256")
         report.content_checked = True
     # Step 3: the leaf is in the batch under the stated root.
     b = proof.batch
-    merkle.verify_inclusion(b.index, b.size, leaf, [bytes.fromhex(h) for h in b.path], bytes.fromhex(b.root))
+    try:
+        merkle.verify_inclusion(b.index, b.size, leaf, [bytes.fromhex(h) for h in b.path], bytes.fromhex(b.root))
+    except VerificationError as exc:
+        raise VerificationError(str(exc), "batch-path") from None
     report.ok(f"leaf {b.index} of {b.size} is included in batch {b.id} with root {b.root}")
     return report
 
@@ -209,7 +213,7 @@ def check_anchors(anchors: Sequence[AnyAnchor], batch: BatchInclusion, policy: P
             report.anchors.append(AnchorVerdict(anchor.type, "unchecked", str(exc)))
             continue
         except VerificationError as exc:
-            raise VerificationError(f"anchor {n} ({anchor.type}): {exc}") from exc
+            raise VerificationError(f"anchor {n} ({anchor.type}): {exc}", exc.check or anchor.type) from exc
         report.ok(verdict.detail)
         report.anchors.append(verdict)
         report.anchored.setdefault(anchor.type, verdict.detail)
@@ -227,7 +231,9 @@ def check_anchors(anchors: Sequence[AnyAnchor], batch: BatchInclusion, policy: P
         why = "; ".join(([f"required anchor kind(s) {missing} did not verify"] if missing else [])
                         + ([f"the policy {policy.expression!r} does not hold for the verified kinds "
                             f"{sorted(report.anchored) or 'none'}"] if policy.expression else []) + unchecked)
-    raise NotAnchored(f"consistent but not anchored under a pinned key or root: {why} ({policy.describe()})")
+    only_witness = bool(report.anchored) and policy.require - set(report.anchored) == {"witness"}
+    raise NotAnchored(f"consistent but not anchored under a pinned key or root: {why} ({policy.describe()})",
+                      "witness" if only_witness else "anchored")
 
 
 def _check_witnesses(logged: Sequence[tuple[int, TlogAnchor]], policy: Policy, report: Report) -> None:
@@ -239,7 +245,7 @@ def _check_witnesses(logged: Sequence[tuple[int, TlogAnchor]], policy: Policy, r
         try:
             found = _cosigned(anchor.checkpoint, policy.witnesses)
         except VerificationError as exc:
-            raise VerificationError(f"anchor {n} (tlog): {exc}") from exc
+            raise VerificationError(f"anchor {n} (tlog): {exc}", "witness") from exc
         best = max(best, found, key=len)
     names = ", ".join(c.witness for c in best) or "none"
     if len(best) >= policy.witness_quorum:
@@ -281,7 +287,7 @@ def _check_anchor(anchor: AnyAnchor, anchors: Sequence[AnyAnchor], batch: BatchI
         how = "a block hash you pinned"
     elif policy.evm_check is not None and (canonical := policy.evm_check(block)) is not None:
         if not canonical:
-            raise VerificationError(f"canonical chain: {where} is not on the chain your node follows")
+            raise VerificationError(f"canonical chain: {where} is not on the chain your node follows", "evm")
         how = "on the canonical chain per your node"
     else:
         raise NoTrustedSignature(f"transaction {anchor.tx_hash} is in {where}; that block hash remains to be "
@@ -315,7 +321,7 @@ def _attested(note: str, anchors: Sequence[AnyAnchor], batch: BatchInclusion) ->
 
 
 @lru_cache(maxsize=64)
-def _open_checkpoint(note: str, keys: tuple[Verifier, ...], origin: str) -> tuple[Checkpoint, tuple[str, ...]]:
+def _open_checkpoint(note: str, keys: tuple[Verifier, ...], origin: str | None) -> tuple[Checkpoint, tuple[str, ...]]:
     """Checkpoints repeat across a batch's proofs: verify each signature once (failures are not cached)."""
     cp, signers = open_signed_checkpoint(note, list(keys), origin)
     return cp, tuple(signers)
@@ -337,9 +343,19 @@ def _entry_included(index: int, path: tuple[str, ...], size: int, root: bytes, b
 def verify_tlog_anchor(anchor: TlogAnchor, batch: BatchInclusion, log_keys: list[Verifier]) -> str:
     """Check a ``tlog`` receipt: signed checkpoint, then the batch's entry under its root."""
     # 4a: the checkpoint is signed by a pinned key and names the anchor's log.
-    cp, signers = _open_checkpoint(anchor.checkpoint, tuple(log_keys), anchor.origin)
+    try:
+        cp, signers = _open_checkpoint(anchor.checkpoint, tuple(log_keys), None)
+    except NoTrustedSignature:
+        raise
+    except VerificationError as exc:
+        raise VerificationError(str(exc), "checkpoint-signature") from None
+    if cp.origin != anchor.origin:
+        raise VerificationError(f"checkpoint origin is {cp.origin!r}, the receipt names {anchor.origin!r}", "origin")
     # 4b, 4c: the log entry is exactly this batch's id, root, size and seal time, at the anchor's index.
-    _included(anchor.index, tuple(anchor.path), cp.size, cp.root, batch)
+    try:
+        _included(anchor.index, tuple(anchor.path), cp.size, cp.root, batch)
+    except VerificationError as exc:
+        raise VerificationError(str(exc), "log-inclusion") from None
     return (f"batch is entry {anchor.index} of log {cp.origin!r} at size {cp.size}, "
             f"checkpoint signed by pinned key {', '.join(signers)}")
 
