@@ -163,3 +163,51 @@ def test_a_whole_batch_bundle_is_audited(tmp_path: Path):
     (tmp_path / "changed.ndjson").write_bytes(b"".join(lines[:2] + [json.dumps(changed).encode() + b"\n"] + lines[3:]))
     res = run("verify", "changed.ndjson", cwd=tmp_path)
     assert res.returncode == 1 and "proof 2 (record 'r2')" in res.stderr
+
+
+def test_the_bundle_verifier_agrees_with_verifying_each_proof_alone(tmp_path: Path):
+    """verify_bundle (one tree, paths compared) against verify_proof on every line: the same verdicts on a
+    good bundle, a line laid out otherwise (parsed whole), a path hash altered, a path swapped with another
+    record's, and anchors that differ on one line."""
+    from pipelines.archive.bundle import build_bundle
+    from pipelines.core.batch import seal_records
+    from pipelines.core.commitment import RecordInput
+    from pipelines.core.note import Signer
+    from pipelines.core.proof import parse_proof
+    from pipelines.core.verify import Policy, verify_bundle, verify_proof
+    from pipelines.errors import VerificationError
+    from pipelines.ledger.tlog import TransparencyLog
+    from pipelines.storage.local import LocalStore
+
+    signer = Signer.generate("records.example.gov/log")
+    log = TransparencyLog.create(LocalStore(tmp_path / "log"), [signer])
+    policy = Policy.of([signer.verifier()])
+    batches = [seal_records("dept-x", [RecordInput(f"{k}-{i}", bytes([i % 256]) * 32) for i in range(n)])
+               for k, n in enumerate((1, 2, 7, 64, 300))]
+    anchors = log.anchor([b.head for b in batches])
+    for batch in batches:
+        bundle, _ = build_bundle(batch, [anchors[batch.id]])
+        lines = bundle.splitlines()
+        assert verify_bundle(bundle, policy).checks
+        for line in lines:
+            verify_proof(parse_proof(line), policy)
+        relaid = json.dumps(json.loads(lines[-1]), indent=1).replace("\n", "").encode()
+        assert verify_bundle(b"\n".join(lines[:-1] + [relaid]), policy).checks
+        if batch.size < 2:
+            continue
+        doc = json.loads(lines[1])
+        doc["batch"]["path"][0] = doc["batch"]["path"][0][::-1]
+        with pytest.raises(VerificationError, match="does not lead") as alone:
+            verify_bundle(b"\n".join([lines[0], json.dumps(doc).encode(), *lines[2:]]), policy)
+        with pytest.raises(VerificationError):
+            verify_proof(parse_proof(json.dumps(doc)), policy)
+        assert alone.value.check == "batch-path"
+        other = json.loads(lines[0])
+        doc = json.loads(lines[1])
+        doc["batch"]["path"] = other["batch"]["path"]
+        with pytest.raises(VerificationError, match="does not lead"):
+            verify_bundle(b"\n".join([lines[0], json.dumps(doc).encode(), *lines[2:]]), policy)
+        doc = json.loads(lines[1])
+        doc["anchors"] = []
+        with pytest.raises(VerificationError, match="other anchors"):
+            verify_bundle(b"\n".join([lines[0], json.dumps(doc).encode(), *lines[2:]]), policy)

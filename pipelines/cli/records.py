@@ -23,7 +23,7 @@ from pipelines.cli.common import (
 )
 from pipelines.core.commitment import check_agency, content_sha256
 from pipelines.core.proof import parse_proof
-from pipelines.core.verify import POLICY_KINDS, NotAnchored, Policy, Report, verify_batch, verify_proof
+from pipelines.core.verify import POLICY_KINDS, NotAnchored, Policy, Report, verify_bundle, verify_proof
 from pipelines.errors import AnchorpipeError, InputError, ProofFormatError, VerificationError
 from pipelines.runtime import load_verifiers
 
@@ -165,14 +165,15 @@ def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log
 
 
 def _verify_bundle(path: Path, policy: Policy) -> Report:
-    proofs = []
-    for n, line in enumerate(read_bytes(path).splitlines(), start=1):
-        if line.strip():
-            try:
-                proofs.append(parse_proof(line))
-            except InputError as exc:
-                raise InputError(f"{path} line {n}: {exc}") from exc
-    return verify_batch(proofs, policy)
+    try:
+        return verify_bundle_bytes(read_bytes(path), policy)
+    except ProofFormatError as exc:
+        raise ProofFormatError(f"{path} {exc}") from exc
+
+
+def verify_bundle_bytes(data: bytes, policy: Policy) -> Report:
+    """Verify an archived bundle (one proof a line); ProofFormatError naming the line of a malformed one."""
+    return verify_bundle(data, policy)
 
 
 def _verify_one(proof_file: Path, record: Path | None, record_bytes: Path | None, policy: Policy) -> Report:

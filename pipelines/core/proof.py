@@ -92,6 +92,35 @@ def parse_proof(raw: bytes | str) -> Proof:
         raise ProofFormatError(f"malformed proof: {_describe(exc)}") from exc
 
 
+#: In an archived bundle every line ends with its batch's anchors, the same for the whole batch (archive/bundle.py).
+ANCHORS_MEMBER = b',"anchors":'
+_HEAD_KEYS = {"format", "record", "leaf_hash", "batch"}
+_BATCH_KEYS = {"id", "index", "size", "root", "path", "sealed_at"}
+
+
+def parse_proof_head(raw: bytes) -> tuple[RecordCommitment, str, dict[str, Any]]:
+    """The record, leaf hash (hex) and raw batch object of a bundle line cut before its anchors (``raw`` is
+    the line up to :data:`ANCHORS_MEMBER`, closed with ``}``). The record is validated; the caller checks
+    the leaf hash and batch against what it recomputes. ProofFormatError if it is malformed."""
+    try:
+        data = jsontext.loads(raw, walk=False)  # no duplicate keys; every value is compared below
+    except jsontext.JSONTextError as exc:
+        raise ProofFormatError(f"proof is not JSON by anchorpipe's rules: {exc}") from None
+    if not isinstance(data, dict) or set(data) != _HEAD_KEYS or data["format"] != PROOF_FORMAT:
+        raise ProofFormatError(f"not an anchorpipe proof: want members {sorted(_HEAD_KEYS | {'anchors'})} and "
+                               f"format {PROOF_FORMAT!r}")
+    batch = data["batch"]
+    if not isinstance(batch, dict) or set(batch) != _BATCH_KEYS or type(batch["index"]) is not int \
+            or not isinstance(batch["path"], list) or not isinstance(data["leaf_hash"], str):
+        raise ProofFormatError(f"malformed proof: batch must have exactly {sorted(_BATCH_KEYS)}, an integer index "
+                               "and a path list")
+    try:
+        record = RecordCommitment.model_validate(data["record"])
+    except ValidationError as exc:
+        raise ProofFormatError(f"malformed proof: record: {_describe(exc)}") from exc
+    return record, data["leaf_hash"], batch
+
+
 def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from pipelines.core import merkle
 from pipelines.core.anchors import ANCHOR_KINDS, EvmAnchor, TlogAnchor, TsaAnchor
@@ -27,11 +27,12 @@ from pipelines.core.cosignature import Cosignature, WitnessKey, verify_cosignatu
 from pipelines.core.evm import Block, verify_evm_receipt
 from pipelines.core.logentry import batch_entry
 from pipelines.core.note import Verifier, split_note
-from pipelines.core.proof import BatchInclusion, Proof
+from pipelines.core.proof import ANCHORS_MEMBER, BatchInclusion, Proof, parse_proof, parse_proof_head
 from pipelines.core.tsa import Stamp, stamped_message, verify_token
 from pipelines.errors import InputError, NoTrustedSignature, VerificationError
 
 AnyAnchor = TlogAnchor | TsaAnchor | EvmAnchor
+_P = TypeVar("_P")
 #: Asks a node or explorer the auditor trusts whether a block is on the canonical chain: True, False, or
 #: None when it cannot tell (the chain is another, the node is unreachable).
 CanonicalCheck = Callable[[Block], bool | None]
@@ -358,6 +359,69 @@ def verify_tlog_anchor(anchor: TlogAnchor, batch: BatchInclusion, log_keys: list
         raise VerificationError(str(exc), "log-inclusion") from None
     return (f"batch is entry {anchor.index} of log {cp.origin!r} at size {cp.size}, "
             f"checkpoint signed by pinned key {', '.join(signers)}")
+
+
+def verify_bundle(data: bytes, policy: Policy) -> Report:
+    """Audit an archived bundle (one proof a line), as :func:`verify_batch` does for parsed proofs, in
+    O(n) hashing: the shared anchors (every line's last member) are parsed and checked once; each line's
+    leaf is recomputed from its record; the batch tree is rebuilt once from all leaves, its root compared
+    with the batch's, and each proof's path compared with the tree's path at its index (the only path that
+    verifies under that root). Raises like :func:`verify_proof`; ProofFormatError names a malformed line."""
+    lines = [line for line in data.splitlines() if line.strip()]
+    if not lines:
+        raise VerificationError("an empty bundle proves nothing")
+    first = _bundle_line(0, lines[0], parse_proof)
+    b = first.batch
+    suffix = lines[0][lines[0].rfind(ANCHORS_MEMBER):]
+    same = {"id": b.id, "size": b.size, "root": b.root, "sealed_at": b.sealed_at}
+    leaves: list[bytes | None] = [None] * b.size
+    paths: list[list[str] | tuple[str, ...]] = [[]] * b.size
+    ids: list[str] = [""] * b.size
+    for n, line in enumerate(lines):  # proof n is line n + 1
+        cut = line.rfind(ANCHORS_MEMBER)
+        if cut > 0 and line[cut:] == suffix:
+            record, leaf_hex, batch = _bundle_line(n, line[:cut] + b"}", parse_proof_head)
+        else:  # laid out otherwise: parse it whole and compare its anchors as values
+            proof = _bundle_line(n, line, parse_proof)
+            if proof.anchors != first.anchors:
+                raise VerificationError(f"proof {n} (record {proof.record.id!r}) carries other anchors than proof 0",
+                                        "anchored")
+            record, leaf_hex, batch = proof.record, proof.leaf_hash, proof.batch.model_dump()
+        index = batch["index"]
+        if {k: batch[k] for k in same} != same:
+            raise VerificationError(f"proof {n} (record {record.id!r}) is of batch {batch['id']} root "
+                                    f"{batch['root']}, not {b.id} root {b.root}", "batch-path")
+        if not 0 <= index < b.size or leaves[index] is not None:
+            raise VerificationError(f"proof {n} (record {record.id!r}): leaf {index} appears twice or is outside "
+                                    f"the batch of {b.size}", "batch-path")
+        leaf = record_leaf_hash(record.agency, record.id, bytes.fromhex(record.content_sha256),
+                                bytes.fromhex(record.salt))
+        if leaf.hex() != leaf_hex:
+            raise VerificationError(f"proof {n} (record {record.id!r}): leaf hash {leaf_hex} does not commit to the "
+                                    f"record (computed {leaf.hex()})", "leaf")
+        leaves[index], paths[index], ids[index] = leaf, batch["path"], record.id
+    if None in leaves:
+        raise VerificationError(f"the bundle has {b.size - leaves.count(None)} of the batch's {b.size} records: "
+                                "some are missing", "batch-path")
+    tree = merkle.Tree(leaves)  # type: ignore[arg-type]
+    if tree.root.hex() != b.root:
+        raise VerificationError(f"the batch's leaves give root {tree.root.hex()}, the proofs say {b.root}",
+                                "batch-path")
+    for index, (want, got) in enumerate(zip(tree.all_paths(as_hex=True), paths, strict=True)):
+        if tuple(got) != want:
+            raise VerificationError(f"proof of record {ids[index]!r}: its path does not lead from leaf {index} to "
+                                    f"the batch root", "batch-path")
+    report = Report()
+    report.ok(f"all {b.size} records of batch {b.id} (root {b.root}) are included, none missing")
+    check_anchors(first.anchors, b, policy, report)
+    return report
+
+
+def _bundle_line(n: int, line: bytes, parse: Callable[[bytes], _P]) -> _P:
+    try:
+        return parse(line)
+    except InputError as exc:
+        raise type(exc)(f"line {n + 1}: {exc}") from None
 
 
 def verify_batch(proofs: Sequence[Proof], policy: Policy) -> Report:
