@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test check bench clean system-deps
+.PHONY: demo test check bench clean system-deps browser-deps checker
 
 # Debian packages the project needs (installed only when missing; needs root).
 system-deps:
@@ -14,10 +14,23 @@ system-deps:
 	@command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y -qq openssl)
 	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
 
+# The tests drive the browser checker in Debian's headless Chromium (selenium and chromedriver).
+browser-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+
 # A local EVM node (anvil, Foundry's) for the demo and the tests: from npm, into .tools/ (not the system).
 ANVIL := .tools/node_modules/.bin/anvil
 $(ANVIL): | system-deps
 	npm install --silent --no-audit --no-fund --prefix .tools @foundry-rs/anvil@1.7.1
+
+# The browser proof checker (docs/browser-checker.md): one self-contained page, bundled with esbuild from
+# the pinned npm packages of web/package-lock.json. Served by the API at /verify, or opened from file://.
+CHECKER := web/dist/verify.html
+$(CHECKER): web/package.json web/package-lock.json web/build.mjs $(wildcard web/src/*) | system-deps
+	cd web && npm ci --silent --no-audit --no-fund && node build.mjs
+
+checker: $(CHECKER)
 
 $(BIN)/.installed: pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +38,7 @@ $(BIN)/.installed: pyproject.toml | system-deps
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-demo: $(BIN)/.installed system-deps $(ANVIL)
+demo: $(BIN)/.installed system-deps $(ANVIL) $(CHECKER)
 	$(BIN)/anchorpipe demo
 
 # Layer contracts (import-linter), bug-finding lint (ruff) and strict types on the core, then every test.
@@ -34,7 +47,7 @@ check: $(BIN)/.installed
 	$(BIN)/ruff check pipelines workers tests bench
 	$(BIN)/mypy
 
-test: check system-deps $(ANVIL)
+test: check system-deps browser-deps $(ANVIL) $(CHECKER)
 	$(BIN)/python -m pytest --durations=30
 
 bench: $(BIN)/.installed system-deps $(ANVIL)
@@ -46,4 +59,4 @@ bench: $(BIN)/.installed system-deps $(ANVIL)
 	$(BIN)/python bench/witness.py
 
 clean:
-	rm -rf $(VENV) .tools .pytest_cache build *.egg-info
+	rm -rf $(VENV) .tools .pytest_cache build *.egg-info web/node_modules web/dist

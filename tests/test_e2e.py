@@ -282,6 +282,13 @@ def test_the_demo_runs_as_the_readme_says(tmp_path: Path):
         assert "cosigned by 3 pinned witness(es)" in check.stdout
     check = cli(env, "verify", str(firsts[-1]), *pins, "--witness-quorum", "1", "--require", "tsa")
     assert check.returncode == 3 and "['tsa', 'witness'] did not verify" in check.stderr  # the first: log only
+    # The exported folder is an archive `audit` accepts: every batch with its newest anchors, the log whole.
+    audit = cli(env, "audit", str(out), *pins, "--witness-quorum", "2", "--require", "tsa", "--require", "evm",
+                "--report", str(tmp_path / "report"))
+    assert audit.returncode == 0 and audit.stdout.rstrip().endswith("PASSED"), audit.stdout + audit.stderr
+    assert "demo-agency: 2 batches, 301 records, 2 valid" in audit.stdout
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "<svg" in html and "tsa" in html and "witness-1.local" in html
 
 
 def test_the_federation_demo_verifies_every_proof_with_a_witness_quorum(tmp_path: Path):
@@ -298,7 +305,7 @@ def test_the_federation_demo_verifies_every_proof_with_a_witness_quorum(tmp_path
     agencies = sorted(p.name for p in fed.iterdir() if p.is_dir())
     assert len(agencies) == 3 and len((fed / "witnesses.vkeys").read_text().splitlines()) == 3
     for agency in agencies:
-        bundles = sorted((fed / agency / "proofs").glob("*.ndjson"))
+        bundles = sorted((fed / agency / "proofs" / agency).glob("*.ndjson"))
         assert sum(len(b.read_text().splitlines()) for b in bundles) == 900
         pins = ["--log-vkey", str(fed / agency / "log.vkey"), "--witness", str(fed / "witnesses.vkeys")]
         check = cli(env, "verify", str(bundles[-1]), *pins, "--witness-quorum", "2")
@@ -307,3 +314,5 @@ def test_the_federation_demo_verifies_every_proof_with_a_witness_quorum(tmp_path
         assert check.returncode == 3 and "cosigned by 2 of the pinned witnesses" in check.stderr
         show = cli(env, "log", "show", str(fed / agency / "log"), "--log-vkey", str(fed / agency / "log.vkey"))
         assert show.returncode == 0 and "tiles agree" in show.stdout
+        audit = cli(env, "audit", str(fed / agency), *pins, "--witness-quorum", "2", "--require", "witness")
+        assert audit.returncode == 0 and audit.stdout.rstrip().endswith("PASSED"), audit.stdout + audit.stderr

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from pipelines.core.anchors import Anchor
 from pipelines.core.batch import SealedBatch
+from pipelines.core.proof import ANCHORS_MEMBER
 from pipelines.storage import ObjectStore
 
 #: Where one record's proof is: (batch id, byte offset in the bundle, byte length).
@@ -73,6 +74,44 @@ def with_anchors(line: bytes, document: bytes) -> bytes:
     if list(proof)[-1] != "anchors" or not line.endswith(old):
         raise ValueError("the proof does not end with its anchors")
     return line[: len(line) - len(old)] + b'"anchors":' + orjson.dumps(doc["anchors"]) + b"}"
+
+
+def upgraded_bundle(data: bytes, document: bytes) -> bytes:
+    """A whole bundle's proofs with their anchors replaced by an upgrade's (``anchors_document``), each line
+    cut at its last member; ValueError if the object is not this batch's or a line does not end so. The
+    standard library's JSON only: auditors run this too."""
+    import json
+
+    doc = json.loads(document)
+    anchors = json.dumps(doc.get("anchors"), separators=(",", ":")).encode()
+    out = []
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        cut = line.rfind(ANCHORS_MEMBER)
+        if cut < 0 or not line.endswith(b"}"):
+            raise ValueError("a proof does not end with its anchors")
+        out.append(line[:cut] + ANCHORS_MEMBER + anchors + b"}")
+    if doc.get("format") != ANCHORS_FORMAT or (out and json.loads(out[0])["batch"]["id"] != doc.get("batch")):
+        raise ValueError("the anchors object is not this bundle's batch's")
+    return b"\n".join(out) + b"\n"
+
+
+def bundle_keys(keys: Sequence[str]) -> dict[str, tuple[str, str, str | None]]:
+    """From a listing of ``proofs/``: batch id -> (agency, bundle key, newest anchors object key or None)."""
+    newest: dict[str, str] = {}
+    for key in keys:
+        if key.endswith(".json") and ".u" in key.rsplit("/", 1)[-1]:
+            batch_id = key.rsplit("/", 1)[1].rsplit(".u", 1)[0]
+            if batch_id not in newest or anchors_version(key) > anchors_version(newest[batch_id]):
+                newest[batch_id] = key
+    out = {}
+    for key in keys:
+        parts = key.split("/")
+        if len(parts) == 3 and key.endswith(".ndjson") and ".u" not in parts[2]:
+            batch_id = parts[2].removesuffix(".ndjson")
+            out[batch_id] = (parts[1], key, newest.get(batch_id))
+    return out
 
 
 def key_for(batch: SealedBatch) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-from pipelines.archive.bundle import build_bundle
+from pipelines.archive.bundle import build_bundle, bundle_key
 from pipelines.core.batch import SealedBatch, seal_records
 from pipelines.core.commitment import RecordInput, content_sha256
 from pipelines.core.cosignature import WitnessKey, verify_cosignatures
@@ -93,7 +93,8 @@ class _AgencyLog:
         self.witnessing = Witnessing(reader, clients, QUORUM)
         self.pending: list[SealedBatch] = []
         self.records = self.batches = self.rounds = 0
-        (folder / "proofs").mkdir(parents=True)
+        self.agency = signer.name.split("/")[0]
+        (folder / "proofs" / self.agency).mkdir(parents=True)
 
     @property
     def size(self) -> int:
@@ -118,7 +119,7 @@ class _AgencyLog:
         receipts = self.witnessing.log.receipts([b.id for b in self.pending], head)
         for batch in self.pending:
             data, _ = build_bundle(batch, [receipts[batch.id]])
-            (self.folder / "proofs" / f"{batch.id}.ndjson").write_bytes(data)
+            (self.folder / bundle_key(self.agency, batch.id)).write_bytes(data)
         self.rounds += 1
         self.pending = []
 
@@ -131,7 +132,7 @@ def _audit(logs: dict[str, _AgencyLog], witness_keys: list[WitnessKey], echo: Ec
     t0 = time.perf_counter()
     with progress(f"verifying every proof (tlog + {QUORUM} of {len(witness_keys)} witnesses)", total) as bar:
         for log in logs.values():
-            for path in sorted((log.folder / "proofs").glob("*.ndjson")):
+            for path in sorted((log.folder / "proofs").rglob("*.ndjson")):
                 proofs = [parse_proof(line) for line in path.read_bytes().splitlines() if line.strip()]
                 verify_batch(proofs, policy)
                 bar.update(len(proofs))  # type: ignore[attr-defined]

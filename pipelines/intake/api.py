@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
 from urllib.parse import quote
 from typing import Annotated, Any
 
@@ -42,6 +43,9 @@ from pipelines.state import Accepted, now_ms
 READY_BUDGET_S = 0.9
 #: Threads that read proofs from the archive for GET /v1/records (apart from those that accept records).
 ARCHIVE_READERS = 8
+#: The browser proof checker, one self-contained page built by `make web/dist/verify.html`
+#: (docs/browser-checker.md), served at GET /verify.
+CHECKER_PAGE = Path(__file__).resolve().parents[2] / "web" / "dist" / "verify.html"
 
 
 def create_app(cfg: Settings | None = None, *, check_state: bool = True) -> FastAPI:
@@ -68,7 +72,28 @@ def create_app(cfg: Settings | None = None, *, check_state: bool = True) -> Fast
 
     app.include_router(_records_routes(rt))
     app.include_router(_health_routes(rt))
+    app.include_router(_checker_routes())
     return app
+
+
+def _checker_routes() -> APIRouter:
+    """GET /verify: the browser proof checker, a static page (no key needed: it holds no data, and it checks
+    proofs in the auditor's browser, sending nothing back)."""
+    router = APIRouter()
+
+    @router.get("/verify", include_in_schema=False)
+    def checker() -> Response:
+        page = CHECKER_PAGE  # read at each request: a page built after the API started is served
+        try:
+            html = page.read_bytes()
+        except OSError:
+            return JSONResponse({"detail": f"the browser proof checker was not built ({page} is missing): run "
+                                           "`make web/dist/verify.html` (docs/browser-checker.md)"}, status_code=404)
+        return Response(html, media_type="text/html; charset=utf-8",
+                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+                                 "Referrer-Policy": "no-referrer"})
+
+    return router
 
 
 def _principal_dependency(rt: Runtime) -> Any:

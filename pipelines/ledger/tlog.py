@@ -101,6 +101,20 @@ class LogReader:
         merkle.verify_consistency(old.size, new.size, proof, old.root, new.root)
         return proof
 
+    def entries(self, size: int) -> list[bytes]:
+        """Every entry of the log up to ``size``, read from its entry tiles (C2SP tlog-tiles), in order."""
+        out: list[bytes] = []
+        for n in range(-(-size // tiles.TILE_WIDTH)):
+            width = min(tiles.TILE_WIDTH, size - n * tiles.TILE_WIDTH)
+            try:
+                chunk = tiles.unbundle(self.read_bundle(n, width))
+            except ValueError as exc:
+                raise LogStateError(f"entry tile {n} of {self.store.describe()} is malformed: {exc}") from exc
+            if len(chunk) != width:
+                raise LogStateError(f"entry tile {n} of {self.store.describe()} holds {len(chunk)} entries, want {width}")
+            out += chunk
+        return out
+
     def consistency_proof(self, old_size: int, head: Head) -> list[bytes]:
         """The consistency proof from ``old_size`` to ``head`` (empty from 0 or to the same size)."""
         if not 0 < old_size < head.checkpoint.size:
