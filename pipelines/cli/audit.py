@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -129,3 +130,106 @@ def audit(archive: str, log_vkeys: tuple[str, ...], witnesses: tuple[str, ...], 
     click.echo("PASSED" if result.ok else f"FAILED: {len(result.failures)} finding(s)")
     if not result.ok:
         raise SystemExit(EXIT_INVALID)
+
+
+@click.command()
+@click.argument("location", metavar="LOCATION")
+@pins_options
+@click.option("--state", "state_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder keeping every checkpoint seen (the evidence) and where the monitor left off.")
+@click.option("--interval", default=30.0, show_default=True, type=click.FloatRange(0.05),
+              help="Seconds between polls.")
+@click.option("--stall", "stall_after", default=3600.0, show_default=True, type=click.FloatRange(0),
+              help="Alert when the log has not grown for this many seconds.")
+@click.option("--webhook", metavar="URL", help="POST each alert here as JSON ({kind, log, message, evidence, at}).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Serve Prometheus metrics on this port (needs the server extras' prometheus-client).")
+@click.option("--once", is_flag=True, help="Poll once and exit (for cron): 0 if no alert, 1 otherwise.")
+@endpoint_opt
+def monitor(location: str, log_vkeys: tuple[str, ...], witnesses: tuple[str, ...], witness_quorum: int | None,
+            state_dir: Path, interval: float, stall_after: float, webhook: str | None, metrics_port: int | None,
+            once: bool, s3_endpoint: str | None) -> None:
+    """Follow the log at LOCATION: verify each new checkpoint's signature, its consistency with the last one
+    seen and (with --witness) its cosignatures, keep every checkpoint in --state, and alert on a fork, a bad
+    signature, a lost witness quorum or a stall (stderr, --webhook, Sentry with SENTRY_DSN).
+
+    Runs until a fork or a bad signature (exit 1: the log can no longer be trusted; both checkpoints are
+    printed as the evidence) or until stopped.
+    """
+    import os
+
+    from pipelines.audit.monitor import FATAL, monitor_for
+    from pipelines.cli.trust import load_witness_keys
+    from pipelines.runtime import load_verifiers
+    from pipelines.storage import open_store
+
+    try:
+        if not log_vkeys:
+            raise InputError("give the log's verifier key with --log-vkey: nothing is trusted without it")
+        mon = monitor_for(open_store(location, s3_endpoint=s3_endpoint), load_verifiers(log_vkeys), state_dir,
+                          load_witness_keys(witnesses), witness_quorum, stall_after)
+    except AnchorpipeError as exc:
+        fail_with(exc)
+    gauges = _monitor_metrics(metrics_port)
+    sentry = _sentry(os.environ.get("SENTRY_DSN"))
+    origin = mon.reader.verifiers[0].name
+    click.echo(f"monitoring {origin} at {mon.reader.store.describe()} every {interval:g} s; evidence in {state_dir}",
+               err=True)
+    while True:
+        cp, alerts = mon.poll()
+        if cp is not None:
+            click.echo(f"{time.strftime('%H:%M:%S')} size {cp.size} root {cp.root.hex()[:16]}…: "
+                       f"{'ok' if not alerts else ', '.join(a.kind for a in alerts)}")
+            if gauges:
+                gauges["size"].set(cp.size)
+        for alert in alerts:
+            _raise(alert, origin, webhook, sentry, gauges)
+        if any(a.kind in FATAL for a in alerts) or (once and alerts):
+            raise SystemExit(EXIT_INVALID)
+        if once:
+            return
+        time.sleep(interval)
+
+
+def _raise(alert, origin: str, webhook: str | None, sentry: bool, gauges) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    click.echo(f"ALERT {alert.kind}: {alert.message}", err=True)
+    if alert.evidence:
+        click.echo(alert.evidence, err=True, nl=not alert.evidence.endswith("\n"))
+    if gauges:
+        gauges["alerts"].labels(alert.kind).inc()
+    if webhook:
+        try:
+            httpx.post(webhook, json=alert.to_json(origin), timeout=10).raise_for_status()
+        except httpx.HTTPError as exc:
+            click.echo(f"the webhook failed: {type(exc).__name__}", err=True)
+    if sentry:
+        import sentry_sdk
+
+        sentry_sdk.capture_message(f"anchorpipe monitor: {alert.kind} on {origin}: {alert.message}", level="error")
+
+
+def _sentry(dsn: str | None) -> bool:
+    if not dsn:
+        return False
+    try:
+        import sentry_sdk
+    except ImportError:
+        return False
+    from pipelines.ops.monitoring import before_send
+
+    sentry_sdk.init(dsn=dsn, before_send=before_send)  # type: ignore[arg-type]
+    return True
+
+
+def _monitor_metrics(port: int | None):  # type: ignore[no-untyped-def]
+    if port is None:
+        return None
+    try:
+        from prometheus_client import Counter, Gauge, start_http_server
+    except ImportError:
+        raise click.ClickException("--metrics-port needs prometheus-client (pip install 'anchorpipe[server]')") from None
+    start_http_server(port, addr="127.0.0.1")
+    return {"size": Gauge("anchorpipe_monitor_log_size", "Size of the monitored log's checkpoint"),
+            "alerts": Counter("anchorpipe_monitor_alerts", "Alerts raised by the monitor", ["kind"])}
