@@ -132,3 +132,16 @@ def test_the_log_key_must_be_pinned_and_must_match(archive: Path, tmp_path: Path
     (tmp_path / "wrong.vkey").write_text(Signer.generate("audit.example/log").verifier().text())
     res = CliRunner().invoke(main, ["audit", str(archive), "--log-vkey", str(tmp_path / "wrong.vkey")])
     assert res.exit_code != 0 and "not signed by any trusted key" in res.output
+
+
+def test_the_report_prints_to_pdf_and_one_proof_gets_its_own_report(archive: Path, tmp_path: Path):
+    code, out = audit(archive, "--report", str(tmp_path / "rep"), "--pdf")
+    assert code == 0 and (tmp_path / "rep" / "report.pdf").read_bytes().startswith(b"%PDF"), out
+    bundle = next(archive.glob("proofs/dept-a/*.ndjson"))
+    (tmp_path / "one.json").write_bytes(bundle.read_bytes().splitlines()[0])
+    res = CliRunner().invoke(main, ["verify", str(tmp_path / "one.json"), "--log-vkey", str(tmp_path / "log.vkey"),
+                                    "--report", str(tmp_path / "one"), "-q"])
+    assert res.exit_code == 0
+    doc = json.loads((tmp_path / "one" / "report.json").read_text())
+    assert doc["valid"] and doc["outcome"] == "valid" and doc["anchors"][0]["kind"] == "tlog"
+    assert "VALID" in (tmp_path / "one" / "report.html").read_text()

@@ -34,6 +34,28 @@ def write_report(result: AuditResult, folder: Path) -> tuple[Path, Path]:
     return json_path, html_path
 
 
+def print_pdf(html: Path) -> Path:
+    """``report.pdf`` beside ``html``, printed by a headless Chromium (Debian's ``chromium``), which lays the
+    page out exactly as a browser shows it. InputError when no Chromium is installed."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from pipelines.errors import InputError
+
+    browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if browser is None:
+        raise InputError("--pdf needs Chromium (apt-get install chromium); report.html is written anyway")
+    pdf = html.with_suffix(".pdf")
+    with tempfile.TemporaryDirectory() as profile:
+        res = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+                              "--no-pdf-header-footer", f"--print-to-pdf={pdf}", html.resolve().as_uri()],
+                             capture_output=True, text=True, timeout=120)
+    if res.returncode or not pdf.exists():
+        raise InputError(f"Chromium could not print {html}: {res.stderr.strip()[-300:]}")
+    return pdf
+
+
 def delays(doc: dict[str, Any]) -> list[tuple[datetime, float, str]]:
     """(seal time, seconds from seal to the earliest external anchor's time, agency) of each anchored batch."""
     out = []
@@ -106,7 +128,7 @@ def render_html(doc: dict[str, Any]) -> str:
 <h1>Audit of {escape(doc["archive"])}</h1>{verdict}
 <p>From {escape(doc["started"])} to {escape(doc["finished"])}. Required to verify: {escape(", ".join(pins["require"]) or "any one anchor")}{" (policy " + escape(pins["policy"]) + ")" if pins["policy"] else ""}; witness quorum {pins["witness_quorum"] or "none"}; TSA roots pinned: {pins["tsa_roots"]}; EVM blocks pinned: {sum(len(v) for v in pins["evm_blocks"].values())}.</p>
 <h2>Keys pinned</h2><ul>{keys}</ul>
-<h2>The log</h2><p>Log <code>{escape(log["origin"])}</code> at size {log["size"]:,}, root <code>{escape(log["root"])}</code>, checkpoint signed by a pinned key. {escape(log.get("tiles", ""))}.</p>
+<h2>The log</h2><p>Log <code>{escape(log["origin"])}</code> at size {log["size"]:,}, root <code>{escape(log["root"])}</code>, checkpoint signed by a pinned key. {escape(log.get("tiles", "").capitalize())}.</p>
 <pre>{escape(log["checkpoint"])}</pre>{witness_line}
 {"<p>Consistency with the checkpoints you saved:</p><ul>" + consistency + "</ul>" if consistency else ""}
 <h2>Counts per agency</h2><table><tr><th>agency</th><th>batches</th><th>records</th><th>valid batches</th><th>failed batches</th></tr>{agencies}</table>
@@ -116,3 +138,28 @@ def render_html(doc: dict[str, Any]) -> str:
 <h2>Batches</h2><table><tr><th>agency</th><th>batch</th><th>records</th><th>sealed</th><th>anchors verified (time attested)</th><th>outcome</th></tr>{bundles}</table>{more}
 </body></html>
 """
+
+
+def write_verdict(verdict: dict[str, Any], proof: str, pinned: str, folder: Path) -> tuple[Path, Path]:
+    """The evidence report of one proof's verification (``anchorpipe verify --report``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = {"format": "anchorpipe.verification/1", "proof": proof, "pinned": pinned, **verdict}
+    json_path, html_path = folder / "report.json", folder / "report.html"
+    json_path.write_text(json.dumps(doc, indent=1) + "\n")
+    ok = verdict["valid"]
+    headline = {"valid": "VALID", "invalid": "INVALID", "not-anchored": "NOT VALID", "unusable": "CANNOT CHECK"}
+    checks = "".join(f"<li>{escape(c)}</li>" for c in verdict["checks"])
+    anchors = _rows([[escape(a["kind"]), escape(a["verdict"]), escape(a["time"] or ""), escape(a["detail"])]
+                     for a in verdict["anchors"]])
+    html_path.write_text(f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<title>anchorpipe verification of {escape(proof)}</title><style>{CSS}</style></head><body>
+<h1>Verification of {escape(proof)}</h1>
+<p class="{'ok' if ok else 'bad'}">{headline[verdict["outcome"]]}{": " + escape(verdict["message"]) if verdict["message"] else ""}</p>
+<p>{"The record's content was checked against the proof." if verdict["content_checked"] else "The record's content was not checked (no record file given)."}</p>
+<h2>What was pinned and required</h2><p>{escape(pinned)}</p>
+<h2>Checks that held</h2><ol>{checks}</ol>
+<h2>Anchors</h2><table><tr><th>kind</th><th>verdict</th><th>time attested</th><th>what it proved, or why not</th></tr>{anchors}</table>
+</body></html>
+""")
+    return json_path, html_path

@@ -63,13 +63,14 @@ def load_pins(log_vkeys: tuple[str, ...], witnesses: tuple[str, ...], witness_qu
               help="Verify N proofs drawn at random instead of every one, and say what that shows.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write report.json and report.html (the evidence report) to this folder.")
+@click.option("--pdf", is_flag=True, help="With --report, also report.pdf (printed by a headless Chromium).")
 @click.option("--workers", type=click.IntRange(1), help="Processes verifying bundles (default: one per core).")
 @click.option("--restart", is_flag=True, help="Forget what an interrupted audit of this report folder finished.")
 @endpoint_opt
 def audit(archive: str, log_vkeys: tuple[str, ...], witnesses: tuple[str, ...], witness_quorum: int | None,
           tsa_roots: tuple[Path, ...], evm_blocks: Path | None, require: tuple[str, ...], expression: str | None,
           log_location: str | None, saved: tuple[Path, ...], agency: str | None, sample: int | None,
-          report_dir: Path | None, workers: int | None, restart: bool, s3_endpoint: str | None) -> None:
+          report_dir: Path | None, pdf: bool, workers: int | None, restart: bool, s3_endpoint: str | None) -> None:
     """Audit a whole archive (a folder, or s3://bucket/prefix with read-only credentials) as an auditor.
 
     Checks the log (its signed checkpoint, its tiles, consistency with the checkpoints you saved, the
@@ -100,6 +101,8 @@ def audit(archive: str, log_vkeys: tuple[str, ...], witnesses: tuple[str, ...], 
                 bar.__enter__()
             bar.update(done - bar.pos)
 
+        if "://" not in archive:
+            archive = str(Path(archive).resolve())
         result = audit_archive(archive, log_location or archive.rstrip("/") + "/log", pins, s3_endpoint=s3_endpoint,
                                agency=agency, sample=sample, saved=notes, workers=workers, state_file=state,
                                progress=progress)
@@ -127,6 +130,13 @@ def audit(archive: str, log_vkeys: tuple[str, ...], witnesses: tuple[str, ...], 
     if report_dir is not None:
         json_path, html_path = write_report(result, report_dir)
         click.echo(f"report: {html_path} and {json_path}")
+        if pdf:
+            from pipelines.audit.report import print_pdf
+
+            try:
+                click.echo(f"report: {print_pdf(html_path)}")
+            except AnchorpipeError as exc:
+                fail_with(exc)
     click.echo("PASSED" if result.ok else f"FAILED: {len(result.failures)} finding(s)")
     if not result.ok:
         raise SystemExit(EXIT_INVALID)

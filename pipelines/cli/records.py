@@ -100,13 +100,15 @@ def seal(records: Path, agency: str, out: Path, log_location: str | None, log_ke
 @click.option("--policy", "expression", metavar="EXPR",
               help='A rule over the verified anchor kinds, e.g. "tlog and witness and (tsa or evm)".')
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write the verdict as an evidence report: report.json and a self-contained report.html.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the verdict as one JSON object (outcome, the failed check's name, every check and anchor); "
                    "same exit status.")
 def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log_vkeys: tuple[str, ...],
            tsa_roots: tuple[Path, ...], evm_rpc: str | None, evm_blocks: Path | None, witnesses: tuple[str, ...],
            witness_quorum: int | None, require: tuple[str, ...], expression: str | None, quiet: bool,
-           as_json: bool) -> None:
+           report_dir: Path | None, as_json: bool) -> None:
     """Verify PROOF.json offline (or a whole batch: an archived BATCH.ndjson bundle).
 
     Checks the leaf commitment, the path to the batch root, and every anchor
@@ -143,11 +145,16 @@ def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log
     except AnchorpipeError as exc:
         check = "format" if isinstance(exc, ProofFormatError) else None
         outcome, message, code = "unusable", str(exc), EXIT_UNUSABLE
+    verdict = {"valid": code == EXIT_VALID, "outcome": outcome, "check": check, "message": message,
+               "checks": report.checks if report else [], "content_checked": bool(report and report.content_checked),
+               "anchors": [vars(v) for v in report.anchors] if report else []}
+    if report_dir is not None:
+        from pipelines.audit.report import write_verdict
+
+        write_verdict(verdict, str(proof_file), policy.describe() if code != EXIT_UNUSABLE or report else "",
+                      report_dir)
     if as_json:
-        click.echo(json.dumps({
-            "valid": code == EXIT_VALID, "outcome": outcome, "check": check, "message": message,
-            "checks": report.checks if report else [], "content_checked": bool(report and report.content_checked),
-            "anchors": [vars(v) for v in report.anchors] if report else []}))
+        click.echo(json.dumps(verdict))
         raise SystemExit(code)
     if code != EXIT_VALID:
         fail(message, code)
