@@ -145,3 +145,21 @@ def test_the_report_prints_to_pdf_and_one_proof_gets_its_own_report(archive: Pat
     doc = json.loads((tmp_path / "one" / "report.json").read_text())
     assert doc["valid"] and doc["outcome"] == "valid" and doc["anchors"][0]["kind"] == "tlog"
     assert "VALID" in (tmp_path / "one" / "report.html").read_text()
+
+
+def test_an_archive_on_s3_is_audited_with_read_only_access(archive: Path, s3_bucket, tmp_path: Path):
+    """The same archive uploaded to an S3 server: audited over HTTP by worker processes, each with its own
+    client; the audit only reads (the bucket's objects are the same before and after)."""
+    from pipelines.storage import open_store
+
+    endpoint, bucket = s3_bucket
+    s3 = open_store(f"s3://{bucket}/agency-archive", s3_endpoint=endpoint)
+    for path in archive.rglob("*"):
+        if path.is_file() and not path.name.startswith("."):
+            s3.put_immutable(str(path.relative_to(archive)), path.read_bytes())
+    before = {k: s3.get(k) for k in s3.list_keys("")}
+    res = CliRunner().invoke(main, ["audit", f"s3://{bucket}/agency-archive", "--s3-endpoint", endpoint,
+                                    "--log-vkey", str(tmp_path / "log.vkey"), "--workers", "2"])
+    assert res.exit_code == 0 and res.output.rstrip().endswith("PASSED"), res.output
+    assert "agency dept-a: 3 batches, 159 records, 3 valid" in res.output
+    assert {k: s3.get(k) for k in s3.list_keys("")} == before

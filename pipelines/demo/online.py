@@ -33,7 +33,7 @@ from pipelines.core.cosignature import WitnessKey
 from pipelines.core.note import Signer
 from pipelines.core.proof import parse_proof
 from pipelines.core.verify import Policy, verify_proof
-from pipelines.archive.bundle import anchors_version, with_anchors
+from pipelines.archive.bundle import bundle_keys, upgraded_bundle
 from pipelines.demo.localstack import DEFAULT_WORKERS, EXTERNAL_WORKERS, local_stack
 from pipelines.demo.services import anvil_node, fund, tsa_server, witness_server
 from pipelines.demo.offline import sample_record
@@ -267,22 +267,13 @@ def _audit(store, log_store, vkey, samples: list[dict], echo: Echo, progress: Pr
 def _upgraded_bundles(store, agency: str) -> dict[str, tuple[list[bytes], str | None]]:
     """Each bundle's proofs as the auditor reads them (with the anchors of the batch's newest upgrade), and
     the key of that anchors object (None: never upgraded)."""
-    keys = store.list_keys(f"proofs/{agency}/")
-    newest: dict[str, str] = {}
-    for key in keys:
-        if key.endswith(".json"):
-            batch_id = key.rsplit("/", 1)[1].rsplit(".u", 1)[0]
-            if batch_id not in newest or anchors_version(key) > anchors_version(newest[batch_id]):
-                newest[batch_id] = key
-    bundles = [k for k in keys if k.endswith(".ndjson")]
+    found = list(bundle_keys(store.list_keys(f"proofs/{agency}/")).values())
     out = {}
-    for key, raw in zip(bundles, get_all(store, bundles), strict=True):
-        up = newest.get(key.rsplit("/", 1)[1].removesuffix(".ndjson"))
-        lines = (raw or b"").splitlines()
+    for (_, key, up), raw in zip(found, get_all(store, [k for _, k, _ in found]), strict=True):
+        data = raw or b""
         if up is not None:
-            document = store.get(up)
-            lines = [with_anchors(line, document) for line in lines]
-        out[key] = (lines, up)
+            data = upgraded_bundle(data, store.get(up))
+        out[key] = ([line for line in data.splitlines() if line.strip()], up)
     return out
 
 
