@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 << 20, ge=1024)
     #: Most records in one request.
     max_records_per_request: int = Field(50_000, ge=1)
+    #: Records a second each agency may submit through the API (0: no limit); over it, 429 with Retry-After.
+    rate_limit: int = Field(0, ge=0)
+    #: Per-agency limits overriding it: ``agency=records_per_second`` pairs, comma-separated.
+    rate_limits: str = ""
     #: Celery's visibility timeout (seconds): above the longest task, or a task runs twice.
     visibility_timeout: int = Field(3600, ge=5)
     #: How often (seconds) the Redis transport looks for unacknowledged messages to restore.
@@ -136,6 +140,19 @@ class Settings(BaseSettings):
             raise ValueError("anchors has evm: set ANCHORPIPE_EVM_RPC_URL and ANCHORPIPE_EVM_KEY_FILE "
                              "(or ANCHORPIPE_EVM_KEY)")
         return self
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rate_limits(cls, v: str) -> str:
+        for entry in _entries(v):
+            name, _, n = entry.partition("=")
+            if not name.strip() or not n.strip().isdigit():
+                raise ValueError(f"want agency=records_per_second pairs, got {entry!r}")
+        return v
+
+    @property
+    def rate_limit_map(self) -> dict[str, int]:
+        return {name.strip(): int(n) for name, _, n in (e.partition("=") for e in _entries(self.rate_limits))}
 
     @field_validator("witnesses")
     @classmethod

@@ -81,6 +81,14 @@ class BadSignature(VerificationError):
     """A signature by a pinned key does not verify: what it signed was altered, or it was forged."""
 
 
+class RateLimited(AnchorpipeError):
+    """An agency sent more records than its rate limit allows; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class StorageError(AnchorpipeError):
     """The archive, log or state storage failed; ``transient`` says whether to retry."""
 

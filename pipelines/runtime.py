@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pipelines.sources.config import SourceConfig
     from pipelines.stages import Pipeline
     from pipelines.state.postgres import PostgresState
-    from pipelines.state.redis import BrokerQueues
+    from pipelines.state.redis import BrokerQueues, RateLimiter
 
 
 def read_text(path: str | Path, what: str) -> str:
@@ -100,6 +100,15 @@ class Runtime:
         from pipelines.state.redis import BrokerQueues
 
         return BrokerQueues(self.cfg.broker)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter | None:
+        """Per-agency records/s limits (ANCHORPIPE_RATE_LIMIT, ANCHORPIPE_RATE_LIMITS), None without any."""
+        if not self.cfg.rate_limit and not self.cfg.rate_limit_map:
+            return None
+        from pipelines.state.redis import RateLimiter
+
+        return RateLimiter(self.cfg.redis_url, self.cfg.rate_limit_map, self.cfg.rate_limit)
 
     def check_state(self) -> None:
         """Refuse to serve on a database that is not at this version's schema or could lose a commit."""

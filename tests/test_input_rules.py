@@ -68,7 +68,7 @@ def test_ndjson_reports_every_bad_line(api):
                       '{"id": 5, "content": 1}', '{"id": "ok2", "content": 2}'])
     resp = client.post("/v1/records", content=body, headers={**auth, "Content-Type": "application/x-ndjson"})
     assert resp.status_code == 422
-    assert [(d["index"], d["field"]) for d in resp.json()["detail"]] == [(1, "record"), (2, "record"), (3, "id")]
+    assert [(d["index"], d["field"]) for d in resp.json()["problems"]] == [(1, "record"), (2, "record"), (3, "id")]
     assert client.get("/v1/records/ok", headers=auth).status_code == 404  # nothing of the request was stored
 
 

@@ -90,7 +90,7 @@ def test_malformed_records_are_422_with_index_and_field(env):
     resp = post(client, keys["a"], [{"id": "ok", "content": 1}, {"id": 7, "content": 1}, {"id": "x"},
                                     {"id": "y", "sha256": "nothex"}, {"id": "ok", "content": 2}])
     assert resp.status_code == 422
-    got = {(d["index"], d["field"]) for d in resp.json()["detail"]}
+    got = {(d["index"], d["field"]) for d in resp.json()["problems"]}
     assert got == {(1, "id"), (2, "content"), (3, "sha256"), (4, "id")}
     assert stored(state, "agency-a") == {} and state.pending_depth() == 0
     assert post(client, keys["a"], b"{nope").status_code == 422

@@ -12,6 +12,7 @@ import click
 
 from pipelines import __version__
 from pipelines.cli.common import fail
+from pipelines.cli.api import openapi
 from pipelines.cli.audit import audit, monitor
 from pipelines.cli.config import config, init
 from pipelines.cli.demo import demo
@@ -48,7 +49,7 @@ def _load_env_file() -> None:
     load_dotenv(path, override=False)
 
 
-for _command in (audit, monitor, seal, verify, demo, log, agency, auditor, key, proof, source, dead_letters, db, config, init,
+for _command in (audit, monitor, openapi, seal, verify, demo, log, agency, auditor, key, proof, source, dead_letters, db, config, init,
                  witness):
     main.add_command(_command)
 

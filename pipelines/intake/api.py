@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from http import HTTPStatus
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from urllib.parse import quote
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client import PLATFORM_COLLECTOR, PROCESS_COLLECTOR
 from starlette.concurrency import run_in_threadpool
@@ -25,10 +28,11 @@ from starlette.concurrency import run_in_threadpool
 from pipelines.archive.directory import fetch_proof, read_proof
 from pipelines.config import Settings
 from pipelines.core.commitment import check_agency, record_leaf_hash
-from pipelines.errors import AnchorpipeError, ConflictRecord, InputError, RecordError
+from pipelines.errors import AnchorpipeError, ConflictRecord, InputError, RateLimited, RecordError
 from pipelines.intake.auth import Principal, authenticate
 from pipelines.intake.records import parse_body
-from pipelines.intake.schema import GET_RESPONSES, SUBMIT_BODY, SUBMIT_RESPONSES, RecordStatus, Submitted
+from pipelines.intake.schema import GET_RESPONSES, PROBLEM_TYPE, SUBMIT_BODY, SUBMIT_RESPONSES, RecordStatus, \
+    Submitted
 from pipelines.intake.submit import store_records
 from pipelines.ledger.tlog import CHECKPOINT
 from pipelines.ops import metrics
@@ -59,21 +63,82 @@ def create_app(cfg: Settings | None = None, *, check_state: bool = True) -> Fast
     init_sentry(rt.cfg)
     if check_state:
         rt.check_state()
-    app = FastAPI(title="anchorpipe intake", version="1")
+    app = FastAPI(title="anchorpipe intake", version="1", description=API_DESCRIPTION)
 
     @app.exception_handler(AnchorpipeError)
     async def _anchorpipe_error(_: Request, exc: AnchorpipeError) -> JSONResponse:
         if exc.transient:
-            return JSONResponse({"detail": "storage unavailable, retry"}, status_code=503, headers={"Retry-After": "1"})
+            return problem(503, "storage unavailable, retry", headers={"Retry-After": "1"})
         if isinstance(exc, InputError):
-            return JSONResponse({"detail": str(exc)}, status_code=400)
+            return problem(400, str(exc))
         report_exception(exc)  # a fault of the deployment: its details are for operators, not clients
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        return problem(500, "internal error")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        return problem(422, f"the request is not valid: {where}")
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     app.include_router(_records_routes(rt))
     app.include_router(_health_routes(rt))
     app.include_router(_checker_routes())
     return app
+
+
+API_DESCRIPTION = """Agencies submit records and read their status and proofs; auditors read what they are granted.
+
+Authenticate with `Authorization: Bearer <API key>` (`anchorpipe agency add` and `anchorpipe auditor add` make
+keys). Every error is an RFC 9457 problem details object (`application/problem+json`): `type`, `title`,
+`status`, `detail`, and for some problems extension members (`errors` and `problems` for invalid records, `id`
+for a conflicting record). Within `/v1` changes are backwards-compatible only: new members, new optional
+parameters, new endpoints.
+"""
+
+
+def problem(status: int, detail: str, *, type_: str = "about:blank", title: str | None = None,
+            headers: dict[str, str] | None = None, **extensions: Any) -> JSONResponse:
+    """An RFC 9457 problem details answer."""
+    body = {"type": type_, "title": title or HTTPStatus(status).phrase, "status": status, "detail": detail,
+            **extensions}
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_TYPE)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with every error answer under ``application/problem+json`` alone."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for path in doc["paths"].values():
+            for operation in path.values():
+                for code, answer in operation.get("responses", {}).items():
+                    content = answer.get("content", {})
+                    if code[0] in "45" and "application/json" in content:
+                        schema = content.pop("application/json")["schema"]
+                        content.setdefault(PROBLEM_TYPE, {})["schema"] = schema
+                    if code == "422" and "Problem" not in str(content):  # FastAPI's own validation answer
+                        answer["content"] = {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        doc["components"]["schemas"].pop("HTTPValidationError", None)
+        doc["components"]["schemas"].pop("ValidationError", None)
+        # Auth is declared (clients and the HTML reference show it); operations do not repeat it, as every
+        # route but /healthz and /readyz needs a key (API_DESCRIPTION).
+        doc["components"]["securitySchemes"] = {"apiKey": {"type": "http", "scheme": "bearer",
+                                                           "description": "an agency's or an auditor's API key"}}
+        app.openapi_schema = doc
+    return app.openapi_schema
+
+
+def openapi_document() -> dict[str, Any]:
+    """The API's OpenAPI document, built from the code alone (no service is reached)."""
+    cfg = Settings(database_url="postgresql://127.0.0.1:1/none", redis_url="redis://127.0.0.1:1/0",
+                   archive="/nonexistent")
+    return create_app(cfg, check_state=False).openapi()
 
 
 def _checker_routes() -> APIRouter:
@@ -87,8 +152,8 @@ def _checker_routes() -> APIRouter:
         try:
             html = page.read_bytes()
         except OSError:
-            return JSONResponse({"detail": f"the browser proof checker was not built ({page} is missing): run "
-                                           "`make web/dist/verify.html` (docs/browser-checker.md)"}, status_code=404)
+            return problem(404, f"the browser proof checker was not built ({page} is missing): run "
+                                "`make web/dist/verify.html` (docs/browser-checker.md)")
         return Response(html, media_type="text/html; charset=utf-8",
                         headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
                                  "Referrer-Policy": "no-referrer"})
@@ -143,12 +208,20 @@ def _records_routes(rt: Runtime) -> APIRouter:
     def accept(agency: str, body: bytes, content_type: str) -> JSONResponse | dict[str, Any]:
         try:
             records = parse_body(body, content_type, cfg.max_records_per_request)
+            if rt.rate_limiter is not None:
+                rt.rate_limiter.take(agency, len(records), time.time())
             return _receipts(agency, store_records(rt.state, agency, records))
         except RecordError as exc:
-            detail = [{"index": p.position, "field": p.field, "message": p.message} for p in exc.problems[:100]]
-            return JSONResponse({"detail": detail, "errors": len(exc.problems)}, status_code=422)
+            problems = [{"index": p.position, "field": p.field, "message": p.message} for p in exc.problems[:100]]
+            return problem(422, f"{len(exc.problems)} problem(s) in the request's records; nothing was stored",
+                           type_="/problems/invalid-records", title="Invalid records", errors=len(exc.problems),
+                           problems=problems)
         except ConflictRecord as exc:
-            return JSONResponse({"detail": str(exc), "id": exc.record_id}, status_code=409)
+            return problem(409, str(exc), type_="/problems/conflicting-record", title="Conflicting record",
+                           id=exc.record_id)
+        except RateLimited as exc:
+            return problem(429, f"{exc}; retry after {exc.retry_after} s", type_="/problems/rate-limited",
+                           headers={"Retry-After": str(exc.retry_after)})
 
     @router.post("/v1/records", status_code=202, response_model=Submitted, responses=SUBMIT_RESPONSES,
                  openapi_extra=SUBMIT_BODY)
@@ -185,8 +258,8 @@ def _records_routes(rt: Runtime) -> APIRouter:
                     archive_reads, _read_archived, rt, doc.pop("location"), doc.pop("upgrade"), agency, record_id),
                     cfg.archive_read_timeout)
             except TimeoutError:
-                return JSONResponse({"detail": "the archive is slow to answer, retry"}, status_code=503,  # type: ignore[return-value]
-                                    headers={"Retry-After": "5"})
+                return problem(503, "the archive is slow to answer, retry",  # type: ignore[return-value]
+                               headers={"Retry-After": "5"})
             doc["proof"] = proof.model_dump(mode="json")
         doc.pop("location", None)
         doc.pop("upgrade", None)

@@ -44,8 +44,8 @@ class RecordStatus(BaseModel):
     proof: dict[str, Any] | None = None
 
 
-class Error(BaseModel):
-    detail: str
+#: Every error answer is an RFC 9457 problem details object, served as this media type.
+PROBLEM_TYPE = "application/problem+json"
 
 
 class FieldProblem(BaseModel):
@@ -54,35 +54,55 @@ class FieldProblem(BaseModel):
     message: str
 
 
-class Rejected(BaseModel):
-    """Every problem of a rejected request (the first 100), by 0-based record index and field."""
+class Problem(BaseModel):
+    """An error (RFC 9457): ``type`` names the kind of problem (a URI reference; ``about:blank`` when the
+    status says it all), ``title`` its summary, ``detail`` this occurrence; the extensions below appear
+    with the problems that have them."""
 
-    detail: list[FieldProblem]
-    errors: int
-
-
-class Conflict(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
     detail: str
-    id: str
+    #: 422 invalid-records: how many problems the request had, and the first 100, by record index and field.
+    errors: int | None = None
+    problems: list[FieldProblem] | None = None
+    #: 409 conflict: the id that was accepted before with other content.
+    id: str | None = None
 
 
-def _error(description: str, model: type[BaseModel] = Error) -> dict[str, Any]:
-    return {"model": model, "description": description}
+def _error(description: str, example: dict[str, Any]) -> dict[str, Any]:
+    return {"model": Problem, "description": description,
+            "content": {PROBLEM_TYPE: {"example": {"type": "about:blank", **example}}}}
 
 
-AUTH = {401: _error("missing, unknown, revoked or expired API key"),
-        503: _error("storage unavailable; retry after Retry-After seconds")}
+AUTH = {401: _error("missing, unknown, revoked or expired API key",
+                     {"title": "Unauthorized", "status": 401, "detail": "missing or unknown API key"}),
+        503: _error("storage unavailable; retry after Retry-After seconds",
+                    {"title": "Service Unavailable", "status": 503, "detail": "storage unavailable, retry"})}
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     **AUTH,
-    403: _error("auditor keys cannot submit records"),
-    409: _error("an id was already accepted with other content; nothing of the request was stored", Conflict),
-    413: _error("the body is larger than ANCHORPIPE_MAX_BODY_BYTES"),
-    422: _error("records that are not valid; nothing of the request was stored", Rejected),
+    403: _error("auditor keys cannot submit records",
+                {"title": "Forbidden", "status": 403, "detail": "auditor keys cannot submit records"}),
+    409: _error("an id was already accepted with other content; nothing of the request was stored",
+                {"type": "/problems/conflicting-record", "title": "Conflicting record", "status": 409,
+                 "detail": "record 'permit/2026/0001' was already accepted with different content",
+                 "id": "permit/2026/0001"}),
+    413: _error("the body is larger than ANCHORPIPE_MAX_BODY_BYTES",
+                {"title": "Content Too Large", "status": 413, "detail": "body exceeds 67108864 bytes"}),
+    422: _error("records that are not valid; nothing of the request was stored",
+                {"type": "/problems/invalid-records", "title": "Invalid records", "status": 422,
+                 "detail": "1 record(s) are not valid; nothing was stored", "errors": 1,
+                 "problems": [{"index": 1, "field": "id", "message": "id is empty"}]}),
+    429: _error("the agency's rate limit (ANCHORPIPE_RATE_LIMIT records a second); retry after Retry-After "
+                "seconds", {"type": "/problems/rate-limited", "title": "Too Many Requests", "status": 429,
+                            "detail": "agency dept-a is over 1000 records/s; retry after 1 s"}),
 }
 GET_RESPONSES: dict[int | str, dict[str, Any]] = {
     **AUTH,
-    404: _error("no such record (or one the key may not read: the same answer)"),
-    422: _error("the agency name is not valid"),
+    404: _error("no such record (or one the key may not read: the same answer)",
+                {"title": "Not Found", "status": 404, "detail": "no such record"}),
+    422: _error("the agency name is not valid",
+                {"title": "Unprocessable Content", "status": 422, "detail": "agency name is not valid"}),
 }
 
 _ID = {"type": "string", "minLength": 1, "description": f"at most {MAX_ID_BYTES} UTF-8 bytes, no control characters"}

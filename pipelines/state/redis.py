@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import redis
 
-from pipelines.errors import StateError
+from pipelines.errors import RateLimited, StateError
 
 
 class BrokerQueues:
@@ -43,3 +43,37 @@ class BrokerQueues:
             return dict(zip(queues, map(int, pipe.execute()), strict=True))
         except redis.RedisError as exc:
             raise StateError(f"Redis failed: {exc}", transient=True) from exc
+
+
+class RateLimiter:
+    """Records a second per agency, counted in Redis (shared by every API process) in one-second windows: a
+    request that would take its agency past its limit is refused whole and counts for nothing."""
+
+    def __init__(self, url: str, limits: dict[str, int], default: int) -> None:
+        self.r = redis.Redis.from_url(url, health_check_interval=30, socket_timeout=5, socket_connect_timeout=5)
+        self.limits, self.default = limits, default
+
+    def limit(self, agency: str) -> int:
+        return self.limits.get(agency, self.default)
+
+    def take(self, agency: str, records: int, now: float) -> None:
+        """Count ``records`` for ``agency`` in the current second, or raise :class:`RateLimited`."""
+        limit = self.limit(agency)
+        if limit <= 0:
+            return
+        window = int(now)
+        key = f"anchorpipe:rate:{agency}:{window}"
+        try:
+            pipe = self.r.pipeline(transaction=True)
+            pipe.incrby(key, records)
+            pipe.expire(key, 2)
+            used = int(pipe.execute()[0])
+            if used > limit:
+                self.r.decrby(key, records)
+        except redis.RedisError as exc:
+            raise StateError(f"Redis failed: {exc}", transient=True) from exc
+        if used > limit:
+            wait = max(1, int(window + 1 - now + 0.999)) if records <= limit else 1
+            raise RateLimited(f"agency {agency} is over its {limit} records/s"
+                              + ("" if records <= limit else f" (this request alone has {records}: split it)"),
+                              retry_after=wait)

@@ -1,0 +1,95 @@
+"""The intake API's versioned contract: docs/openapi.json is what the code serves (CI fails otherwise), every
+error answer is documented as, and is, an RFC 9457 problem details object."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from pipelines.cli import main
+from pipelines.intake.api import openapi_document
+from tests.test_intake_api import env, post  # noqa: F401  (a fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBLEM_KEYS = {"type", "title", "status", "detail"}
+
+
+def test_the_committed_contract_is_the_codes():
+    res = CliRunner().invoke(main, ["openapi", "--check", "--out", str(ROOT / "docs" / "openapi.json")])
+    assert res.exit_code == 0, res.output
+    changed = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    changed["paths"]["/v1/records"]["post"]["responses"].pop("409")
+    tmp = ROOT / "tests" / "artifacts" / "openapi-changed.json"
+    tmp.write_text(json.dumps(changed, indent=1) + "\n")
+    try:
+        res = CliRunner().invoke(main, ["openapi", "--check", "--out", str(tmp)])
+        assert res.exit_code == 1 and "not the API's current contract" in res.output
+    finally:
+        tmp.unlink()
+
+
+def test_every_error_answer_is_documented_as_a_problem_with_an_example():
+    doc = openapi_document()
+    assert doc["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    problem = doc["components"]["schemas"]["Problem"]
+    assert PROBLEM_KEYS <= set(problem["properties"]) and set(problem["required"]) >= {"title", "status", "detail"}
+    seen = 0
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            for code, answer in op["responses"].items():
+                if code[0] in "45":
+                    assert list(answer["content"]) == ["application/problem+json"], (path, method, code)
+                    assert answer["content"]["application/problem+json"]["schema"]["$ref"].endswith("/Problem")
+                    seen += 1
+    assert seen >= 10
+    post_answers = doc["paths"]["/v1/records"]["post"]["responses"]
+    assert {"202", "401", "403", "409", "413", "422", "429", "503"} <= set(post_answers)
+    assert post_answers["422"]["content"]["application/problem+json"]["example"]["problems"]
+
+
+def test_errors_are_problem_details(env):  # noqa: F811
+    client, keys, _ = env
+    answers = [client.post("/v1/records", json={"id": "x", "content": 1}),  # no key: 401
+               post(client, keys["a"], [{"id": "a", "content": 1}, {"id": ""}]),  # 422
+               client.get("/v1/records/nope", headers={"Authorization": f"Bearer {keys['a']}"}),  # 404
+               client.get("/no/such/route")]
+    post(client, keys["a"], {"id": "same", "content": 1})
+    answers.append(post(client, keys["a"], {"id": "same", "content": 2}))  # 409
+    for resp, status in zip(answers, (401, 422, 404, 404, 409), strict=True):
+        doc = resp.json()
+        assert resp.status_code == status and resp.headers["content-type"] == "application/problem+json"
+        assert PROBLEM_KEYS <= set(doc) and doc["status"] == status and doc["detail"]
+    assert answers[1].json()["type"] == "/problems/invalid-records" and answers[1].json()["errors"] == 1
+    assert answers[4].json()["type"] == "/problems/conflicting-record" and answers[4].json()["id"] == "same"
+
+
+def test_an_agency_over_its_rate_limit_gets_429_with_retry_after(db, clean_redis, tmp_path):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from pipelines.config import Settings
+    from pipelines.intake.api import create_app
+    from pipelines.intake.auth import add_agency
+    from pipelines.state.postgres import PostgresState
+
+    cfg = Settings(database_url=db, redis_url=clean_redis, archive=str(tmp_path / "archive"), rate_limit=100,
+                   rate_limits="big-agency=1000")
+    state = PostgresState.connect(db)
+    small, big = add_agency(state, "small-agency"), add_agency(state, "big-agency")
+    client = TestClient(create_app(cfg))
+    assert post(client, small, [{"id": f"r{i}", "content": i} for i in range(60)]).status_code == 202
+    second = post(client, small, [{"id": f"s{i}", "content": i} for i in range(60)])
+    if second.status_code == 202:  # a new second began between the two: the window is per second
+        second = post(client, small, [{"id": f"t{i}", "content": i} for i in range(60)])
+    assert second.status_code == 429 and second.headers["content-type"] == "application/problem+json"
+    assert int(second.headers["retry-after"]) >= 1 and second.json()["type"] == "/problems/rate-limited"
+    assert post(client, big, [{"id": f"b{i}", "content": i} for i in range(500)]).status_code == 202
+    whole = post(client, small, [{"id": f"w{i}", "content": i} for i in range(101)])
+    assert whole.status_code == 429 and "split it" in whole.json()["detail"]
+    # A refused request stores nothing and counts for nothing: in the next window the same records go in.
+    time.sleep(1.05)
+    again = post(client, small, [{"id": f"u{i}", "content": i} for i in range(60)])
+    assert again.status_code == 202 and again.json()["accepted"] == 60
