@@ -18,6 +18,7 @@ from pipelines.cli.config import config, init
 from pipelines.cli.demo import demo
 from pipelines.cli.log import log
 from pipelines.cli.proof import proof
+from pipelines.cli.push import push
 from pipelines.cli.records import seal, verify
 from pipelines.cli.service import agency, auditor, db, dead_letters, key
 from pipelines.cli.source import source
@@ -49,7 +50,7 @@ def _load_env_file() -> None:
     load_dotenv(path, override=False)
 
 
-for _command in (audit, monitor, openapi, seal, verify, demo, log, agency, auditor, key, proof, source, dead_letters, db, config, init,
+for _command in (audit, monitor, openapi, push, seal, verify, demo, log, agency, auditor, key, proof, source, dead_letters, db, config, init,
                  witness):
     main.add_command(_command)
 

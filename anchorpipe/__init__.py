@@ -1,0 +1,1 @@
+"""anchorpipe's public Python API for agency systems: ``anchorpipe.client`` (docs/client.md)."""
