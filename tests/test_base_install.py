@@ -43,6 +43,10 @@ def test_the_base_install_has_no_server_dependencies(base_venv: Path):
             "if u.find_spec(m)])"
     res = subprocess.run([str(base_venv / "bin" / "python"), "-c", probe], capture_output=True, text=True)
     assert res.stdout.strip() == "[]", res.stdout + res.stderr
+    # The agency's client comes with the base install, and imports nothing of the server's.
+    client = "import sys, anchorpipe.client; print(anchorpipe.client.Client, 'fastapi' in sys.modules)"
+    res = subprocess.run([str(base_venv / "bin" / "python"), "-c", client], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.strip().endswith("False"), res.stdout + res.stderr
 
 
 def test_seal_and_verify_with_the_base_install(base_venv: Path, tmp_path: Path):

@@ -138,3 +138,24 @@ def test_a_killed_push_resumes_and_reports_bad_lines_and_conflicts(stack, tmp_pa
     missing = subprocess.run(push_cmd(stack, bad), env={k: v for k, v in env.items() if k != "ANCHORPIPE_API_KEY"},
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "ANCHORPIPE_API_KEY" in missing.stderr
+
+
+def test_the_docs_examples_run_as_written(stack, tmp_path: Path):
+    """docs/client.md's ten lines of Python and its push command, against the stack."""
+    import re as regex
+
+    text = (Path(__file__).parent.parent / "docs" / "client.md").read_text()
+    python = regex.search(r"```python\n(.*?)```", text, regex.S).group(1)
+    shell = regex.search(r"```sh\n(.*?)```", text, regex.S).group(1)
+    key = agency(stack, "docs-agency")
+    (tmp_path / "agency.key").write_text(key + "\n")
+    (tmp_path / "log.vkey").write_text(stack.signer.verifier().text() + "\n")
+    script = python.replace("https://anchorpipe.example", stack.api_url)
+    res = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "10000 accepted, 0 already there" in res.stdout, res.stdout + res.stderr
+    write_jsonl(tmp_path / "records.jsonl", 300, "docs")
+    res = subprocess.run(["bash", "-e", "-c", shell.replace("https://anchorpipe.example", stack.api_url)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert res.returncode == 0 and "saved 300 proofs" in res.stdout, res.stdout + res.stderr
+    assert len(list((tmp_path / "proofs").iterdir())) == 300
