@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 << 20, ge=1024)
     #: Most records in one request.
     max_records_per_request: int = Field(50_000, ge=1)
+    #: Attempts before a webhook event goes to the dead letters (``anchorpipe webhook replay`` sends it again).
+    webhook_attempts: int = Field(10, ge=1, le=100)
+    #: Seconds a webhook receiver may take to answer.
+    webhook_timeout: float = Field(10.0, gt=0, le=120)
     #: Records a second each agency may submit through the API (0: no limit); over it, 429 with Retry-After.
     rate_limit: int = Field(0, ge=0)
     #: Per-agency limits overriding it: ``agency=records_per_second`` pairs, comma-separated.

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pipelines.config import Settings
     from pipelines.external import ExternalAnchoring
     from pipelines.intake.pull import SourceRunner
+    from pipelines.webhooks import Deliveries
     from pipelines.witnessing import Witnessing
     from pipelines.sources.config import SourceConfig
     from pipelines.stages import Pipeline
@@ -100,6 +101,16 @@ class Runtime:
         from pipelines.state.redis import BrokerQueues
 
         return BrokerQueues(self.cfg.broker)
+
+    @cached_property
+    def webhooks(self) -> Deliveries:
+        """Webhook deliveries from the outbox (pipelines.webhooks)."""
+        import httpx
+
+        from pipelines.webhooks import Deliveries
+
+        return Deliveries(self.state, self.cfg.webhook_attempts, self.cfg.webhook_timeout,
+                          httpx.Client(timeout=self.cfg.webhook_timeout))
 
     @cached_property
     def rate_limiter(self) -> RateLimiter | None:

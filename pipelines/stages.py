@@ -43,7 +43,7 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 SEAL_BUDGET_S = 5.0
 #: One Celery queue per stage (plus ``pull``); each scales with its own workers.
-QUEUES = ("seal", "anchor", "archive", "reconcile", "pull", "external", "upgrade", "witness")
+QUEUES = ("seal", "anchor", "archive", "reconcile", "pull", "external", "upgrade", "witness", "webhooks")
 
 
 @dataclass(frozen=True)

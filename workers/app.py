@@ -68,6 +68,8 @@ def create_app() -> Celery:
             "seal-tick": _tick("anchorpipe.seal", min(cfg.batch_interval / 4, 0.25)),
             # Often enough for a quarter of the stuck budget, and for half a batch lease (6 s).
             "reconcile": _tick("anchorpipe.reconcile", max(min(cfg.stuck_after / 4, LEASE_MS / 2000), 1.0)),
+            # Webhook events wait in PostgreSQL; one indexed query a second when none is due.
+            "webhooks": _tick("anchorpipe.webhooks", 1.0),
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=True,  # Flower (and `celery events`) see every task

@@ -119,6 +119,12 @@ def witness() -> None:
     runtime().witnessing.tick()
 
 
+@stage("webhooks", tick=True)
+def webhooks() -> None:
+    """Deliver the webhook events that are due (their own queue: a slow receiver holds up nothing else)."""
+    runtime().webhooks.deliver_due()
+
+
 @stage("upgrade")
 def upgrade(batch_ids: list[str]) -> None:
     pipeline().upgrade(batch_ids)

@@ -22,6 +22,7 @@ from pipelines.cli.push import push
 from pipelines.cli.records import seal, verify
 from pipelines.cli.service import agency, auditor, db, dead_letters, key
 from pipelines.cli.source import source
+from pipelines.cli.webhook import webhook
 from pipelines.cli.witness import witness
 
 
@@ -51,7 +52,7 @@ def _load_env_file() -> None:
 
 
 for _command in (audit, monitor, openapi, push, seal, verify, demo, log, agency, auditor, key, proof, source, dead_letters, db, config, init,
-                 witness):
+                 witness, webhook):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pipelines.demo.services import PostgresCluster, free_port, moto_s3, redis_c
 BUCKET = "anchorpipe"
 
 #: name → (queues, concurrency). The anchor queue has exactly one consumer: the log's sequencer.
-DEFAULT_WORKERS = {"stages": ("seal,archive,reconcile,pull", 2), "sequencer": ("anchor", 1)}
+DEFAULT_WORKERS = {"stages": ("seal,archive,reconcile,pull,webhooks", 2), "sequencer": ("anchor", 1)}
 #: With external anchors and witnesses: the rounds in a process of their own (a tick never waits behind an
 #: upgrade), and the witnessing in another (a slow witness never delays a round).
 EXTERNAL_WORKERS = {"anchorer": ("external", 1), "upgrader": ("upgrade", 1), "witnesser": ("witness", 1)}

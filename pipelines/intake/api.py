@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client import PLATFORM_COLLECTOR, PROCESS_COLLECTOR
 from starlette.concurrency import run_in_threadpool
@@ -31,8 +32,8 @@ from pipelines.core.commitment import check_agency, record_leaf_hash
 from pipelines.errors import AnchorpipeError, ConflictRecord, InputError, RateLimited, RecordError
 from pipelines.intake.auth import Principal, authenticate
 from pipelines.intake.records import parse_body
-from pipelines.intake.schema import GET_RESPONSES, PROBLEM_TYPE, SUBMIT_BODY, SUBMIT_RESPONSES, RecordStatus, \
-    Submitted
+from pipelines.intake.schema import AUTH, GET_RESPONSES, PROBLEM_TYPE, SUBMIT_BODY, SUBMIT_RESPONSES, \
+    WEBHOOK_RESPONSES, RecordStatus, Submitted, WebhookIn, WebhookOut
 from pipelines.intake.submit import store_records
 from pipelines.ledger.tlog import CHECKPOINT
 from pipelines.ops import metrics
@@ -42,6 +43,7 @@ from pipelines.runtime import Runtime, runtime
 from pipelines.stages import QUEUES
 from pipelines.core.proof import Proof
 from pipelines.state import Accepted, now_ms
+from pipelines.webhooks import new_secret
 
 #: /readyz answers within this many seconds, whatever hangs.
 READY_BUDGET_S = 0.9
@@ -75,8 +77,13 @@ def create_app(cfg: Settings | None = None, *, check_state: bool = True) -> Fast
         return problem(500, "internal error")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, whichever of its routes answered
+            methods = {m for r in app.routes if isinstance(r, Route) and r.methods
+                       and r.matches(request.scope)[0] != Match.NONE for m in r.methods}
+            headers["Allow"] = ", ".join(sorted(methods))
+        return problem(exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -86,6 +93,7 @@ def create_app(cfg: Settings | None = None, *, check_state: bool = True) -> Fast
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     app.include_router(_records_routes(rt))
+    app.include_router(_webhook_routes(rt))
     app.include_router(_health_routes(rt))
     app.include_router(_checker_routes())
     return app
@@ -264,6 +272,42 @@ def _records_routes(rt: Runtime) -> APIRouter:
         doc.pop("location", None)
         doc.pop("upgrade", None)
         return doc
+
+    return router
+
+
+def _webhook_routes(rt: Runtime) -> APIRouter:
+    """An agency registers the URLs its events go to (signed per Standard Webhooks: docs/webhooks.md)."""
+    router = APIRouter()
+    principal = _principal_dependency(rt)
+
+    def agency_of(who: Principal) -> str:
+        if who.kind != "agency":
+            raise HTTPException(403, "auditor keys cannot register webhooks")
+        return who.name
+
+    @router.post("/v1/webhooks", status_code=201, response_model=WebhookOut, responses=WEBHOOK_RESPONSES)
+    async def add_webhook(body: WebhookIn, who: Principal = Depends(principal)) -> dict[str, Any]:
+        """Register a URL for events; the answer holds its signing secret, shown this once."""
+        agency = agency_of(who)
+        if not body.url.startswith(("https://", "http://")) or not body.events:
+            raise HTTPException(422, "want an http(s) URL and at least one event")
+        secret = new_secret()
+        hook = await run_in_threadpool(rt.state.add_webhook, agency, body.url, list(body.events), secret)
+        return {"id": hook, "url": body.url, "events": sorted(set(body.events)), "secret": secret}
+
+    @router.get("/v1/webhooks", response_model=list[WebhookOut], responses=AUTH)
+    async def list_webhooks(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+        """The agency's webhooks (without their secrets)."""
+        hooks = await run_in_threadpool(rt.state.webhooks, agency_of(who))
+        return [{"id": h.id, "url": h.url, "events": h.events} for h in hooks]
+
+    @router.delete("/v1/webhooks/{webhook_id}", status_code=204, responses={**AUTH, 404: GET_RESPONSES[404]})
+    async def delete_webhook(webhook_id: int, who: Principal = Depends(principal)) -> Response:
+        """Stop a webhook (its undelivered events go with it)."""
+        if not await run_in_threadpool(rt.state.delete_webhook, agency_of(who), webhook_id):
+            raise HTTPException(404, "no such webhook")
+        return Response(status_code=204)
 
     return router
 

@@ -178,7 +178,7 @@ class SourceRunner:
 
     def _quarantine(self, item: Pulled, reason: str, result: RunResult) -> None:
         doc = {"position": item.position, "reason": reason, "item": item.record, "at": now_ms()}
-        self.state.quarantine(self.name, item.position, doc)
+        self.state.quarantine(self.name, item.position, doc, agency=self.cfg.agency)
         result.quarantined += 1
         result.positions.append(item.position)
         metrics.QUARANTINED.labels(self.name).inc()

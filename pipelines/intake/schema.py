@@ -124,3 +124,31 @@ SUBMIT_BODY = {
         },
     }
 }
+
+
+class WebhookIn(BaseModel):
+    """A URL to POST events to, and the events it wants: ``records.archived`` (a batch's proofs are archived,
+    with its records' ids), ``anchors.confirmed`` (a batch's proofs carry more anchors), ``records.quarantined``
+    (an item of one of the agency's pull sources was set aside)."""
+
+    url: str
+    events: list[Literal["records.archived", "anchors.confirmed", "records.quarantined"]]
+
+
+class WebhookOut(BaseModel):
+    id: int
+    url: str
+    events: list[str]
+    #: The Standard Webhooks signing secret: returned once, when the webhook is registered.
+    secret: str | None = None
+
+
+WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH,
+    400: _error("the body is not JSON", {"title": "Bad Request", "status": 400,
+                                         "detail": "There was an error parsing the body"}),
+    403: _error("auditor keys cannot register webhooks",
+                {"title": "Forbidden", "status": 403, "detail": "auditor keys cannot register webhooks"}),
+    422: _error("the URL or an event name is not valid",
+                {"title": "Unprocessable Content", "status": 422, "detail": "want an http(s) URL"}),
+}

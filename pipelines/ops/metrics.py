@@ -49,6 +49,7 @@ CHECKPOINTS_WITNESSED = Counter("anchorpipe_checkpoints_witnessed", "Checkpoints
                                 "whether they reached the quorum", ["quorum"])
 WITNESSED_SIZE = Gauge("anchorpipe_witnessed_size", "Log size of the newest checkpoint published cosigned",
                        multiprocess_mode="max")
+WEBHOOKS = Counter("anchorpipe_webhook_events", "Webhook events by outcome (delivered, failed, dead)", ["outcome"])
 PULLED = Counter("anchorpipe_records_pulled", "Records pulled from a source and accepted", ["source"])
 QUARANTINED = Counter("anchorpipe_records_quarantined", "Source items set aside as invalid", ["source"])
 PULL_FAILURES = Counter("anchorpipe_pull_failures", "Source runs that failed", ["source"])

@@ -36,6 +36,7 @@ from pipelines.state import LEASE_MS, STAGES, Accepted, StoredRecord, now_ms
 from pipelines.state.postgres_anchorings import AnchoringsInPostgres
 from pipelines.state.postgres_keys import KeysInPostgres
 from pipelines.state.postgres_sources import DB_NOW, SourcesInPostgres
+from pipelines.state.postgres_webhooks import WebhooksInPostgres
 from pipelines.state.schema import psycopg_url
 
 #: Batch columns a stage may set besides its state.
@@ -77,7 +78,17 @@ UPDATE records r SET batch_id = %(batch)s, leaf = t.n - 1
 """
 
 
-class PostgresState(KeysInPostgres, SourcesInPostgres, AnchoringsInPostgres):
+#: A batch archived, for its agency's webhooks subscribed to it: the batch, its bundle and its records' ids.
+ARCHIVED_EVENT = """
+INSERT INTO webhook_events (webhook_id, type, payload, created_ms)
+SELECT w.id, 'records.archived', jsonb_build_object('agency', b.agency, 'batch', b.id, 'records', b.size,
+       'bundle', b.bundle, 'ids', (SELECT coalesce(jsonb_agg(r.id ORDER BY r.leaf), '[]') FROM records r
+                                   WHERE r.batch_id = b.id)), %(now)s
+FROM batches b JOIN webhooks w ON w.agency = b.agency AND 'records.archived' = ANY(w.events) WHERE b.id = %(id)s
+"""
+
+
+class PostgresState(KeysInPostgres, SourcesInPostgres, AnchoringsInPostgres, WebhooksInPostgres):
     """The pipeline's state in PostgreSQL; connection failures become a transient :class:`StateError`.
 
     One connection pool per process, opened on first use (a Celery worker forks
@@ -292,6 +303,8 @@ class PostgresState(KeysInPostgres, SourcesInPostgres, AnchoringsInPostgres):
             if state == "archived" and archived_records:
                 conn.execute("UPDATE counters SET value = value + %s WHERE name = 'archived_records'",
                              (archived_records,))
+            if state == "archived":  # the webhooks' outbox, in the same transaction as the change it reports
+                conn.execute(ARCHIVED_EVENT, {"id": batch_id, "now": now})
         return True
 
     def in_stage(self, state: str, older_than_ms: int | None = None, limit: int = 1000) -> list[str]:

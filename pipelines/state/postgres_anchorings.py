@@ -29,6 +29,7 @@ class AnchoringsInPostgres:
     """Mixed into PostgresState, whose ``tx`` (one transaction) it uses."""
 
     tx: Callable[[], AbstractContextManager[Any]]
+    emit: Callable[..., None]  # WebhooksInPostgres.emit
 
     def open_round(self, size: int, note: str, targets: list[str], interval_ms: int) -> bool:
         """Open a round for the checkpoint of ``size`` if none is open, the last one is older than
@@ -123,10 +124,18 @@ class AnchoringsInPostgres:
         """The commit point of an upgrade: the batch's proofs carry the anchors in ``anchors_key`` (round
         ``size``)."""
         with self.tx() as conn:
-            return conn.execute(
+            row = conn.execute(
                 "UPDATE batches SET ext_size = %s, ext_kinds = %s, ext_done = %s, anchors_key = %s "
-                "WHERE id = %s AND state = 'archived' AND (ext_kinds IS NULL OR NOT ext_kinds @> %s) RETURNING 1",
-                (size, sorted(kinds), done, anchors_key, batch_id, sorted(kinds))).fetchone() is not None
+                "WHERE id = %s AND state = 'archived' AND (ext_kinds IS NULL OR NOT ext_kinds @> %s) "
+                "RETURNING agency, size",
+                (size, sorted(kinds), done, anchors_key, batch_id, sorted(kinds))).fetchone()
+            if row is None:
+                return False
+            # The webhooks' outbox, in the same transaction: the batch's proofs now carry these anchors.
+            self.emit(conn, row[0], "anchors.confirmed", {"agency": row[0], "batch": batch_id, "records": row[1],
+                                                           "anchors": ["tlog", *sorted(kinds)], "log_size": size,
+                                                           "complete": done, "anchors_object": anchors_key})
+            return True
 
     def oldest_unanchored(self) -> int | None:
         """When (ms) the oldest archived batch still waiting for external anchors was archived."""

@@ -23,6 +23,7 @@ class SourcesInPostgres:
     """Mixed into PostgresState, whose ``tx`` (one transaction) it uses."""
 
     tx: Callable[[], AbstractContextManager[Any]]
+    emit: Callable[..., None]  # WebhooksInPostgres.emit
 
     def source_status(self, name: str) -> dict[str, str]:
         """A source's cursor, failures, next run time (ms), last error and last success, as text."""
@@ -91,11 +92,16 @@ class SourcesInPostgres:
                          (now_ms() + int(backoff(failures) * 1000), error.replace("\x00", ""), name))
         return int(failures)
 
-    def quarantine(self, name: str, position: str, doc: dict[str, Any]) -> None:
+    def quarantine(self, name: str, position: str, doc: dict[str, Any], agency: str | None = None) -> None:
+        """Set an item aside; with ``agency``, its webhooks subscribed to ``records.quarantined`` hear of it
+        (once per position, in the same transaction)."""
         with self.tx() as conn:
-            conn.execute("INSERT INTO quarantine (source, position, doc) VALUES (%s, %s, %s) "
-                         "ON CONFLICT (source, position) DO UPDATE SET doc = excluded.doc",
-                         (name, position, json.dumps(doc, default=str)))
+            new = conn.execute("INSERT INTO quarantine (source, position, doc) VALUES (%s, %s, %s) "
+                               "ON CONFLICT (source, position) DO UPDATE SET doc = excluded.doc "
+                               "RETURNING (xmax = 0)", (name, position, json.dumps(doc, default=str))).fetchone()[0]
+            if agency and new:
+                self.emit(conn, agency, "records.quarantined", {"agency": agency, "source": name,
+                                                                 "position": position, "item": doc})
 
     def quarantined(self, name: str) -> list[dict[str, Any]]:
         with self.tx() as conn:
