@@ -27,8 +27,9 @@ $(ANVIL): | system-deps
 # The browser proof checker (docs/browser-checker.md): one self-contained page, bundled with esbuild from
 # the pinned npm packages of web/package-lock.json. Served by the API at /verify, or opened from file://.
 CHECKER := web/dist/verify.html
-$(CHECKER): web/package.json web/package-lock.json web/build.mjs $(wildcard web/src/*) | system-deps
-	cd web && npm ci --silent --no-audit --no-fund && node build.mjs
+# With it, the intake API's HTML reference (web/dist/api.html, Redoc) from the contract docs/openapi.json.
+$(CHECKER): web/package.json web/package-lock.json web/build.mjs web/build-api.mjs docs/openapi.json $(wildcard web/src/*) | system-deps
+	cd web && npm ci --silent --no-audit --no-fund && node build.mjs && node build-api.mjs
 
 checker: $(CHECKER)
 

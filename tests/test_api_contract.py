@@ -93,3 +93,22 @@ def test_an_agency_over_its_rate_limit_gets_429_with_retry_after(db, clean_redis
     time.sleep(1.05)
     again = post(client, small, [{"id": f"u{i}", "content": i} for i in range(60)])
     assert again.status_code == 202 and again.json()["accepted"] == 60
+
+
+def test_the_html_reference_is_built_from_the_contract_and_served(env):  # noqa: F811
+    """web/dist/api.html (Redoc, everything inlined: `make` builds it from docs/openapi.json) renders every
+    operation in a headless Chromium, and the API serves it at /docs."""
+    import shutil
+    import subprocess
+
+    page = ROOT / "web" / "dist" / "api.html"
+    html = page.read_text()
+    assert json.loads((ROOT / "docs" / "openapi.json").read_text())["info"]["title"] in html
+    chromium = shutil.which("chromium")
+    assert chromium, "the tests need Debian's chromium (make browser-deps)"
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=8000",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert ">Submit one record" in dom and ">Register a URL for events" in dom, dom[-2000:]
+    client, _, _ = env
+    served = client.get("/docs")
+    assert served.status_code == 200 and served.text == html

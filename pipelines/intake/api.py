@@ -52,6 +52,8 @@ ARCHIVE_READERS = 8
 #: The browser proof checker, one self-contained page built by `make web/dist/verify.html`
 #: (docs/browser-checker.md), served at GET /verify.
 CHECKER_PAGE = Path(__file__).resolve().parents[2] / "web" / "dist" / "verify.html"
+#: The API's HTML reference (Redoc, from docs/openapi.json), built beside it and served at GET /docs.
+REFERENCE_PAGE = CHECKER_PAGE.with_name("api.html")
 
 
 def create_app(cfg: Settings | None = None, *, check_state: bool = True) -> FastAPI:
@@ -65,7 +67,7 @@ def create_app(cfg: Settings | None = None, *, check_state: bool = True) -> Fast
     init_sentry(rt.cfg)
     if check_state:
         rt.check_state()
-    app = FastAPI(title="anchorpipe intake", version="1", description=API_DESCRIPTION)
+    app = FastAPI(title="anchorpipe intake", version="1", description=API_DESCRIPTION, docs_url=None, redoc_url=None)
 
     @app.exception_handler(AnchorpipeError)
     async def _anchorpipe_error(_: Request, exc: AnchorpipeError) -> JSONResponse:
@@ -156,17 +158,25 @@ def _checker_routes() -> APIRouter:
 
     @router.get("/verify", include_in_schema=False)
     def checker() -> Response:
-        page = CHECKER_PAGE  # read at each request: a page built after the API started is served
-        try:
-            html = page.read_bytes()
-        except OSError:
-            return problem(404, f"the browser proof checker was not built ({page} is missing): run "
-                                "`make web/dist/verify.html` (docs/browser-checker.md)")
-        return Response(html, media_type="text/html; charset=utf-8",
-                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
-                                 "Referrer-Policy": "no-referrer"})
+        return _static_page(CHECKER_PAGE, "the browser proof checker", "docs/browser-checker.md")
+
+    @router.get("/docs", include_in_schema=False)
+    def reference() -> Response:
+        """The API's HTML reference (the same contract as /openapi.json and docs/openapi.json)."""
+        return _static_page(REFERENCE_PAGE, "the API reference", "docs/client.md")
 
     return router
+
+
+def _static_page(page: Path, what: str, doc: str) -> Response:
+    """A page built by `make` (read at each request: one built after the API started is served)."""
+    try:
+        html = page.read_bytes()
+    except OSError:
+        return problem(404, f"{what} was not built ({page} is missing): run `make web/dist/verify.html` ({doc})")
+    return Response(html, media_type="text/html; charset=utf-8",
+                    headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+                             "Referrer-Policy": "no-referrer"})
 
 
 def _principal_dependency(rt: Runtime) -> Any:
