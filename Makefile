@@ -59,6 +59,7 @@ bench: $(BIN)/.installed system-deps $(ANVIL)
 	$(BIN)/python bench/anchors.py
 	$(BIN)/python bench/witness.py
 	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/client.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache build *.egg-info web/node_modules web/dist

@@ -4,6 +4,7 @@ error answer is documented as, and is, an RFC 9457 problem details object."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -112,3 +113,21 @@ def test_the_html_reference_is_built_from_the_contract_and_served(env):  # noqa:
     client, _, _ = env
     served = client.get("/docs")
     assert served.status_code == 200 and served.text == html
+
+
+def test_the_client_honours_retry_after_and_gets_everything_in(db, clean_redis, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from pipelines.client import Client
+    from pipelines.config import Settings
+    from pipelines.intake.api import create_app
+    from pipelines.intake.auth import add_agency
+    from pipelines.state.postgres import PostgresState
+
+    cfg = Settings(database_url=db, redis_url=clean_redis, archive=str(tmp_path / "archive"), rate_limit=100)
+    key = add_agency(PostgresState.connect(db), "paced-agency")
+    client = Client("http://testserver", key, chunk=80)
+    client.http = TestClient(create_app(cfg), headers=client.headers)  # the app in-process, same httpx API
+    t = time.monotonic()
+    done = client.submit({"id": f"p{i}", "content": i} for i in range(320))
+    assert done.accepted == 320 and time.monotonic() - t >= 2.0  # 4 chunks at 100/s: it waited, as told

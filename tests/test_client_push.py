@@ -159,3 +159,21 @@ def test_the_docs_examples_run_as_written(stack, tmp_path: Path):
                          env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
     assert res.returncode == 0 and "saved 300 proofs" in res.stdout, res.stdout + res.stderr
     assert len(list((tmp_path / "proofs").iterdir())) == 300
+
+
+def test_push_reads_csv(stack, tmp_path: Path):
+    import hashlib
+
+    key = agency(stack, "csv-agency")
+    env = {**os.environ, "ANCHORPIPE_API_KEY": key}
+    (tmp_path / "permits.csv").write_text("id,holder,fee\npermit/1,A. Smith,120\npermit/2,B. Jones,80\n")
+    digest = hashlib.sha256(b"scan").hexdigest()
+    (tmp_path / "scans.csv").write_text(f"id,sha256\nscan-1,{digest}\n")
+    for name in ("permits.csv", "scans.csv"):
+        res = subprocess.run(push_cmd(stack, tmp_path / name, "--wait"), env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert res.returncode == 0 and "proofs archived" in res.stdout, res.stdout + res.stderr
+    with Client(stack.api_url, key) as c:
+        proof = c.get_proof("permit/1")
+        verify(proof, {"holder": "A. Smith", "fee": "120"}, log_vkeys=[stack.signer.verifier().text()])
+        assert c.get_proof("scan-1")["record"]["content_sha256"] == digest

@@ -152,3 +152,32 @@ def test_agencies_register_their_webhooks_through_the_api(db, clean_redis, tmp_p
     assert call("DELETE", agency, f"/v1/webhooks/{made.json()['id']}").status_code == 204
     assert call("GET", agency).json() == []
     assert json.dumps(listed).count("whsec_") == 0
+
+
+def test_the_operator_lists_and_replays_dead_letters_with_the_cli(db, clean_redis, receiver):
+    import os
+    import subprocess
+    import sys
+
+    pipe = make_pipe(db, clean_redis)
+    pipe.state.add_webhook("agency-a", receiver.url, ["records.archived"], new_secret())
+    receiver.status = 503
+    accept(pipe, "agency-a", 3)
+    run_all(pipe)
+    deliveries = Deliveries(pipe.state, attempts=1)
+    deliveries.deliver_due()
+    env = {**os.environ, "ANCHORPIPE_DATABASE_URL": db, "ANCHORPIPE_REDIS_URL": clean_redis,
+           "ANCHORPIPE_ARCHIVE": "/nonexistent"}
+
+    def cli(*args: str) -> str:
+        res = subprocess.run([sys.executable, "-m", "pipelines.cli", "webhook", *args], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    dead = [json.loads(line) for line in cli("dead").splitlines()]
+    assert len(dead) == 1 and dead[0]["agency"] == "agency-a" and "503" in dead[0]["error"]
+    assert "whsec_" not in cli("list")
+    assert cli("replay", "--agency", "agency-a").startswith("1 event to send again")
+    receiver.status = 200
+    assert deliveries.deliver_due() == 1 and cli("dead") == ""

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -101,8 +102,15 @@ def push(source: str, api_url: str, key_file: Path | None, fmt: str | None, chun
     stream: BinaryIO = sys.stdin.buffer if stdin else open(source, "rb")
     size = 0 if stdin else os.fstat(stream.fileno()).st_size
     ids: list[str] = []
+    started = time.monotonic()
+
+    def rate(_: object) -> str:
+        done = state.doc["accepted"] + state.doc["duplicates"]
+        return f"{done:,} records, {done / max(time.monotonic() - started, 1e-3):,.0f}/s"
+
     with Client(api_url, key) as client, click.progressbar(length=size or 1, label="pushing", file=sys.stderr,
-                                                           show_eta=True, show_percent=True) as bar:
+                                                           show_eta=True, show_percent=True,
+                                                           item_show_func=rate) as bar:
         bar.update(state.doc["offset"] if fmt == "jsonl" else 0)
         items = read_records(stream, fmt, state.doc["offset"])
         batch: list[tuple[int, int, Any]] = []
