@@ -4,7 +4,7 @@ generator (NDJSON chunks posted with httpx, as bench/e2e.py does) in the same ru
 Each phase submits ``--records`` new records (accepted: 202), chunks of 2,000; the phases alternate
 ``--rounds`` times; printed: records/s accepted for each, and the ratios of the medians (goal >= 0.9).
 
-    python bench/client.py [--records 60000] [--rounds 2]
+    python bench/client.py [--records 150000] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def push(api: str, key: str, tag: str, n: int, folder: Path) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--records", type=int, default=60_000)
+    ap.add_argument("--records", type=int, default=150_000)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, local_stack(Path(tmp), batch_interval="0.25",

@@ -130,7 +130,7 @@ def test_a_killed_push_resumes_and_reports_bad_lines_and_conflicts(stack, tmp_pa
                          text=True, timeout=300)
     assert res.returncode == 1, res.stdout + res.stderr
     assert "accepted 2, duplicates 0, conflicts 1, rejected 3" in res.stdout
-    assert "line 1: id 'r-5' was accepted before" in res.stdout and "line 3: not JSON" in res.stdout
+    assert "line 1: id 'r-5' was accepted before" in res.stdout and "line 3: record: not JSON" in res.stdout
     assert "line 5: id:" in res.stdout and "line 6: sha256:" in res.stdout
     saved = sorted(p.name for p in (tmp_path / "proofs").iterdir())
     assert saved == ["new-1.json", "new-3.json"]

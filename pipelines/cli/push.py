@@ -19,9 +19,10 @@ from pipelines.cli.common import EXIT_INVALID, fail
 KEY_ENV = "ANCHORPIPE_API_KEY"
 
 
-def read_records(stream: BinaryIO, fmt: str, skip: int = 0) -> Iterator[tuple[int, int, Any]]:
-    """(line number, position after it, record or an error string) of each record, after ``skip``: the
-    position is a byte offset for JSON Lines, the number of rows read for CSV."""
+def read_records(stream: BinaryIO, fmt: str, skip: int = 0) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, position after it, the record as one JSON line) of each record, after ``skip``: the
+    position is a byte offset for JSON Lines, the number of rows read for CSV. JSON Lines are sent as they
+    are (the API checks them, and names a bad one by its index); a CSV row becomes a record."""
     if fmt == "csv":
         text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
         reader = csv.DictReader(text)
@@ -35,19 +36,23 @@ def read_records(stream: BinaryIO, fmt: str, skip: int = 0) -> Iterator[tuple[in
                 record["sha256"] = row["sha256"]
             else:
                 record["content"] = row
-            yield n, n - 1, record
+            yield n, n - 1, json.dumps(record, ensure_ascii=False).encode()
         return
     if skip:
         stream.seek(skip)
     offset = skip
     for n, line in enumerate(stream, start=1):
         offset += len(line)
-        if not line.strip():
-            continue
-        try:
-            yield n, offset, json.loads(line)
-        except ValueError as exc:
-            yield n, offset, f"not JSON: {exc}"
+        if line.strip():
+            yield n, offset, line.rstrip(b"\r\n")
+
+
+def _id(line: bytes) -> object:
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return None
+    return doc.get("id") if isinstance(doc, dict) else None
 
 
 class PushState:
@@ -113,24 +118,23 @@ def push(source: str, api_url: str, key_file: Path | None, fmt: str | None, chun
                                                            item_show_func=rate) as bar:
         bar.update(state.doc["offset"] if fmt == "jsonl" else 0)
         items = read_records(stream, fmt, state.doc["offset"])
-        batch: list[tuple[int, int, Any]] = []
+        batch: list[tuple[int, int, bytes]] = []
 
         def flush() -> None:
-            good = [(n, off, r) for n, off, r in batch if not isinstance(r, str)]
-            state.doc["rejected"] += [{"line": n, "error": r} for n, _, r in batch if isinstance(r, str)]
+            good = list(batch)
             while good:
                 try:
-                    receipts = client.send_chunk(0, [json.dumps(r, ensure_ascii=False).encode() for _, _, r in good])
+                    receipts = client.send_chunk(0, [line for _, _, line in good])
                 except ValidationError as exc:  # drop the bad records, send the rest
                     bad = {p.index for p in exc.problems}
-                    state.doc["rejected"] += [{"line": good[i][0], "error": f"{p.field}: {p.message}"}
-                                              for p in exc.problems for i in [p.index]]
+                    state.doc["rejected"] += [{"line": good[p.index][0], "error": f"{p.field}: {p.message}"}
+                                              for p in exc.problems]
                     good = [g for i, g in enumerate(good) if i not in bad]
                     continue
                 except ConflictError as exc:
-                    state.doc["conflicts"].append({"line": next(n for n, _, r in good if r.get("id") == exc.record_id),
-                                                   "id": exc.record_id})
-                    good = [g for g in good if g[2].get("id") != exc.record_id]
+                    line = next(g for g in good if _id(g[2]) == exc.record_id)
+                    state.doc["conflicts"].append({"line": line[0], "id": exc.record_id})
+                    good = [g for g in good if g is not line]
                     continue
                 for r in receipts:
                     state.doc["accepted" if r.status == "accepted" else "duplicates"] += 1
