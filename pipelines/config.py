@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     webhook_attempts: int = Field(10, ge=1, le=100)
     #: Seconds a webhook receiver may take to answer.
     webhook_timeout: float = Field(10.0, gt=0, le=120)
+    #: Let agencies register webhooks on loopback, private or link-local addresses (off: the notifier would
+    #: otherwise reach into the operator's own network on an agency's say-so).
+    webhook_allow_private: bool = False
     #: Records a second each agency may submit through the API (0: no limit); over it, 429 with Retry-After.
     rate_limit: int = Field(0, ge=0)
     #: Per-agency limits overriding it: ``agency=records_per_second`` pairs, comma-separated.

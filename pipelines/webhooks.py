@@ -34,6 +34,28 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+def check_url(url: str, allow_private: bool) -> str | None:
+    """Why ``url`` cannot be a webhook, or None: it must be http(s) with a host, and (unless allowed) not a
+    loopback, private, link-local or reserved address, nor localhost."""
+    import ipaddress
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "want an http(s) URL with a host"
+    if allow_private:
+        return None
+    host = parts.hostname.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return "a webhook cannot point at this host's own addresses"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast or ip.is_unspecified:
+        return f"a webhook cannot point at a {'loopback' if ip.is_loopback else 'private or reserved'} address"
+    return None
+
+
 def message(delivery: Delivery) -> tuple[str, bytes]:
     """The delivery's message id (the same for the same events, so a receiver can drop a repeat) and body."""
     ids = [e["id"] for e in delivery.events]

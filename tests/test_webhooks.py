@@ -134,7 +134,15 @@ def test_agencies_register_their_webhooks_through_the_api(db, clean_redis, tmp_p
     state = State.connect(db)
     agency, other = add_agency(state, "agency-a"), add_agency(state, "agency-b")
     auditor = add_auditor(state, "audit-office", ["agency-a"])
-    client = TestClient(create_app(Settings(database_url=db, redis_url=clean_redis, archive=str(tmp_path))))
+    settings = {"database_url": db, "redis_url": clean_redis, "archive": str(tmp_path)}
+    strict = TestClient(create_app(Settings(**settings)))
+    for url in (receiver.url, "http://localhost:8080/x", "http://10.0.0.7/x", "http://[::1]/x",
+                "http://169.254.169.254/latest/meta-data"):  # the operator's own network: refused by default
+        refused = strict.post("/v1/webhooks", json={"url": url, "events": ["records.archived"]},
+                              headers={"Authorization": f"Bearer {agency}"})
+        detail = refused.json()["detail"]
+        assert refused.status_code == 422 and ("address" in detail or "host" in detail), url
+    client = TestClient(create_app(Settings(**settings, webhook_allow_private=True)))
 
     def call(method: str, key: str, path: str = "/v1/webhooks", **kw):
         return client.request(method, path, headers={"Authorization": f"Bearer {key}"}, **kw)

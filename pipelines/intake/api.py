@@ -43,7 +43,7 @@ from pipelines.runtime import Runtime, runtime
 from pipelines.stages import QUEUES
 from pipelines.core.proof import Proof
 from pipelines.state import Accepted, now_ms
-from pipelines.webhooks import new_secret
+from pipelines.webhooks import check_url, new_secret
 
 #: /readyz answers within this many seconds, whatever hangs.
 READY_BUDGET_S = 0.9
@@ -300,8 +300,9 @@ def _webhook_routes(rt: Runtime) -> APIRouter:
     async def add_webhook(body: WebhookIn, who: Principal = Depends(principal)) -> dict[str, Any]:
         """Register a URL for events; the answer holds its signing secret, shown this once."""
         agency = agency_of(who)
-        if not body.url.startswith(("https://", "http://")) or not body.events:
-            raise HTTPException(422, "want an http(s) URL and at least one event")
+        why = check_url(body.url, rt.cfg.webhook_allow_private) or (None if body.events else "name an event")
+        if why:
+            raise HTTPException(422, why)
         secret = new_secret()
         hook = await run_in_threadpool(rt.state.add_webhook, agency, body.url, list(body.events), secret)
         return {"id": hook, "url": body.url, "events": sorted(set(body.events)), "secret": secret}
