@@ -49,6 +49,26 @@ def fail_with(exc: AnchorpipeError) -> NoReturn:
     fail(str(exc), EXIT_INVALID if isinstance(exc, VerificationError) else EXIT_UNUSABLE)
 
 
+def write_key_file(keyfile: Path, text: str) -> None:
+    """Write a new private key to ``keyfile`` (mode 0600; its folder created, mode 0700, if missing), never
+    over an existing file; a ClickException saying why not."""
+    import os
+
+    try:
+        keyfile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {keyfile}: {keyfile.parent} is not a folder we can create "
+                                   f"({exc.strerror})") from None
+    try:
+        fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{keyfile} exists; not overwriting a key") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {keyfile}: {exc.strerror}") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")
+
+
 def read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 
 import click
 
-from pipelines.cli.common import endpoint_opt, fail_with, read_bytes, vkey_opt
+from pipelines.cli.common import endpoint_opt, fail_with, read_bytes, vkey_opt, write_key_file
 from pipelines.errors import AnchorpipeError, VerificationError
 from pipelines.runtime import log_reader, open_log
 
@@ -34,21 +33,10 @@ def keygen(keyfile: Path, origin: str) -> None:
     from pipelines.core.note import Signer
 
     try:
-        keyfile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {keyfile}: {keyfile.parent} is not a folder we can create "
-                                   f"({exc.strerror})") from None
-    try:
         signer = Signer.generate(origin)
-        fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise click.ClickException(f"{keyfile} exists; not overwriting a key") from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {keyfile}: {exc.strerror}") from None
     except AnchorpipeError as exc:
         fail_with(exc)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(signer.text() + "\n")
+    write_key_file(keyfile, signer.text())
     click.echo(signer.verifier().text())
 
 

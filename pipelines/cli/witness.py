@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail_with
+from pipelines.cli.common import fail_with, write_key_file
 from pipelines.errors import AnchorpipeError, InputError
 
 DEFAULT_NAME = "anchorpipe.local/witness"
@@ -30,16 +29,9 @@ def keygen(keyfile: Path, name: str) -> None:
 
     try:
         cosigner = Cosigner.generate(name)
-        keyfile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise click.ClickException(f"{keyfile} exists; not overwriting a key") from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {keyfile}: {exc.strerror}") from None
     except AnchorpipeError as exc:
         fail_with(exc)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(cosigner.text() + "\n")
+    write_key_file(keyfile, cosigner.text())
     click.echo(cosigner.verifier().text())
 
 
