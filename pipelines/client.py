@@ -116,8 +116,14 @@ def chunks(records: Iterable[dict[str, Any]], size: int = CHUNK, max_bytes: int 
 
 def _delay(attempt: int, retry_after: str | None, backoff: float, max_backoff: float) -> float:
     if retry_after and retry_after.strip().isdigit():
-        return float(retry_after)
+        return min(float(retry_after), max_backoff)  # as the server asks, within reason
     return min(max_backoff, backoff * 2 ** attempt) * random.uniform(0.5, 1.0)
+
+
+def _too_big(resp: httpx.Response) -> bool:
+    """A 429 for a request that alone is over the agency's rate limit: waiting never helps (send smaller
+    chunks: ``Client(..., chunk=N)``)."""
+    return resp.status_code == 429 and "request-over-rate-limit" in resp.text
 
 
 def _error(resp: httpx.Response, start: int = 0) -> ClientError:
@@ -193,7 +199,7 @@ class Client(_Base):
             else:
                 if resp.status_code < 400:
                     return resp
-                if resp.status_code not in RETRY_STATUSES:
+                if resp.status_code not in RETRY_STATUSES or _too_big(resp):
                     raise _error(resp, start)
                 last, retry_after = f"{resp.status_code}", resp.headers.get("retry-after")
             if attempt < self.retries:
@@ -274,7 +280,7 @@ class AsyncClient(_Base):
             else:
                 if resp.status_code < 400:
                     return resp
-                if resp.status_code not in RETRY_STATUSES:
+                if resp.status_code not in RETRY_STATUSES or _too_big(resp):
                     raise _error(resp, start)
                 last, retry_after = f"{resp.status_code}", resp.headers.get("retry-after")
             if attempt < self.retries:

@@ -84,9 +84,9 @@ class BadSignature(VerificationError):
 class RateLimited(AnchorpipeError):
     """An agency sent more records than its rate limit allows; retry after ``retry_after`` seconds."""
 
-    def __init__(self, message: str, retry_after: int) -> None:
+    def __init__(self, message: str, retry_after: int, whole: bool = False) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.retry_after, self.whole = retry_after, whole
 
 
 class StorageError(AnchorpipeError):

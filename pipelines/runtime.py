@@ -110,7 +110,7 @@ class Runtime:
         from pipelines.webhooks import Deliveries
 
         return Deliveries(self.state, self.cfg.webhook_attempts, self.cfg.webhook_timeout,
-                          httpx.Client(timeout=self.cfg.webhook_timeout))
+                          httpx.Client(timeout=self.cfg.webhook_timeout), self.cfg.webhook_allow_private)
 
     @cached_property
     def rate_limiter(self) -> RateLimiter | None:

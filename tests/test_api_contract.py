@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
@@ -90,6 +91,7 @@ def test_an_agency_over_its_rate_limit_gets_429_with_retry_after(db, clean_redis
     assert post(client, big, [{"id": f"b{i}", "content": i} for i in range(500)]).status_code == 202
     whole = post(client, small, [{"id": f"w{i}", "content": i} for i in range(101)])
     assert whole.status_code == 429 and "split it" in whole.json()["detail"]
+    assert whole.json()["type"] == "/problems/request-over-rate-limit"  # permanent: the client does not wait
     # A refused request stores nothing and counts for nothing: in the next window the same records go in.
     time.sleep(1.05)
     again = post(client, small, [{"id": f"u{i}", "content": i} for i in range(60)])
@@ -131,3 +133,15 @@ def test_the_client_honours_retry_after_and_gets_everything_in(db, clean_redis, 
     t = time.monotonic()
     done = client.submit({"id": f"p{i}", "content": i} for i in range(320))
     assert done.accepted == 320 and time.monotonic() - t >= 2.0  # 4 chunks at 100/s: it waited, as told
+    from pipelines.client import ClientError
+
+    too_big = Client("http://testserver", key, chunk=150, retries=3)
+    too_big.http = client.http
+    t = time.monotonic()
+    with pytest.raises(ClientError, match="split it") as exc:
+        too_big.submit({"id": f"q{i}", "content": i} for i in range(150))
+    assert exc.value.status == 429 and time.monotonic() - t < 1.0  # no retry can help: raised at once
+    # A carriage return inside an NDJSON line is JSON whitespace, not a line end.
+    sent = client.http.post("/v1/records", content=b'{"id": "cr-1",\r"content": 1}\r\n{"id": "cr-2", "content": 2}\n',
+                            headers={"Content-Type": "application/x-ndjson"})
+    assert sent.status_code == 202 and sent.json()["accepted"] == 2

@@ -75,7 +75,7 @@ def test_an_interrupted_audit_resumes_where_it_stopped(archive: Path, tmp_path: 
 
     with pytest.raises(KeyboardInterrupt):
         audit_archive(str(archive), str(archive / "log"), pins, state_file=state, progress=stop_after_two, workers=1)
-    assert len(state.read_text().splitlines()) == 2
+    assert len(state.read_text().splitlines()) == 1 + 2  # the audit's stamp, then one line per bundle
     with state.open("a") as fh:
         fh.write('{"batch": "cut sho')  # the interruption cut a line short
     totals = []
@@ -101,12 +101,12 @@ def test_each_finding_is_made_with_its_evidence(archive: Path, tmp_path: Path):
     extra = seal(tmp_path / "elsewhere", other, "dept-a", 3, "x")
     shutil.copy(tmp_path / "elsewhere" / bundle_key("dept-a", extra), archive / bundle_key("dept-a", extra))
     code, out = audit(archive, "--report", str(tmp_path / "rep"))
-    assert code == 1 and "FAILED: 3 finding(s)" in out, out
+    assert code == 1 and "FAILED: 4 finding(s)" in out, out  # the extra bundle is also bound to no log root
     assert f"dropped: a batch in the log has no bundle in the archive: {dropped}" in out
     assert f"extra: a bundle whose batch is not in the log: proofs/dept-a/{extra}.ndjson" in out
     assert "bundle invalid (leaf)" in out
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert not report["ok"] and len(report["failures"]) == 3
+    assert not report["ok"] and len(report["failures"]) == 4
     assert "does not commit to the record" in (tmp_path / "rep" / "report.html").read_text()
     # A fork: the log now served is another history under the same key; the saved checkpoint proves it.
     shutil.rmtree(archive / "log")
@@ -163,3 +163,19 @@ def test_an_archive_on_s3_is_audited_with_read_only_access(archive: Path, s3_buc
     assert res.exit_code == 0 and res.output.rstrip().endswith("PASSED"), res.output
     assert "agency dept-a: 3 batches, 159 records, 3 valid" in res.output
     assert {k: s3.get(k) for k in s3.list_keys("")} == before
+
+
+def test_a_bundle_swapped_for_another_batchs_is_caught(archive: Path, tmp_path: Path):
+    """An archive operator replaces batch A's bundle with a copy of batch B's (genuine, anchored): the names
+    still match the log, every proof verifies, and still the audit says A's bundle is not A's."""
+    a, b = sorted(archive.glob("proofs/dept-a/*.ndjson"))[:2]
+    a.write_bytes(b.read_bytes())
+    code, out = audit(archive)
+    assert code == 1 and "bundle invalid (batch-path)" in out and f"holds batch {b.stem}" in out, out
+    # And a state file of an audit under other pins is not reused.
+    state = tmp_path / "rep" / "audit-state.jsonl"
+    state.parent.mkdir()
+    state.write_text('{"audit": "another"}\n' + json.dumps({"batch": "x", "agency": "dept-a", "key": str(a),
+                                                              "upgrade": None, "records": 1, "outcome": "valid"}) + "\n")
+    code, _ = audit(archive, "--report", str(tmp_path / "rep"))
+    assert code == 1 and json.loads(state.read_text().splitlines()[0])["audit"] != "another"

@@ -177,3 +177,21 @@ def test_push_reads_csv(stack, tmp_path: Path):
         proof = c.get_proof("permit/1")
         verify(proof, {"holder": "A. Smith", "fee": "120"}, log_vkeys=[stack.signer.verifier().text()])
         assert c.get_proof("scan-1")["record"]["content_sha256"] == digest
+
+
+def test_a_push_state_left_for_another_file_is_not_resumed(tmp_path: Path):
+    """The same name, other content: resuming at the old offset would skip records, so push refuses (and
+    --restart starts over); a push that went through leaves no state behind."""
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+    from pipelines.cli.push import identity
+
+    path = tmp_path / "export.jsonl"
+    write_jsonl(path, 10, "old")
+    state = Path(str(path) + ".push-state.json")
+    state.write_text(json.dumps({"offset": 400, "accepted": 10, "duplicates": 0, "conflicts": [], "rejected": [],
+                                 "file": identity(path)}))
+    write_jsonl(path, 5, "new")  # regenerated under the same name
+    res = CliRunner().invoke(main, ["push", str(path), "--api", "http://127.0.0.1:9"], env={"ANCHORPIPE_API_KEY": "k"})
+    assert res.exit_code == 1 and "--restart" in res.output and "not the file" in res.output

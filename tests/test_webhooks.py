@@ -78,7 +78,7 @@ def test_archived_batches_reach_the_receiver_signed_and_batched(db, clean_redis,
     accept(pipe, "agency-a", 1500)
     accept(pipe, "agency-b", 10)  # another agency's batches: not this webhook's business
     archived = run_all(pipe)
-    deliveries = Deliveries(pipe.state)
+    deliveries = Deliveries(pipe.state, allow_private=True)
     assert deliveries.deliver_due() == 2 and len(receiver.got) == 1  # two batches' events, one POST
     events = receiver.events(secret)
     assert {e["type"] for e in events} == {"records.archived"}
@@ -106,7 +106,7 @@ def test_a_receiver_down_for_a_while_gets_everything_later_and_dead_letters_repl
     run_all(pipe)
     pipe.state.quarantine("feed", "page-1#3", {"reason": "bad id"}, agency="agency-a")
     pipe.state.quarantine("feed", "page-1#3", {"reason": "bad id"}, agency="agency-a")  # the same item: once
-    deliveries = Deliveries(pipe.state, attempts=3)
+    deliveries = Deliveries(pipe.state, attempts=3, allow_private=True)
     now = now_ms()
     assert deliveries.deliver_due(now) == 0
     assert deliveries.deliver_due(now) == 0  # backing off: nothing is due yet
@@ -172,7 +172,7 @@ def test_the_operator_lists_and_replays_dead_letters_with_the_cli(db, clean_redi
     receiver.status = 503
     accept(pipe, "agency-a", 3)
     run_all(pipe)
-    deliveries = Deliveries(pipe.state, attempts=1)
+    deliveries = Deliveries(pipe.state, attempts=1, allow_private=True)
     deliveries.deliver_due()
     env = {**os.environ, "ANCHORPIPE_DATABASE_URL": db, "ANCHORPIPE_REDIS_URL": clean_redis,
            "ANCHORPIPE_ARCHIVE": "/nonexistent"}
@@ -189,3 +189,24 @@ def test_the_operator_lists_and_replays_dead_letters_with_the_cli(db, clean_redi
     assert cli("replay", "--agency", "agency-a").startswith("1 event to send again")
     receiver.status = 200
     assert deliveries.deliver_due() == 1 and cli("dead") == ""
+
+
+def test_a_claim_lost_to_another_worker_is_not_sent_twice_and_private_addresses_are_refused(db, clean_redis, receiver):
+    pipe = make_pipe(db, clean_redis)
+    secret = new_secret()
+    pipe.state.add_webhook("agency-a", receiver.url, ["records.archived"], secret)
+    accept(pipe, "agency-a", 3)
+    run_all(pipe)
+    now = now_ms()
+    slow = pipe.state.claim_deliveries(now, lease_ms=1_000)  # worker A claims, then stalls past its lease
+    fast = Deliveries(pipe.state, allow_private=True)
+    assert fast.deliver_due(now + 2_000) == 1  # worker B takes the events over and delivers them
+    assert fast._send(slow[0], now) == 0  # A's claim is gone: it sends nothing
+    assert len(receiver.got) == 1
+    # Without ANCHORPIPE_WEBHOOK_ALLOW_PRIVATE a delivery to a private address is refused at each attempt.
+    accept(pipe, "agency-a", 2, start=50)
+    run_all(pipe)
+    strict = Deliveries(pipe.state, attempts=1)
+    assert strict.deliver_due() == 0 and len(receiver.got) == 1
+    assert "private or reserved" in pipe.state.webhook_events("dead")[0]["error"] or \
+        "loopback" in pipe.state.webhook_events("dead")[0]["error"]

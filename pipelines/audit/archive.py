@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
 import json
 import os
@@ -161,9 +162,10 @@ def _init_worker(location: str, s3_endpoint: str | None, pins: Pins) -> None:
     _WORKER["policy"] = pins.policy()
 
 
-def _audit_bundle(task: tuple[str, str, str, str | None, list[int] | None]) -> BundleResult:
-    """Verify one bundle (with its newest upgrade's anchors), whole or the ``picks`` lines of a sample."""
-    batch_id, agency, key, upgrade, picks = task
+def _audit_bundle(task: tuple[str, str, str, str | None, list[int] | None, str | None]) -> BundleResult:
+    """Verify one bundle (with its newest upgrade's anchors), whole or the ``picks`` lines of a sample, and
+    that it is the batch its name says: that id, the root the log holds for it, that agency's records."""
+    batch_id, agency, key, upgrade, picks, log_root = task
     store: ObjectStore = _WORKER["store"]
     result = BundleResult(batch_id, agency, key, upgrade, 0, "unusable")
     try:
@@ -184,6 +186,10 @@ def _audit_bundle(task: tuple[str, str, str, str | None, list[int] | None]) -> B
             for i in picks:
                 report = verify_proof(parse_proof(lines[i]), _WORKER["policy"])
         first = parse_proof(lines[0])
+        if (first.batch.id, first.batch.root, first.record.agency) != (batch_id, log_root, agency):
+            raise VerificationError(f"{key} holds batch {first.batch.id} (root {first.batch.root}) of agency "
+                                    f"{first.record.agency!r}, not batch {batch_id} of {agency!r} with the root "
+                                    f"the log holds for it ({log_root})", "batch-path")
         result.sealed_at = first.batch.sealed_at
         result.anchors = {v.kind: v.time for v in report.anchors if v.verdict == "verified"}
         result.outcome = "valid"
@@ -220,14 +226,16 @@ def audit_archive(location: str, log_location: str, pins: Pins, *, s3_endpoint: 
         failures.append({"what": "extra: a bundle whose batch is not in the log", "where": found[batch_id][1],
                          "evidence": f"batch {batch_id} is not among the log's {len(entries)} entries"})
     chosen = sorted((b, *found[b]) for b in found if agency is None or found[b][0] == agency)
-    done = _load_state(state_file)
+    roots = {b: root for b, (_, root) in entries.items()}
+    stamp = hashlib.sha256(json.dumps([location, log_location, asdict(pins)], default=str).encode()).hexdigest()
+    done = _load_state(state_file, stamp)
     tasks: list[tuple[str, str, str, str | None, list[int] | None]] = []
     sample_info = None
     if sample is not None:
-        tasks, sample_info = _sample(store, chosen, sample, seed)
+        tasks, sample_info = _sample(store, chosen, sample, seed, roots)
     else:
-        tasks = [(b, a, k, u, None) for b, a, k, u in chosen if (k, u) not in done]
-    results = [r for r in done.values() if (agency is None or r.agency == agency)] if sample is None else []
+        tasks = [(b, a, k, u, None, roots.get(b)) for b, a, k, u in chosen if (k, u) not in done]
+    results = [done[(k, u)] for _, _, k, u in chosen if (k, u) in done] if sample is None else []
     total = len(tasks)
     if progress:
         progress(0, total)
@@ -248,8 +256,9 @@ def audit_archive(location: str, log_location: str, pins: Pins, *, s3_endpoint: 
     return AuditResult(store.describe(), facts, _describe_pins(pins), results, failures, sample_info, started, now())
 
 
-def _sample(store: ObjectStore, chosen: list[tuple[str, str, str, str | None]], n: int, seed: int | None
-            ) -> tuple[list[tuple[str, str, str, str | None, list[int] | None]], dict[str, Any]]:
+def _sample(store: ObjectStore, chosen: list[tuple[str, str, str, str | None]], n: int, seed: int | None,
+            roots: dict[str, str]) -> tuple[list[tuple[str, str, str, str | None, list[int] | None, str | None]],
+                                            dict[str, Any]]:
     """``n`` proofs drawn uniformly from the chosen bundles (their sizes read from each bundle's first line)."""
     sizes = []
     for _, _, key, _ in chosen:
@@ -262,18 +271,23 @@ def _sample(store: ObjectStore, chosen: list[tuple[str, str, str, str | None]], 
     for g in sorted(rng.sample(range(total), min(n, total))):
         k = bisect.bisect_right(starts, g) - 1
         picks.setdefault(k, []).append(g - starts[k])
-    tasks = [(*chosen[k], lines) for k, lines in picks.items()]
+    tasks = [(*chosen[k], lines, roots.get(chosen[k][0])) for k, lines in picks.items()]
     drawn = min(n, total)
     return tasks, {"drawn": drawn, "of": total, "confidence": 0.95,
                    "bad_fraction_below": sample_confidence(drawn) if drawn < total else 0.0}
 
 
-def _load_state(state_file: Path | None) -> dict[tuple[str, str | None], BundleResult]:
-    """Results of an interrupted audit, by (bundle, upgrade): a bundle upgraded since is audited again."""
-    if state_file is None or not state_file.exists():
+def _load_state(state_file: Path | None, stamp: str) -> dict[tuple[str, str | None], BundleResult]:
+    """Results of an interrupted audit of the same archive under the same pins (``stamp``), by (bundle,
+    upgrade): a bundle upgraded since is audited again. The state of another audit is started afresh."""
+    if state_file is None:
+        return {}
+    lines = state_file.read_text().splitlines() if state_file.exists() else []
+    if not lines or lines[0] != json.dumps({"audit": stamp}):
+        state_file.write_text(json.dumps({"audit": stamp}) + "\n")
         return {}
     out = {}
-    for line in state_file.read_text().splitlines():
+    for line in lines[1:]:
         try:
             r = BundleResult(**json.loads(line))
         except (ValueError, TypeError):

@@ -229,7 +229,10 @@ def _sentry(dsn: str | None) -> bool:
         return False
     from pipelines.ops.monitoring import before_send
 
-    sentry_sdk.init(dsn=dsn, before_send=before_send)  # type: ignore[arg-type]
+    # As the services do: no local variables, no personal data, every event scrubbed (a webhook URL may hold
+    # a token in its path).
+    sentry_sdk.init(dsn=dsn, before_send=before_send, include_local_variables=False,  # type: ignore[arg-type]
+                    send_default_pii=False)
     return True
 
 

@@ -47,6 +47,16 @@ def read_records(stream: BinaryIO, fmt: str, skip: int = 0) -> Iterator[tuple[in
             yield n, offset, line.rstrip(b"\r\n")
 
 
+def identity(path: Path) -> dict[str, Any]:
+    """What tells that a file is still the one a push began: size, modification time, its first 64 KiB."""
+    import hashlib
+
+    st = path.stat()
+    with path.open("rb") as fh:
+        head = hashlib.sha256(fh.read(1 << 16)).hexdigest()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "head": head}
+
+
 def _id(line: bytes) -> object:
     try:
         doc = json.loads(line)
@@ -59,11 +69,22 @@ class PushState:
     """What a push has done, kept beside the input (``FILE.push-state.json``) after every accepted chunk, so
     an interrupted push resumes after the last chunk the API acknowledged."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, source: Path | None = None) -> None:
         self.path = path
         self.doc: dict[str, Any] = {"offset": 0, "accepted": 0, "duplicates": 0, "conflicts": [], "rejected": []}
+        self.doc["file"] = identity(source) if source else None
         if path is not None and path.exists():
-            self.doc.update(json.loads(path.read_text()))
+            saved = json.loads(path.read_text())
+            if saved.get("file") != self.doc["file"]:
+                raise click.ClickException(f"{source} is not the file an interrupted push of it left {path} for "
+                                           "(its size, time or first bytes changed): give --restart to push it "
+                                           "from the start (records already sent come back as duplicates)")
+            self.doc.update(saved)
+
+    def done(self) -> None:
+        """The push went through: nothing to resume."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
     def save(self) -> None:
         if self.path is not None:
@@ -101,9 +122,10 @@ def push(source: str, api_url: str, key_file: Path | None, fmt: str | None, chun
         fail(f"no API key: give --key-file FILE or set {KEY_ENV} (never on the command line)")
     stdin = source == "-"
     fmt = fmt or ("csv" if source.endswith(".csv") else "jsonl")
-    state = PushState(None if stdin else Path(source + ".push-state.json"))
-    if restart:
-        state.doc.update(offset=0, accepted=0, duplicates=0, conflicts=[], rejected=[])
+    state_file = None if stdin else Path(source + ".push-state.json")
+    if restart and state_file is not None:
+        state_file.unlink(missing_ok=True)
+    state = PushState(state_file, None if stdin else Path(source))
     stream: BinaryIO = sys.stdin.buffer if stdin else open(source, "rb")
     size = 0 if stdin else os.fstat(stream.fileno()).st_size
     ids: list[str] = []
@@ -157,6 +179,7 @@ def push(source: str, api_url: str, key_file: Path | None, fmt: str | None, chun
             state.save()
             fail(f"{exc} (what was acknowledged is recorded: run the same command again to resume)")
     doc = state.doc
+    state.done()
     click.echo(f"accepted {doc['accepted']:,}, duplicates {doc['duplicates']:,}, conflicts {len(doc['conflicts']):,}, "
                f"rejected {len(doc['rejected']):,}")
     for c in doc["conflicts"][:50]:

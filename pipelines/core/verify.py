@@ -372,6 +372,9 @@ def verify_bundle(data: bytes, policy: Policy) -> Report:
         raise VerificationError("an empty bundle proves nothing")
     first = _bundle_line(0, lines[0], parse_proof)
     b = first.batch
+    if b.size != len(lines):  # before anything is sized by what the bundle claims
+        raise VerificationError(f"the bundle has {len(lines)} of the batch's {b.size} records"
+                                + (": some are missing" if len(lines) < b.size else ": some are extra"), "batch-path")
     suffix = lines[0][lines[0].rfind(ANCHORS_MEMBER):]
     same = {"id": b.id, "size": b.size, "root": b.root, "sealed_at": b.sealed_at}
     leaves: list[bytes | None] = [None] * b.size

@@ -238,6 +238,9 @@ def _records_routes(rt: Runtime) -> APIRouter:
             return problem(409, str(exc), type_="/problems/conflicting-record", title="Conflicting record",
                            id=exc.record_id)
         except RateLimited as exc:
+            if exc.whole:  # this request alone is over the limit: waiting will not help, smaller ones will
+                return problem(429, str(exc), type_="/problems/request-over-rate-limit",
+                               title="Request over the rate limit", headers={"Retry-After": str(exc.retry_after)})
             return problem(429, f"{exc}; retry after {exc.retry_after} s", type_="/problems/rate-limited",
                            headers={"Retry-After": str(exc.retry_after)})
 

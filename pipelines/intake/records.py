@@ -109,7 +109,7 @@ def parse_body(body: bytes, content_type: str, max_records: int) -> list[RecordI
     """
     items: list[Any]
     if "ndjson" in content_type or "jsonl" in content_type:
-        items = [line for line in body.splitlines() if line.strip()]
+        items = [line for line in body.split(b"\n") if line.strip()]  # only \n ends a line: \r is JSON space
     else:
         try:
             doc = jsontext.loads(body, walk=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_TOKEN = re.compile(r"ap_[A-Za-z0-9_-]{20,}|PRIVATE\+KEY\+\S+")
+_TOKEN = re.compile(r"ap_[A-Za-z0-9_-]{20,}|PRIVATE\+KEY\+\S+|whsec_[A-Za-z0-9+/=]{16,}")
 #: ``scheme://user:password@host``: the whole userinfo goes.
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
 #: Query parameters whose names say they carry a secret.

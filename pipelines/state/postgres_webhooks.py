@@ -34,10 +34,11 @@ class Webhook:
 
 @dataclass(frozen=True)
 class Delivery:
-    """A webhook's due events, claimed for one delivery."""
+    """A webhook's due events, claimed for one delivery until ``lease`` (their next_try_ms: the claim's token)."""
 
     webhook: Webhook
     events: list[dict[str, Any]]  # {"id", "type", "payload", "created_ms", "attempts"}
+    lease: int
 
 
 class WebhooksInPostgres:
@@ -83,26 +84,36 @@ class WebhooksInPostgres:
         out = []
         for hook, events in grouped.items():
             for i in range(0, len(events), per_delivery):
-                out.append(Delivery(hooks[hook], events[i:i + per_delivery]))
+                out.append(Delivery(hooks[hook], events[i:i + per_delivery], now + lease_ms))
         return out
+
+    def renew(self, event_ids: list[int], lease: int, until: int) -> list[int]:
+        """Extend a claim that is still ours (pending, with our lease) to ``until``; the ids still held (a
+        slow run whose lease ran out finds that another worker took its events)."""
+        with self.tx() as conn:
+            return [r[0] for r in conn.execute(
+                "UPDATE webhook_events SET next_try_ms = %s WHERE id = ANY(%s) AND state = 'pending' "
+                "AND next_try_ms = %s RETURNING id", (until, event_ids, lease)).fetchall()]
 
     def _hooks(self, conn: Any, ids: list[int]) -> list[Webhook]:
         rows = conn.execute("SELECT id, agency, url, events, secret FROM webhooks WHERE id = ANY(%s)", (ids,))
         return [Webhook(i, a, u, list(e), s) for i, a, u, e, s in rows.fetchall()]
 
-    def delivered(self, event_ids: list[int]) -> None:
+    def delivered(self, event_ids: list[int], lease: int) -> None:
+        """Mark events delivered, those still held under ``lease`` (never one another worker has since)."""
         with self.tx() as conn:
             conn.execute("UPDATE webhook_events SET state = 'delivered', delivered_ms = %s, error = NULL "
-                         "WHERE id = ANY(%s)", (now_ms(), event_ids))
+                         "WHERE id = ANY(%s) AND state = 'pending' AND next_try_ms = %s", (now_ms(), event_ids, lease))
 
-    def delivery_failed(self, event_ids: list[int], error: str, next_try_ms: int, dead_after: int) -> int:
-        """Count a failed attempt: retry at ``next_try_ms``, or dead-letter events past ``dead_after``
-        attempts; return how many went to the dead letters."""
+    def delivery_failed(self, event_ids: list[int], lease: int, error: str, next_try_ms: int, dead_after: int
+                        ) -> int:
+        """Count a failed attempt of events still held under ``lease``: retry at ``next_try_ms``, or
+        dead-letter those past ``dead_after`` attempts; return how many went to the dead letters."""
         with self.tx() as conn:
             rows = conn.execute(
                 "UPDATE webhook_events SET attempts = attempts + 1, error = %s, next_try_ms = %s, state = CASE "
-                "WHEN attempts + 1 >= %s THEN 'dead' ELSE 'pending' END WHERE id = ANY(%s) RETURNING state",
-                (error, next_try_ms, dead_after, event_ids)).fetchall()
+                "WHEN attempts + 1 >= %s THEN 'dead' ELSE 'pending' END WHERE id = ANY(%s) AND state = 'pending' "
+                "AND next_try_ms = %s RETURNING state", (error, next_try_ms, dead_after, event_ids, lease)).fetchall()
         return sum(1 for (s,) in rows if s == "dead")
 
     def webhook_events(self, state: str, agency: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:

@@ -76,4 +76,4 @@ class RateLimiter:
             wait = max(1, int(window + 1 - now + 0.999)) if records <= limit else 1
             raise RateLimited(f"agency {agency} is over its {limit} records/s"
                               + ("" if records <= limit else f" (this request alone has {records}: split it)"),
-                              retry_after=wait)
+                              retry_after=wait, whole=records > limit)
