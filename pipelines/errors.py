@@ -115,3 +115,10 @@ class LogStateError(AnchorpipeError):
 
 class ConfigError(AnchorpipeError):
     """A setting is missing or invalid; the message names it."""
+
+
+#: The status a service process exits with when it cannot start on its configuration (sysexits.h's
+#: EX_CONFIG): the systemd units do not restart a process that exits with it.
+EXIT_CONFIG = 78
+#: ... and when a dependency stayed unreachable while it waited (EX_TEMPFAIL): restarted, it may succeed.
+EXIT_UNAVAILABLE = 75

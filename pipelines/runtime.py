@@ -7,7 +7,7 @@ auditor's side (``pip install anchorpipe``) can use the log and store helpers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +19,8 @@ from pipelines.ledger.tlog import LogReader, TransparencyLog
 from pipelines.storage import ObjectStore, open_store
 
 if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
     from pipelines.config import Settings
     from pipelines.external import ExternalAnchoring
     from pipelines.intake.pull import SourceRunner
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
     from pipelines.stages import Pipeline
     from pipelines.state.postgres import PostgresState
     from pipelines.state.redis import BrokerQueues, RateLimiter
+
+#: How long a starting service waits for its database to come up (a host booting, PostgreSQL restarting).
+START_WAIT_S = 60.0
 
 
 def read_text(path: str | Path, what: str) -> str:
@@ -120,6 +125,36 @@ class Runtime:
         from pipelines.state.redis import RateLimiter
 
         return RateLimiter(self.cfg.redis_url, self.cfg.rate_limit_map, self.cfg.rate_limit)
+
+    def check_start(self, wait_s: float = START_WAIT_S, on_wait: Callable[[str], None] | None = None) -> None:
+        """What every service process passes before it serves, in order: Sentry started (when SENTRY_DSN is
+        set), then the database at this version's schema and durable.
+
+        A database that is unreachable or still starting is waited for, up to ``wait_s`` seconds, with
+        ``on_wait`` told once why; then the last error is raised (transient). A wrong setting or schema
+        raises ConfigError at once. The caller stops the process on either, so no step is skipped."""
+        from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+        from pipelines.ops.monitoring import init_sentry
+        from pipelines.ops.redact import redact
+
+        try:
+            init_sentry(self.cfg)
+        except Exception as exc:  # a wrong option, an SDK the code does not know: not a reason to serve blind
+            raise ConfigError(f"SENTRY_DSN is set but Sentry did not start: {type(exc).__name__}: "
+                              f"{redact(str(exc))}") from exc
+        told: list[str] = []
+
+        def tell(state: RetryCallState) -> None:
+            if on_wait and not told and state.outcome is not None:
+                told.append(str(state.outcome.exception()))
+                on_wait(f"waiting up to {wait_s:g} s for PostgreSQL: {told[0]}")
+
+        for attempt in Retrying(retry=retry_if_exception(lambda e: getattr(e, "transient", False)),
+                                stop=stop_after_delay(wait_s), wait=wait_exponential(0.2, max=5),
+                                before_sleep=tell, reraise=True):
+            with attempt:
+                self.check_state()
 
     def check_state(self) -> None:
         """Refuse to serve on a database that is not at this version's schema or could lose a commit."""

@@ -1,7 +1,15 @@
-"""Shared fixtures: services the tests need are started here, on free ports, in temp folders."""
+"""Shared fixtures: services the tests need are started here, on free ports, in temp folders.
+
+The suite has two tiers (tests/README.md). ``system`` tests start processes or servers: any test using
+one of :data:`SERVER_FIXTURES` (directly or through another fixture), or marked ``system`` itself.
+Every other test is ``unit``, and is held to it: starting a process or listening on a socket in a
+unit test fails it, naming the tier to move it to.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 
 import pytest
@@ -9,6 +17,53 @@ import pytest
 from pipelines.errors import ConfigError
 
 from pipelines.demo.services import moto_s3
+
+#: Fixtures that start a server; a test using any of them is a system test.
+SERVER_FIXTURES = frozenset({"s3_endpoint", "tsa", "evm_node", "redis_url", "postgres_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        system = item.get_closest_marker("system") or SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if system and not item.get_closest_marker("system"):
+            item.add_marker(pytest.mark.system)
+        elif not system:
+            item.add_marker(pytest.mark.unit)
+
+
+class UnitTierBreach(AssertionError):
+    """A unit test started a process or a server."""
+
+
+def _refuse(what: str):  # type: ignore[no-untyped-def]
+    def refused(*_: object, **__: object) -> None:
+        raise UnitTierBreach(f"a unit test {what}: mark it @pytest.mark.system (tests/README.md)")
+    return refused
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):  # type: ignore[no-untyped-def]
+    """Around a unit test and every fixture it sets up (module and session ones included), starting a
+    process (fork, exec) or listening on a socket fails it."""
+    if item.get_closest_marker("unit") is None:
+        yield
+        return
+    import _posixsubprocess
+    import subprocess
+
+    patches = [(subprocess, "_fork_exec", _refuse("started a process")),
+               (subprocess, "_USE_POSIX_SPAWN", False),  # every start goes through _fork_exec
+               (_posixsubprocess, "fork_exec", _refuse("started a process")),  # multiprocessing's way
+               (os, "fork", _refuse("forked")),
+               (socket.socket, "listen", _refuse("listened on a socket"))]
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+    for obj, name, value in patches:
+        setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        for obj, name, value in saved:
+            setattr(obj, name, value)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,8 @@ from pipelines.core.note import Signer
 from pipelines.ledger.tlog import TransparencyLog
 from pipelines.storage.local import LocalStore
 
+pytestmark = pytest.mark.system  # audits run worker processes
+
 SIGNER = Signer.generate("audit.example/log")
 
 

@@ -1,7 +1,8 @@
 """The auditor's side installs alone: `pip install anchorpipe` (no extras) seals, verifies and fetches proofs.
 
 Builds the package into a fresh venv (no server extras: no orjson, Redis, Celery,
-boto3 or FastAPI) and runs the three commands an auditor needs against a folder.
+boto3 or FastAPI) with the base dependencies at the versions uv.lock pins, hashes
+checked, and runs the three commands an auditor needs against a folder.
 """
 
 from __future__ import annotations
@@ -20,16 +21,26 @@ from pipelines.core.note import Signer
 from pipelines.ledger.tlog import TransparencyLog
 from pipelines.storage.local import LocalStore
 
+pytestmark = pytest.mark.system  # it builds a venv and runs the CLI in it
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+UV = ROOT / ".tools" / "uv" / "bin" / "uv"
 
 
 @pytest.fixture(scope="module")
 def base_venv(tmp_path_factory) -> Path:
     env = tmp_path_factory.mktemp("base-venv")
     venv.EnvBuilder(with_pip=True).create(env)
-    res = subprocess.run([str(env / "bin" / "pip"), "install", "-q", str(ROOT)], capture_output=True, text=True,
-                         timeout=600)
+    pins = env / "base.txt"  # the base dependencies only (no extras), as uv.lock pins them, with their hashes
+    res = subprocess.run([str(UV), "export", "--frozen", "--no-dev", "--no-emit-project", "--format",
+                          "requirements-txt", "-o", str(pins)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
+    for args in (["--require-hashes", "-r", str(pins)], ["--no-deps", str(ROOT)]):
+        res = subprocess.run([str(env / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *args],
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
     return env
 
 

@@ -23,6 +23,8 @@ from pipelines.config import Settings
 from pipelines.intake import api
 from tests.test_verifier_corpus import CORPUS, MANIFEST, cli_args
 
+pytestmark = pytest.mark.system  # headless Chromium, and the API serving the page
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "web" / "dist" / "verify.html"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

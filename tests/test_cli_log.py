@@ -13,6 +13,8 @@ from pipelines.core.checkpoint import Checkpoint
 from pipelines.core.note import Signer, sign_note
 from tests.test_cli_seal_verify import run, write_records
 
+pytestmark = pytest.mark.system  # the CLI runs as a process
+
 
 @pytest.fixture
 def logged(tmp_path: Path) -> Path:

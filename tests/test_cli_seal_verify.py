@@ -15,6 +15,8 @@ from pipelines.core.verify import Policy, verify_proof
 from pipelines.runtime import load_verifiers
 from pipelines.archive.files import proof_filename
 
+pytestmark = pytest.mark.system  # the CLI runs as a process
+
 CLI = [sys.executable, "-m", "pipelines.cli"]
 
 

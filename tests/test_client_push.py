@@ -22,6 +22,8 @@ from pipelines.intake.auth import add_agency
 from pipelines.state.postgres import PostgresState
 from tests.conftest import sql
 
+pytestmark = pytest.mark.system  # every test runs a stack (API, workers)
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):

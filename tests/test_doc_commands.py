@@ -122,6 +122,7 @@ def test_a_local_block_runs_as_written(key, tmp_path, shell_env):
     RUN[key](tmp_path, env, endpoint, bucket)
 
 
+@pytest.mark.system
 def test_the_service_blocks_run_as_written(tmp_path: Path):
     """Keys, pushing with curl, fetching proofs from the API and from the archive, sources: against a stack."""
     from pipelines.demo.localstack import local_stack

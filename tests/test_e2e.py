@@ -31,6 +31,8 @@ from pipelines.storage import open_store
 from pipelines.ledger.tlog import LogReader
 from tests.conftest import sql
 
+pytestmark = pytest.mark.system  # every test runs a stack of services
+
 QUEUES = {"stages": ("seal,archive,reconcile", 2), "sequencer": ("anchor", 1)}
 FAST = {"batch_interval": "0.3", "visibility_timeout": "10", "unacked_restore_interval": "1",
         "stuck_after": "3", "batch_max": "250"}

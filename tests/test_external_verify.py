@@ -183,6 +183,7 @@ def test_the_policy_expression_decides(anchored):
         verify_proof(proof, pin([], {}, expression="tlog and (tsa or evm)"))
 
 
+@pytest.mark.system
 def test_the_ethereum_libraries_leave_the_recursion_limit_alone():
     """py_ecc (under eth_account) raises it to 100,000 on import; deep JSON would then overflow the C stack
     instead of being refused. The EVM adapter restores it."""

@@ -72,6 +72,7 @@ def test_ndjson_reports_every_bad_line(api):
     assert client.get("/v1/records/ok", headers=auth).status_code == 404  # nothing of the request was stored
 
 
+@pytest.mark.system
 def test_seal_reports_giant_numbers_and_deep_nesting_as_numbered_lines(tmp_path: Path):
     lines = ['{"id": "a", "content": 1}', BAD_RECORDS["5,000 digits"], BAD_RECORDS["depth 2000"],
              '{"id": "b", "content": 2}']

@@ -22,6 +22,8 @@ from pipelines.core.note import Signer, sign_note, split_note
 from pipelines.ledger.tlog import COSIGNED, TransparencyLog
 from pipelines.storage.local import LocalStore
 
+pytestmark = pytest.mark.system  # monitors run as processes or serve webhooks
+
 SIGNER = Signer.generate("monitor.example/log")
 
 

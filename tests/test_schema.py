@@ -47,6 +47,7 @@ def test_hosts_upgrading_at_once_all_succeed(empty_db):
     assert schema.current(empty_db) == schema.head()
 
 
+@pytest.mark.system
 def test_an_unreachable_database_is_a_clear_error_not_a_traceback():
     out, err = (p := cli("postgresql://postgres@127.0.0.1:1/none", "upgrade")).communicate(timeout=60)
     assert p.returncode == 2 and err.startswith("error: PostgreSQL failed") and "Traceback" not in err

@@ -13,6 +13,9 @@ from pipelines.demo.localstack import local_stack
 from pipelines.intake.auth import add_agency
 from pipelines.state.postgres import PostgresState as State
 from tests.test_e2e import FAST, check_everything, push, wait_for
+import pytest
+
+pytestmark = pytest.mark.system  # every test kills and restarts services
 
 
 def restart_dead_workers(stack, names=("stages", "sequencer")) -> None:

@@ -17,7 +17,7 @@ from pipelines.ledger.tlog import TransparencyLog
 from tests.test_tlog import SIGNER, audit, items
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.system)])
 def store(request, tmp_path):
     if request.param == "local":
         return LocalStore(tmp_path / "store")

@@ -22,6 +22,8 @@ from pipelines.state.postgres import PostgresState
 from pipelines.state.schema import upgrade
 from tests.test_e2e import push, wait_for
 
+pytestmark = pytest.mark.system  # it runs the Procfile's processes
+
 UNITS = Path(__file__).resolve().parent.parent / "infra" / "systemd"
 #: The instances of the worker template a machine runs (docs/operations.md).
 WORKER_INSTANCES = ("seal", "archive", "reconcile")

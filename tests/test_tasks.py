@@ -103,9 +103,9 @@ def test_worker_metrics_need_a_multiprocess_folder(tasks, monkeypatch, tmp_path)
     folder.mkdir()
     (folder / "counter_1.db").write_bytes(b"stale")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
-    monkeypatch.setattr(app_module, "init_sentry", lambda cfg: False)
+    monkeypatch.delenv("SENTRY_DSN", raising=False)
     monkeypatch.setattr("pipelines.runtime._RUNTIME", None)  # this test's settings, not an earlier one's
-    app_module._init_worker()  # the worker's main process, before its pool forks
+    app_module.start_checks()  # the worker's main process, before its pool forks
     assert list(folder.iterdir()) == []  # an earlier run's counts are cleared
 
 

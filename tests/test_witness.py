@@ -26,6 +26,8 @@ from pipelines.core.note import Signer, sign_note
 from pipelines.core.witness import AddCheckpoint
 from pipelines.demo.services import free_port, wait_for_port, witness_command, witness_server
 
+pytestmark = pytest.mark.system  # a witness process over HTTP
+
 LOG = Signer.generate("log.example/witnessed")
 MAIN = [merkle.leaf_hash(b"main %d" % i) for i in range(60)]
 FORK_AT = 10  # the fork shares the first 10 leaves

@@ -177,6 +177,7 @@ def test_a_policy_asking_for_more_witnesses_than_pinned_is_refused():
         Policy.of([LOGS["split"].verifier()], require=["witness"])
 
 
+@pytest.mark.system
 def test_a_split_view_is_caught_by_witnesses_verify_and_log_consistency(tmp_path: Path, witnesses):
     """The operator signs a fork of its log: no witness cosigns it, a proof under it fails a quorum, and
     `log consistency` with the saved cosigned checkpoint shows both checkpoints as the evidence."""

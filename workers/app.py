@@ -1,7 +1,9 @@
 """The Celery application: settings, routing, beat schedule. Configuration comes from pipelines.config.
 
 Importing this module has no side effect beyond building the app: beat and
-Flower import it too. Worker-only set-up runs in worker signals.
+Flower import it too. Worker-only set-up runs in the worker's start-up step
+(:class:`StartupChecks`), where a failure stops the worker with one line; a
+signal handler's exception would be logged and forgotten by Celery.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import sys
 from typing import Any
 
-from celery import Celery
-from celery.signals import celeryd_init, setup_logging, worker_ready
+from celery import Celery, bootsteps
+from celery.signals import setup_logging, worker_ready
 
 from pipelines.config import Settings, settings
-from pipelines.errors import ConfigError
+from pipelines.errors import EXIT_CONFIG, EXIT_UNAVAILABLE, AnchorpipeError, ConfigError
 
 
 def _check_metrics_dir(cfg: Settings) -> str | None:
@@ -37,9 +40,18 @@ def _check_metrics_dir(cfg: Settings) -> str | None:
     return path
 
 
-_check_metrics_dir(settings())  # at start, and before any metric is defined: each writes its file there
+def _refuse(what: str, exc: AnchorpipeError) -> None:
+    """Stop this process with one line saying why (for the journal, honcho or kubectl logs): status 78
+    for a setting or schema to fix (the systemd units do not restart it), 75 for a dependency still down."""
+    print(f"anchorpipe {what}: cannot start: {exc}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_UNAVAILABLE if exc.transient else EXIT_CONFIG)
 
-from pipelines.ops.monitoring import init_sentry  # (imports after the check: they define metrics)
+
+try:  # at start, and before any metric is defined: each writes its file there
+    _check_metrics_dir(settings())
+except ConfigError as _exc:  # every process built on this app (worker, beat, Flower) needs valid settings
+    _refuse("celery", _exc)
+
 from pipelines.stages import QUEUES
 from pipelines.state import LEASE_MS
 
@@ -114,18 +126,35 @@ def _logging(**_: object) -> None:
     configure(settings())
 
 
-@celeryd_init.connect
-def _init_worker(**_: object) -> None:
-    # In the worker's main process, before the pool forks: the Celery integration patches the task
-    # tracer, and the metrics folder is emptied of an earlier run's counts before any child writes.
-    init_sentry(settings())
+def start_checks(name: str = "worker") -> None:
+    """Checks every worker passes before its pool forks, in order: Sentry started (when SENTRY_DSN is set;
+    the Celery integration patches the task tracer here, before the fork), the database at this version's
+    schema and durable (waited for while it starts), then the metrics folder emptied of an earlier run's
+    counts before any child writes. Raises the project's error naming what failed."""
     from pipelines.runtime import runtime
 
-    runtime().check_state()  # the database's schema is this version's, and it keeps what it commits
+    log = logging.getLogger("anchorpipe")
+    runtime().check_start(on_wait=lambda why: log.warning("anchorpipe %s: %s", name, why))
     path = _check_metrics_dir(settings())
     if path:
         for stale in glob.glob(os.path.join(path, "*.db")):
             os.unlink(stale)
+
+
+class StartupChecks(bootsteps.Step):
+    """:func:`start_checks` as a worker step: run in the main process while the worker is built, so that a
+    failure stops the worker with one line and nothing after it runs without the checks."""
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        name = f"worker {getattr(parent, 'hostname', '')}".rstrip()
+        try:
+            start_checks(name)
+        except AnchorpipeError as exc:
+            _refuse(name, exc)
+
+
+app.steps["worker"].add(StartupChecks)
 
 
 @worker_ready.connect

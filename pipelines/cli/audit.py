@@ -224,15 +224,14 @@ def _sentry(dsn: str | None) -> bool:
     if not dsn:
         return False
     try:
-        import sentry_sdk
+        import sentry_sdk  # noqa: F401 - in the server extras only
     except ImportError:
         return False
-    from pipelines.ops.monitoring import before_send
+    from pipelines.ops.monitoring import start_sentry
 
-    # As the services do: no local variables, no personal data, every event scrubbed (a webhook URL may hold
-    # a token in its path).
-    sentry_sdk.init(dsn=dsn, before_send=before_send, include_local_variables=False,  # type: ignore[arg-type]
-                    send_default_pii=False)
+    # As the services do: nothing about requests, users or frames collected, every event scrubbed (a webhook
+    # URL may hold a token in its path).
+    start_sentry(dsn)
     return True
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import sys
 import time
 from http import HTTPStatus
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -29,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from pipelines.archive.directory import fetch_proof, read_proof
 from pipelines.config import Settings
 from pipelines.core.commitment import check_agency, record_leaf_hash
-from pipelines.errors import AnchorpipeError, ConflictRecord, InputError, RateLimited, RecordError
+from pipelines.errors import EXIT_CONFIG, EXIT_UNAVAILABLE, AnchorpipeError, ConflictRecord, InputError, RateLimited, RecordError
 from pipelines.intake.auth import Principal, authenticate
 from pipelines.intake.records import parse_body
 from pipelines.intake.schema import AUTH, GET_RESPONSES, PROBLEM_TYPE, SUBMIT_BODY, SUBMIT_RESPONSES, \
@@ -38,7 +39,7 @@ from pipelines.intake.submit import store_records
 from pipelines.ledger.tlog import CHECKPOINT
 from pipelines.ops import metrics
 from pipelines.ops.logs import configure as configure_logging
-from pipelines.ops.monitoring import init_sentry, report_exception
+from pipelines.ops.monitoring import report_exception
 from pipelines.runtime import Runtime, runtime
 from pipelines.stages import QUEUES
 from pipelines.core.proof import Proof
@@ -59,14 +60,14 @@ REFERENCE_PAGE = CHECKER_PAGE.with_name("api.html")
 def create_app(cfg: Settings | None = None, *, check_state: bool = True) -> FastAPI:
     """The API for ``cfg`` (default: the process's settings, from the environment).
 
-    It refuses to start on a database at another schema or one that could lose a
-    commit; ``check_state=False`` skips that (to build the OpenAPI document alone).
+    It refuses to start (ConfigError) when Sentry is configured but cannot start, or on a
+    database at another schema or one that could lose a commit; ``check_state=False``
+    skips those (to build the OpenAPI document alone).
     """
     rt = Runtime(cfg) if cfg is not None else runtime()
     configure_logging(rt.cfg)
-    init_sentry(rt.cfg)
     if check_state:
-        rt.check_state()
+        rt.check_start(on_wait=lambda why: print(f"anchorpipe web: {why}", file=sys.stderr, flush=True))
     app = FastAPI(title="anchorpipe intake", version="1", description=API_DESCRIPTION, docs_url=None, redoc_url=None)
 
     @app.exception_handler(AnchorpipeError)
@@ -423,6 +424,10 @@ def __getattr__(name: str) -> Any:
     """``pipelines.intake.api:app`` for uvicorn, built on first access from the environment."""
     if name == "app":
         global app
-        app = create_app()
+        try:
+            app = create_app()
+        except AnchorpipeError as exc:  # one line an operator can act on, not uvicorn's traceback
+            print(f"anchorpipe web: cannot start: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(EXIT_UNAVAILABLE if exc.transient else EXIT_CONFIG) from None
         return app
     raise AttributeError(name)
