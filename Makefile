@@ -70,13 +70,13 @@ check: lock-check $(BIN)/.installed
 # workers, nodes and browsers, two tests at a time (each takes free ports and folders of its own).
 test: check system-deps browser-deps $(ANVIL) $(CHECKER)
 	$(BIN)/python -m pytest -m unit -n 2 -q
-	$(BIN)/python -m pytest -m system -n 2 --durations=30
+	$(BIN)/python -m pytest -m system -n 2 --dist worksteal --durations=30
 
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -m unit -n 2 -q
 
 test-system: $(BIN)/.installed system-deps browser-deps $(ANVIL) $(CHECKER)
-	$(BIN)/python -m pytest -m system -n 2 --durations=30
+	$(BIN)/python -m pytest -m system -n 2 --dist worksteal --durations=30
 
 # Drift seen on purpose: the newest releases pyproject.toml allows (the lock ignored), in a venv of their own,
 # through the unit tier. A failure here is the next `make lock`'s work, not a broken main.
