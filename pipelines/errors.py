@@ -101,6 +101,11 @@ class ConflictError(StorageError):
     """An immutable object already exists with different bytes, or a compare-and-swap lost."""
 
 
+class UnusableObject(StorageError):
+    """An object that cannot be read as given: larger than its format allows, or in a folder, not a regular
+    file inside it (a symbolic link, a device, a pipe). Never transient; the message names the object."""
+
+
 class StateError(StorageError):
     """The pipeline's own state store (Redis) failed; always transient."""
 

@@ -110,12 +110,10 @@ class Runtime:
     @cached_property
     def webhooks(self) -> Deliveries:
         """Webhook deliveries from the outbox (pipelines.webhooks)."""
-        import httpx
-
         from pipelines.webhooks import Deliveries
 
         return Deliveries(self.state, self.cfg.webhook_attempts, self.cfg.webhook_timeout,
-                          httpx.Client(timeout=self.cfg.webhook_timeout), self.cfg.webhook_allow_private)
+                          allow_private=self.cfg.webhook_allow_private)
 
     @cached_property
     def rate_limiter(self) -> RateLimiter | None:

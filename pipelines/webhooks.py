@@ -8,10 +8,17 @@ Each delivery is one POST of up to 100 events, signed with the webhook's secret
 them with exponential backoff and jitter (at most an hour), and after
 ``ANCHORPIPE_WEBHOOK_ATTEMPTS`` attempts they go to the dead letters, which
 ``anchorpipe webhook replay`` sends again.
+
+A receiver is a stranger on the network: each delivery has one total deadline
+(``ANCHORPIPE_WEBHOOK_TIMEOUT``: connect, send and the whole answer, however
+slowly it trickles), at most :data:`MAX_ANSWER_BYTES` of its answer are read, and
+each agency's deliveries take one slot, one after another, while other agencies'
+go on beside them: a hung receiver delays its own agency only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ipaddress
 import json
@@ -19,7 +26,7 @@ import random
 import re
 import secrets
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -38,24 +45,53 @@ def new_secret() -> str:
 
 
 _NUMBER = re.compile(r"0x[0-9a-f]*|[0-9]+")
+#: The longest webhook URL taken (RFC 9110 recommends senders support at least 8,000 bytes; no receiver needs
+#: more than this, and every delivery carries it).
+MAX_URL_BYTES = 2048
 
 
-def _internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast or \
-        ip.is_unspecified
+def _forbidden(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Not a globally routable address: loopback, private, carrier-grade NAT (100.64.0.0/10, where some clouds
+    answer metadata), link-local, reserved, documentation, multicast...; an IPv4-mapped IPv6 address by its IPv4."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def normal_host(host: str) -> str:
+    """``host`` as DNS and the address parser read it: unbracketed, lower case, without a trailing dot, and
+    internationalised names in their ASCII (IDNA) form; ValueError for a name IDNA refuses."""
+    import idna
+
+    host = host.strip("[]").rstrip(".").lower()
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        return idna.encode(host, uts46=True).decode("ascii") if host else host
+    except idna.IDNAError as exc:
+        raise ValueError(f"the host {host!r} is not a valid name: {exc}") from None
 
 
 def check_url(url: str, allow_private: bool, *, resolve: bool = False) -> str | None:
-    """Why ``url`` cannot be a webhook, or None: it must be http(s) with a host, and (unless allowed) not a
-    loopback, private, link-local or reserved address, nor localhost, nor a number standing for one
-    (``127.1``, ``2130706433``); with ``resolve`` (at each delivery), no address its name resolves to either."""
+    """Why ``url`` cannot be a webhook, or None: an http(s) URL of at most MAX_URL_BYTES with a host, and (unless
+    allowed) a host that is a globally routable address, or a name (not localhost) that is not a number standing
+    for one (``127.1``, ``2130706433``); with ``resolve`` (at each delivery), every address the name resolves to
+    globally routable too. Hosts are compared as DNS reads them (case, trailing dot, IDNA)."""
+    if len(url.encode()) > MAX_URL_BYTES:
+        return f"a webhook URL is at most {MAX_URL_BYTES:,} bytes"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "want an http(s) URL with a host"
     if allow_private:
         return None
-    host = parts.hostname.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    try:
+        host = normal_host(parts.hostname)
+    except ValueError as exc:
+        return str(exc)
+    if not host or host == "localhost" or host.endswith(".localhost"):
         return "a webhook cannot point at this host's own addresses"
     try:
         ip = ipaddress.ip_address(host)
@@ -63,14 +99,14 @@ def check_url(url: str, allow_private: bool, *, resolve: bool = False) -> str | 
         if all(_NUMBER.fullmatch(label) for label in host.split(".")):  # 127.1, 2130706433, 0x7f.0.0.1
             return "write the host as a name or a full address, not as a number"
         ip = None
-    if ip is not None and _internal(ip):
+    if ip is not None and _forbidden(ip):
         return f"a webhook cannot point at a {'loopback' if ip.is_loopback else 'private or reserved'} address"
     if resolve and ip is None:
         try:
             found = {a[4][0] for a in socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)}
         except OSError:
             return None  # it does not resolve: the delivery fails and is retried
-        if any(_internal(ipaddress.ip_address(a.split("%")[0])) for a in found):
+        if any(_forbidden(ipaddress.ip_address(a.split("%")[0])) for a in found):
             return f"{host} resolves to a private or reserved address"
     return None
 
@@ -89,28 +125,46 @@ def where(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
+#: The most of a receiver's answer that is read (its status is what counts).
+MAX_ANSWER_BYTES = 4096
+#: Agencies whose deliveries go out at once, each agency one at a time.
+AGENCY_SLOTS = 16
+
+
 @dataclass
 class Deliveries:
     state: WebhooksInPostgres
     attempts: int = 10
     timeout: float = 10.0
-    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10.0))
+    transport: httpx.AsyncBaseTransport | None = None  # (tests: a receiver that fails on cue)
     allow_private: bool = False
 
     def deliver_due(self, now: int | None = None) -> int:
         """Send every due event; return how many were delivered."""
         now = now_ms() if now is None else now
-        delivered = 0
+        by_agency: dict[str, list[Delivery]] = {}
         for d in self.state.claim_deliveries(now, lease_ms=int(self.timeout * 1000) * 3):
-            delivered += self._send(d, now)
-        return delivered
+            by_agency.setdefault(d.webhook.agency, []).append(d)
+        return asyncio.run(self._deliver(list(by_agency.values()), now)) if by_agency else 0
 
-    def _send(self, d: Delivery, now: int) -> int:
+    async def _deliver(self, agencies: list[list[Delivery]], now: int) -> int:
+        slots = asyncio.Semaphore(AGENCY_SLOTS)
+
+        async def one_agency(deliveries: list[Delivery]) -> int:
+            async with slots:
+                return sum([await self._send(client, d, now) for d in deliveries])
+
+        async with httpx.AsyncClient(transport=self.transport, follow_redirects=False) as client:
+            return sum(await asyncio.gather(*(one_agency(ds) for ds in agencies)))
+
+    async def _send(self, client: httpx.AsyncClient, d: Delivery, now: int) -> int:
         # Renew the claim just before sending: a run slowed by earlier receivers may have lost it to another
-        # worker, which then sends these events; this one must not send them too.
+        # worker, which then sends these events; this one must not send them too. The lease (twice the
+        # deadline) outlasts the send, which the deadline ends: no send of these events is still running when
+        # another worker may take them.
         now = max(now, now_ms())
         lease = now + int(self.timeout * 2000)
-        held = set(self.state.renew([e["id"] for e in d.events], d.lease, lease))
+        held = set(await asyncio.to_thread(self.state.renew, [e["id"] for e in d.events], d.lease, lease))
         d = Delivery(d.webhook, [e for e in d.events if e["id"] in held], lease)
         if not d.events:
             return 0
@@ -120,22 +174,37 @@ class Deliveries:
                    "webhook-signature": Signer(d.webhook.secret).sign(msg_id, stamp, body.decode()),
                    "content-type": "application/json"}
         ids = [e["id"] for e in d.events]
-        error = check_url(d.webhook.url, self.allow_private, resolve=True)  # at each delivery: DNS may change
+        # At each delivery: DNS may have changed since registration.
+        error = await asyncio.to_thread(check_url, d.webhook.url, self.allow_private, resolve=True)
         if error is None:
-            try:
-                resp = self.http.post(d.webhook.url, content=body, headers=headers, timeout=self.timeout)
-                error = None if 200 <= resp.status_code < 300 else f"answered {resp.status_code}"
-            except httpx.HTTPError as exc:
-                error = type(exc).__name__
+            error = await self._post(client, d.webhook.url, body, headers)
         if error is None:
-            self.state.delivered(ids, d.lease)
+            await asyncio.to_thread(self.state.delivered, ids, d.lease)
             metrics.WEBHOOKS.labels("delivered").inc(len(ids))
             return len(ids)
         attempt = max(e["attempts"] for e in d.events) + 1
         delay = min(5.0 * 2 ** attempt, 3600.0) * random.uniform(0.5, 1.0)
-        dead = self.state.delivery_failed(ids, d.lease, error, max(now, now_ms()) + int(delay * 1000), self.attempts)
+        dead = await asyncio.to_thread(self.state.delivery_failed, ids, d.lease, error,
+                                       max(now, now_ms()) + int(delay * 1000), self.attempts)
         metrics.WEBHOOKS.labels("failed").inc(len(ids) - dead)
         metrics.WEBHOOKS.labels("dead").inc(dead)
         event("webhook_failed", f"webhook {d.webhook.id} at {where(d.webhook.url)}: {error}", level="warning",
               webhook=d.webhook.id, agency=d.webhook.agency, events=len(ids), attempt=attempt, dead=dead)
         return 0
+
+    async def _post(self, client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]) -> str | None:
+        """POST within the one deadline, reading at most MAX_ANSWER_BYTES of the answer; why it failed, or None."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with client.stream("POST", url, content=body, headers=headers, timeout=self.timeout) as resp:
+                    read = 0
+                    async for chunk in resp.aiter_raw():
+                        read += len(chunk)
+                        if read >= MAX_ANSWER_BYTES:
+                            break
+                    status = resp.status_code
+        except TimeoutError:
+            return f"no whole answer within {self.timeout:g} s"
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+        return None if 200 <= status < 300 else f"answered {status}"

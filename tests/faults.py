@@ -11,6 +11,7 @@ import hashlib
 import threading
 
 from pipelines.errors import ConflictError, StorageError
+from pipelines.storage import MAX_OBJECT_BYTES, too_large
 
 
 class Crash(StorageError):
@@ -48,8 +49,11 @@ class FaultyStore:
         other.objects = dict(self.objects)
         return other
 
-    def get(self, key: str) -> bytes | None:
-        return self.objects.get(key)
+    def get(self, key: str, limit: int = MAX_OBJECT_BYTES) -> bytes | None:
+        data = self.objects.get(key)
+        if data is not None and len(data) > limit:
+            raise too_large(key, "memory", len(data), limit)
+        return data
 
     def list_keys(self, prefix: str) -> list[str]:
         return sorted(k for k in self.objects if k.startswith(prefix))
@@ -58,8 +62,8 @@ class FaultyStore:
         data = self.objects.get(key)
         return None if data is None else data[start:start + length]
 
-    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
-        data = self.objects.get(key)
+    def get_versioned(self, key: str, limit: int = MAX_OBJECT_BYTES) -> tuple[bytes, str] | None:
+        data = self.get(key, limit)
         return None if data is None else (data, hashlib.sha256(data).hexdigest())
 
     def _write(self, key: str, data: bytes, check) -> None:

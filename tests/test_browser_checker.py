@@ -288,3 +288,21 @@ def test_the_api_says_how_to_build_the_page_when_it_is_missing(monkeypatch, tmp_
     resp = TestClient(_app()).get("/verify")
     assert resp.status_code == 404
     assert "make web/dist/verify.html" in resp.json()["detail"]
+
+
+@pytest.mark.parametrize("input_id, size", [("proof-file", (1 << 20) + 1), ("log-file", (1 << 20) + 1)])
+def test_a_file_over_its_bound_is_refused_unread(browser, tmp_path, input_id, size):
+    """A proof over 1 MiB, a pin file over 1 MiB: CANNOT CHECK, naming the file and the bound."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    big = tmp_path / f"big-{input_id}.json"
+    with big.open("wb") as fh:  # sparse: the page must refuse it by its size, without reading it
+        fh.truncate(size)
+    browser.get(PAGE.as_uri())
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return document.documentElement.dataset.ready"))
+    browser.find_element(By.ID, input_id).send_keys(str(big))
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "result").get_attribute("data-outcome"))
+    result = browser.find_element(By.ID, "result")
+    assert result.get_attribute("data-outcome") == "unusable"
+    assert big.name in result.text and "1048576 bytes" in result.text

@@ -14,6 +14,7 @@ from pipelines.core.verify import Policy, verify_proof
 from pipelines.stages import Pipeline
 from pipelines.state.postgres import PostgresState as State
 from pipelines.ledger.tlog import TransparencyLog
+from pipelines.storage import MAX_OBJECT_BYTES
 from tests.conftest import sql
 from tests.faults import Crash, FaultyStore
 from tests.test_tlog import SIGNER, audit
@@ -31,13 +32,13 @@ class CountingStore(FaultyStore):
         other.objects = dict(self.objects)
         return other
 
-    def get_versioned(self, key):
+    def get_versioned(self, key, limit=MAX_OBJECT_BYTES):
         self.gets += 1
-        return super().get_versioned(key)
+        return super().get_versioned(key, limit)
 
-    def get(self, key):
+    def get(self, key, limit=MAX_OBJECT_BYTES):
         self.gets += 1
-        return super().get(key)
+        return super().get(key, limit)
 
     def get_range(self, key, start, length):
         self.gets += 1

@@ -10,6 +10,7 @@ import warnings
 import pytest
 
 from pipelines.config import Settings
+from pipelines.storage import MAX_OBJECT_BYTES
 from pipelines.core.commitment import content_sha256
 from pipelines.core.note import Signer
 from pipelines.runtime import Runtime
@@ -26,13 +27,13 @@ class ConcurrencyStore(FaultyStore):
         self.active = self.peak = 0
         self.counter = threading.Lock()
 
-    def get_versioned(self, key):
+    def get_versioned(self, key, limit=MAX_OBJECT_BYTES):
         with self.counter:
             self.active += 1
             self.peak = max(self.peak, self.active)
         try:
             time.sleep(0.002)  # a network round trip, so that overlapping merges overlap here too
-            return super().get_versioned(key)
+            return super().get_versioned(key, limit)
         finally:
             with self.counter:
                 self.active -= 1

@@ -24,6 +24,16 @@ from pipelines.storage import ObjectStore
 #: Where one record's proof is: (batch id, byte offset in the bundle, byte length).
 Location = tuple[str, int, int]
 ANCHORS_FORMAT = "anchorpipe.anchors/1"
+#: The most one proof line of a bundle, and one anchors object, may hold when read back (an archive handed
+#: to an auditor may be hostile). A line is a record (id of at most 256 bytes, digest, salt), a path of at
+#: most 64 hashes and the batch's receipts: a few KiB in practice; the bounds leave room for many witnesses.
+MAX_LINE_BYTES = 64 << 10
+MAX_ANCHORS_BYTES = 64 << 10
+
+
+def max_bundle_bytes(size: int) -> int:
+    """The most a bundle of a batch of ``size`` records (as the log says) may hold."""
+    return max(size, 1) * MAX_LINE_BYTES
 
 
 def bundle_key(agency: str, batch_id: str) -> str:

@@ -18,9 +18,10 @@ import hashlib
 import json
 
 from pipelines.archive import index
-from pipelines.archive.bundle import Location, bundle_key, legacy_bundle_key, newest_anchors_key, with_anchors
+from pipelines.archive.bundle import (MAX_ANCHORS_BYTES, MAX_LINE_BYTES, Location, bundle_key, legacy_bundle_key,
+                                      newest_anchors_key, with_anchors)
 from pipelines.core.proof import Proof, parse_proof
-from pipelines.errors import InputError, StorageError
+from pipelines.errors import InputError, StorageError, UnusableObject
 from pipelines.storage import ObjectStore
 
 DIRECTORY_FORMAT = "anchorpipe.directory/1"
@@ -64,11 +65,14 @@ def read_proof(store: ObjectStore, location: tuple[str, int, int], agency: str, 
     """The proof at ``(bundle key, offset, length)``: one ranged GET, checked to be the record's own; with
     ``upgrade`` (the key of the batch's newest anchors object), upgraded with its anchors (one GET more)."""
     key, offset, length = location
+    if not 0 < length <= MAX_LINE_BYTES:  # the index says; a proof line is never longer
+        raise UnusableObject(f"the index places {record_id!r} at {key} [{offset}, +{length}]: a proof line holds "
+                             f"1 to {MAX_LINE_BYTES:,} bytes")
     raw = store.get_range(key, offset, length)
     if raw is None:
         raise MissingBundle(f"{key} is missing from {store.describe()}")
     if upgrade is not None:
-        document = store.get(upgrade)
+        document = store.get(upgrade, MAX_ANCHORS_BYTES)
         if document is None:
             raise MissingBundle(f"{upgrade} is missing from {store.describe()}")
         try:

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.archive.bundle import bundle_keys, upgraded_bundle
+from pipelines.archive.bundle import MAX_ANCHORS_BYTES, MAX_LINE_BYTES, bundle_keys, max_bundle_bytes, upgraded_bundle
 from pipelines.core.checkpoint import open_checkpoint
 from pipelines.core.cosignature import WitnessKey, verify_cosignatures
 from pipelines.core.logentry import parse_batch_entry
@@ -117,9 +117,9 @@ def now() -> str:
 
 
 def audit_log(reader: LogReader, pins: Pins, saved: Sequence[tuple[str, str]]) -> tuple[dict[str, Any],
-                                                                                      dict[str, tuple[int, str]],
+                                                                                      dict[str, tuple[int, str, int]],
                                                                                       list[dict[str, Any]]]:
-    """The log's checks: (facts, batch id -> (index, root hex) of every entry, failures)."""
+    """The log's checks: (facts, batch id -> (index, root hex, size) of every entry, failures)."""
     failures: list[dict[str, Any]] = []
     head = reader.head()  # a checkpoint not signed by a pinned key stops the audit: nothing else can be trusted
     facts: dict[str, Any] = {"origin": head.checkpoint.origin, "size": head.checkpoint.size,
@@ -129,11 +129,11 @@ def audit_log(reader: LogReader, pins: Pins, saved: Sequence[tuple[str, str]]) -
         facts["tiles"] = "the root recomputed from the tiles matches the signed checkpoint"
     except AnchorpipeError as exc:
         failures.append({"what": "log tiles", "where": reader.store.describe(), "evidence": str(exc)})
-    entries: dict[str, tuple[int, str]] = {}
+    entries: dict[str, tuple[int, str, int]] = {}
     try:
         for index, entry in enumerate(reader.entries(head.checkpoint.size)):
-            batch_id, root, _, _ = parse_batch_entry(entry)
-            entries[batch_id] = (index, root.hex())
+            batch_id, root, size, _ = parse_batch_entry(entry)
+            entries[batch_id] = (index, root.hex(), size)
     except (AnchorpipeError, ValueError) as exc:
         failures.append({"what": "log entries", "where": reader.store.describe(), "evidence": str(exc)})
     facts["consistency"] = []
@@ -162,18 +162,18 @@ def _init_worker(location: str, s3_endpoint: str | None, pins: Pins) -> None:
     _WORKER["policy"] = pins.policy()
 
 
-def _audit_bundle(task: tuple[str, str, str, str | None, list[int] | None, str | None]) -> BundleResult:
+def _audit_bundle(task: tuple[str, str, str, str | None, list[int] | None, str | None, int | None]) -> BundleResult:
     """Verify one bundle (with its newest upgrade's anchors), whole or the ``picks`` lines of a sample, and
     that it is the batch its name says: that id, the root the log holds for it, that agency's records."""
-    batch_id, agency, key, upgrade, picks, log_root = task
+    batch_id, agency, key, upgrade, picks, log_root, log_size = task
     store: ObjectStore = _WORKER["store"]
     result = BundleResult(batch_id, agency, key, upgrade, 0, "unusable")
     try:
-        data = store.get(key)
+        data = store.get(key, max_bundle_bytes(log_size or 1))  # sized by what the log says, not the bundle
         if data is None:
             raise VerificationError(f"{key} vanished during the audit")
         if upgrade is not None:
-            document = store.get(upgrade)
+            document = store.get(upgrade, MAX_ANCHORS_BYTES)
             if document is None:
                 raise VerificationError(f"{upgrade} vanished during the audit")
             data = upgraded_bundle(data, document)
@@ -183,6 +183,9 @@ def _audit_bundle(task: tuple[str, str, str, str | None, list[int] | None, str |
             report = verify_bundle(data, _WORKER["policy"])
         else:
             result.sampled = len(picks)
+            if max(picks) >= len(lines):
+                raise VerificationError(f"{key} holds {len(lines)} proofs, fewer than the log's batch size",
+                                        "batch-path")
             for i in picks:
                 report = verify_proof(parse_proof(lines[i]), _WORKER["policy"])
         first = parse_proof(lines[0])
@@ -226,15 +229,15 @@ def audit_archive(location: str, log_location: str, pins: Pins, *, s3_endpoint: 
         failures.append({"what": "extra: a bundle whose batch is not in the log", "where": found[batch_id][1],
                          "evidence": f"batch {batch_id} is not among the log's {len(entries)} entries"})
     chosen = sorted((b, *found[b]) for b in found if agency is None or found[b][0] == agency)
-    roots = {b: root for b, (_, root) in entries.items()}
+    roots = {b: (root, size) for b, (_, root, size) in entries.items()}
     stamp = hashlib.sha256(json.dumps([location, log_location, asdict(pins)], default=str).encode()).hexdigest()
     done = _load_state(state_file, stamp)
-    tasks: list[tuple[str, str, str, str | None, list[int] | None]] = []
+    tasks: list[tuple[str, str, str, str | None, list[int] | None, str | None, int | None]] = []
     sample_info = None
     if sample is not None:
         tasks, sample_info = _sample(store, chosen, sample, seed, roots)
     else:
-        tasks = [(b, a, k, u, None, roots.get(b)) for b, a, k, u in chosen if (k, u) not in done]
+        tasks = [(b, a, k, u, None, *roots.get(b, (None, None))) for b, a, k, u in chosen if (k, u) not in done]
     results = [done[(k, u)] for _, _, k, u in chosen if (k, u) in done] if sample is None else []
     total = len(tasks)
     if progress:
@@ -257,12 +260,15 @@ def audit_archive(location: str, log_location: str, pins: Pins, *, s3_endpoint: 
 
 
 def _sample(store: ObjectStore, chosen: list[tuple[str, str, str, str | None]], n: int, seed: int | None,
-            roots: dict[str, str]) -> tuple[list[tuple[str, str, str, str | None, list[int] | None, str | None]],
-                                            dict[str, Any]]:
+            roots: dict[str, tuple[str, int]]) -> tuple[list[tuple[str, str, str, str | None, list[int] | None,
+                                                                     str | None, int | None]], dict[str, Any]]:
     """``n`` proofs drawn uniformly from the chosen bundles (their sizes read from each bundle's first line)."""
     sizes = []
-    for _, _, key, _ in chosen:
-        first = (store.get_range(key, 0, 65536) or b"").split(b"\n", 1)[0]
+    for batch_id, _, key, _ in chosen:  # the size the log signed; a bundle's own claim only without one
+        if batch_id in roots:
+            sizes.append(roots[batch_id][1])
+            continue
+        first = (store.get_range(key, 0, MAX_LINE_BYTES) or b"").split(b"\n", 1)[0]
         sizes.append(parse_proof(first).batch.size)
     starts = list(itertools.accumulate(sizes, initial=0))
     total = starts[-1]
@@ -271,7 +277,7 @@ def _sample(store: ObjectStore, chosen: list[tuple[str, str, str, str | None]], 
     for g in sorted(rng.sample(range(total), min(n, total))):
         k = bisect.bisect_right(starts, g) - 1
         picks.setdefault(k, []).append(g - starts[k])
-    tasks = [(*chosen[k], lines, roots.get(chosen[k][0])) for k, lines in picks.items()]
+    tasks = [(*chosen[k], lines, *roots.get(chosen[k][0], (None, None))) for k, lines in picks.items()]
     drawn = min(n, total)
     return tasks, {"drawn": drawn, "of": total, "confidence": 0.95,
                    "bad_fraction_below": sample_confidence(drawn) if drawn < total else 0.0}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -52,8 +53,6 @@ def fail_with(exc: AnchorpipeError) -> NoReturn:
 def write_key_file(keyfile: Path, text: str) -> None:
     """Write a new private key to ``keyfile`` (mode 0600; its folder created, mode 0700, if missing), never
     over an existing file; a ClickException saying why not."""
-    import os
-
     try:
         keyfile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
@@ -69,11 +68,41 @@ def write_key_file(keyfile: Path, text: str) -> None:
         fh.write(text + "\n")
 
 
-def read_bytes(path: Path) -> bytes:
+#: The most a file named on the command line is read to (a key, a checkpoint, a proof, a bundle), unless the
+#: command knows a smaller bound from the format.
+MAX_FILE_BYTES = 256 << 20
+
+
+def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A regular file's bytes, at most ``limit`` of them; InputError for a device, a pipe or a larger file."""
+    with _open_regular(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        data = fh.read(limit + 1) if size <= limit else b""
+        if size > limit or len(data) > limit:
+            raise InputError(f"{path} is {max(size, len(data)):,} bytes or more, over the {limit:,} bytes such a "
+                             f"file may hold: not read")
+        return data
+
+
+def sha256_file(path: Path) -> bytes:
+    """The SHA-256 of a regular file, read in chunks (any size)."""
+    import hashlib
+
+    with _open_regular(path) as fh:
+        return hashlib.file_digest(fh, "sha256").digest()
+
+
+def _open_regular(path: Path):  # type: ignore[no-untyped-def]
+    import stat
+
     try:
-        return path.read_bytes()
+        fh = open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb")
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        fh.close()
+        raise InputError(f"{path} is not a regular file (a device, a pipe or a folder): not read")
+    return fh
 
 
 def load_json(path: Path) -> object:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -19,10 +18,11 @@ from pipelines.cli.common import (
     load_json,
     progressbar,
     read_bytes,
+    sha256_file,
     vkey_opt,
 )
 from pipelines.core.commitment import check_agency, content_sha256
-from pipelines.core.proof import parse_proof
+from pipelines.core.proof import MAX_PROOF_BYTES, parse_proof
 from pipelines.core.verify import POLICY_KINDS, NotAnchored, Policy, Report, verify_bundle, verify_proof
 from pipelines.errors import AnchorpipeError, InputError, ProofFormatError, VerificationError
 from pipelines.runtime import load_verifiers
@@ -184,12 +184,12 @@ def verify_bundle_bytes(data: bytes, policy: Policy) -> Report:
 
 
 def _verify_one(proof_file: Path, record: Path | None, record_bytes: Path | None, policy: Policy) -> Report:
-    proof = parse_proof(read_bytes(proof_file))
+    proof = parse_proof(read_bytes(proof_file, MAX_PROOF_BYTES))
     if record is not None and record_bytes is not None:
         raise InputError("give --record or --record-bytes, not both")
     digest = None
     if record is not None:
         digest = content_sha256(load_json(record))
     elif record_bytes is not None:
-        digest = hashlib.sha256(read_bytes(record_bytes)).digest()
+        digest = sha256_file(record_bytes)
     return verify_proof(proof, policy, content_sha256=digest)

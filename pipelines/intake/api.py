@@ -9,13 +9,17 @@ loop, so health checks answer while large requests are processed.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import hmac
+import re
 import sys
 import time
 from http import HTTPStatus
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from urllib.parse import quote
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
@@ -94,6 +98,7 @@ def create_app(cfg: Settings | None = None, *, check_state: bool = True) -> Fast
         return problem(422, f"the request is not valid: {where}")
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(SmallBodies, paths=frozenset({"/v1/webhooks"}))
 
     app.include_router(_records_routes(rt))
     app.include_router(_webhook_routes(rt))
@@ -159,25 +164,46 @@ def _checker_routes() -> APIRouter:
 
     @router.get("/verify", include_in_schema=False)
     def checker() -> Response:
-        return _static_page(CHECKER_PAGE, "the browser proof checker", "docs/browser-checker.md")
+        return _static_page(CHECKER_PAGE, "the browser proof checker", "docs/browser-checker.md", _checker_csp)
 
     @router.get("/docs", include_in_schema=False)
     def reference() -> Response:
         """The API's HTML reference (the same contract as /openapi.json and docs/openapi.json)."""
-        return _static_page(REFERENCE_PAGE, "the API reference", "docs/client.md")
+        return _static_page(REFERENCE_PAGE, "the API reference", "docs/client.md", _reference_csp)
 
     return router
 
 
-def _static_page(page: Path, what: str, doc: str) -> Response:
-    """A page built by `make` (read at each request: one built after the API started is served)."""
+def _static_page(page: Path, what: str, doc: str, csp: Callable[[bytes], str]) -> Response:
+    """A page built by `make` (read at each request: one built after the API started is served), with a
+    Content-Security-Policy header that forbids every request the page does not need and any framing."""
     try:
         html = page.read_bytes()
     except OSError:
         return problem(404, f"{what} was not built ({page} is missing): run `make web/dist/verify.html` ({doc})")
     return Response(html, media_type="text/html; charset=utf-8",
                     headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
-                             "Referrer-Policy": "no-referrer"})
+                             "Referrer-Policy": "no-referrer", "Content-Security-Policy": csp(html),
+                             "X-Frame-Options": "DENY"})
+
+
+_META_CSP = re.compile(rb'<meta http-equiv="Content-Security-Policy" content="([^"]*)"')
+_INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S)
+
+
+def _checker_csp(html: bytes) -> str:
+    """The checker's own policy (its meta tag: its one script and style by hash, no request at all)."""
+    found = _META_CSP.search(html)
+    return (found[1].decode() if found else "default-src 'none'") + "; frame-ancestors 'none'"
+
+
+def _reference_csp(html: bytes) -> str:
+    """Redoc's page: its inline scripts by hash, the styles and search worker it makes at run time; no request."""
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(m[1]).digest()).decode()}'"
+                      for m in _INLINE_SCRIPT.finditer(html))
+    return (f"default-src 'none'; script-src {hashes} blob:; worker-src blob:; style-src 'unsafe-inline'; "
+            "img-src data: blob:; font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'")
 
 
 def _principal_dependency(rt: Runtime) -> Any:
@@ -189,6 +215,43 @@ def _principal_dependency(rt: Runtime) -> Any:
         return found
 
     return principal
+
+
+#: Bodies of the routes that take a small JSON document (a webhook's URL and events): read at most this much.
+SMALL_BODY_BYTES = 16 << 10
+
+
+class SmallBodies:
+    """ASGI middleware: a POST to one of ``paths`` is answered 413 when its body is over ``limit`` bytes (by its
+    Content-Length, or as it streams in), before FastAPI reads it whole to validate it."""
+
+    def __init__(self, app: Any, paths: frozenset[str], limit: int = SMALL_BODY_BYTES) -> None:
+        self.app, self.paths, self.limit = app, paths, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.limit:
+            return await problem(413, f"the body of {scope['path']} is at most {self.limit:,} bytes")(
+                scope, receive, send)
+        chunks, held, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunks.append(message.get("body", b""))
+            held += len(chunks[-1])
+            more = message.get("more_body", False)
+            if held > self.limit:
+                return await problem(413, f"the body of {scope['path']} is at most {self.limit:,} bytes")(
+                    scope, receive, send)
+        pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay() -> dict[str, Any]:  # the body once, then what the client sends (its disconnect)
+            return pending.pop() if pending else await receive()
+
+        return await self.app(scope, replay, send)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -28,7 +28,8 @@ from pipelines.core import merkle, tiles
 from pipelines.core.anchors import TlogAnchor
 from pipelines.core.checkpoint import Checkpoint, open_checkpoint
 from pipelines.core.logentry import BatchHead, parse_batch_entry
-from pipelines.core.note import Signer, Verifier, sign_note
+from pipelines.core.framing import MAX_LP
+from pipelines.core.note import MAX_NOTE_BYTES, Signer, Verifier, sign_note
 from pipelines.errors import ConflictError, LogStateError, StorageError, VerificationError
 from pipelines.storage import ObjectStore, get_all, put_all
 
@@ -37,6 +38,14 @@ COSIGNED = "anchorpipe/cosigned-checkpoint"
 SEQUENCED = "anchorpipe/sequenced/{size}"
 BATCH = "anchorpipe/batches/{batch_id}"
 MAX_ROUNDS = 20
+
+# The most each kind of object may hold, from the formats (a log read by an auditor may be hostile): a
+# checkpoint is a signed note; a hash tile holds at most 256 hashes; an entry tile at most 256 entries of
+# at most 2 + 65,535 bytes each (C2SP tlog-tiles' length prefix); a batch's index document is tiny.
+MAX_CHECKPOINT_BYTES = MAX_NOTE_BYTES
+MAX_HASH_TILE_BYTES = tiles.TILE_WIDTH * merkle.HASH_SIZE
+MAX_ENTRY_TILE_BYTES = tiles.TILE_WIDTH * (2 + MAX_LP)
+MAX_INDEX_DOC_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -55,20 +64,20 @@ class LogReader:
         self.store, self.verifiers, self.origin = store, verifiers, origin
 
     def head(self) -> Head:
-        found = self.store.get_versioned(CHECKPOINT)
+        found = self.store.get_versioned(CHECKPOINT, MAX_CHECKPOINT_BYTES)
         if found is None:
             raise LogStateError(f"no log at {self.store.describe()} (no checkpoint)")
         note = found[0].decode("utf-8", "replace")
         return Head(open_checkpoint(note, self.verifiers, self.origin), note, found[1])
 
     def read_tile(self, level: int, index: int, width: int) -> bytes:
-        return self._must(tiles.tile_path(level, index, width))
+        return self._must(tiles.tile_path(level, index, width), width * merkle.HASH_SIZE)
 
     def read_bundle(self, index: int, width: int) -> bytes:
-        return self._must(tiles.entries_path(index, width))
+        return self._must(tiles.entries_path(index, width), MAX_ENTRY_TILE_BYTES)
 
-    def _must(self, key: str) -> bytes:
-        data = self.store.get(key)
+    def _must(self, key: str, limit: int) -> bytes:
+        data = self.store.get(key, limit)
         if data is None:
             raise LogStateError(f"{key} is missing from {self.store.describe()}")
         return data
@@ -124,7 +133,7 @@ class LogReader:
     def cosigned(self) -> Head | None:
         """The newest cosigned checkpoint (its note carries the witnesses' cosignatures), verified with the
         log's keys; None before witnesses cosigned any."""
-        found = self.store.get_versioned(COSIGNED)
+        found = self.store.get_versioned(COSIGNED, MAX_CHECKPOINT_BYTES)
         if found is None:
             return None
         note = found[0].decode("utf-8", "replace")
@@ -145,7 +154,7 @@ class LogReader:
         return False
 
     def batch_indexes(self, batch_ids: list[str]) -> list[tuple[int, str] | None]:
-        raws = get_all(self.store, [BATCH.format(batch_id=b) for b in batch_ids])
+        raws = get_all(self.store, [BATCH.format(batch_id=b) for b in batch_ids], limit=MAX_INDEX_DOC_BYTES)
         return [None if raw is None else _index_doc(raw) for raw in raws]
 
     def receipts(self, batch_ids: Sequence[str], head: Head) -> dict[str, TlogAnchor]:

@@ -10,10 +10,14 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Protocol
 
-from pipelines.errors import InputError
+from pipelines.errors import InputError, UnusableObject
 
 if TYPE_CHECKING:
     from pipelines.storage.s3 import S3Options
+
+#: The most any one read takes from a store unless its caller knows a smaller bound from the format (a
+#: tile, a checkpoint, a bundle): an archive may be hostile, and a read must not exhaust memory.
+MAX_OBJECT_BYTES = 256 << 20
 
 _KEY = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 
@@ -40,22 +44,27 @@ class ObjectStore(Protocol):
     - Failures raise :class:`StorageError`, with ``transient`` set when a retry
       may succeed. A failed put may or may not have persisted: callers order
       their writes so that either outcome is safe.
+    - Reads treat the store as hostile: an object over ``limit`` bytes raises
+      :class:`UnusableObject` before more than ``limit + 1`` bytes are held, and
+      a folder store reads only regular files inside its folder (never through
+      a symbolic link), raising :class:`UnusableObject` for anything else.
     """
 
     def describe(self) -> str:
         """Where the store is, for messages (never with credentials)."""
         ...
 
-    def get(self, key: str) -> bytes | None:
-        """The object's bytes, or None if it does not exist."""
+    def get(self, key: str, limit: int = MAX_OBJECT_BYTES) -> bytes | None:
+        """The object's bytes (at most ``limit``), or None if it does not exist."""
         ...
 
-    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
-        """The object's bytes and an opaque version for :meth:`put_if_version`, or None."""
+    def get_versioned(self, key: str, limit: int = MAX_OBJECT_BYTES) -> tuple[bytes, str] | None:
+        """The object's bytes (at most ``limit``) and an opaque version for :meth:`put_if_version`, or None."""
         ...
 
     def list_keys(self, prefix: str) -> list[str]:
-        """Every key starting with ``prefix``, sorted (for export and audits, not for hot paths)."""
+        """Every key starting with ``prefix``, sorted (for export and audits, not for hot paths); a folder
+        store lists links and other non-regular files too (reading them fails) but never descends a link."""
         ...
 
     def get_range(self, key: str, start: int, length: int) -> bytes | None:
@@ -71,14 +80,21 @@ class ObjectStore(Protocol):
         ...
 
 
-def get_all(store: ObjectStore, keys: list[str], workers: int = 16) -> list[bytes | None]:
-    """``get`` every key, concurrently; results in the order of ``keys``."""
+def too_large(key: str, where: str, size: int, limit: int) -> UnusableObject:
+    """The error for ``key`` in ``where`` holding ``size`` bytes (or more) where ``limit`` is the most allowed."""
+    return UnusableObject(f"{key} in {where} is {size:,} bytes or more, over the {limit:,} bytes such an object "
+                          f"may hold: not read")
+
+
+def get_all(store: ObjectStore, keys: list[str], workers: int = 16,
+            limit: int = MAX_OBJECT_BYTES) -> list[bytes | None]:
+    """``get`` every key (each at most ``limit`` bytes), concurrently; results in the order of ``keys``."""
     if len(keys) <= 1 or workers <= 1:
-        return [store.get(k) for k in keys]
+        return [store.get(k, limit) for k in keys]
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(workers, len(keys))) as pool:
-        return list(pool.map(store.get, keys))
+        return list(pool.map(lambda k: store.get(k, limit), keys))
 
 
 def put_all(store: ObjectStore, objects: dict[str, bytes], workers: int = 16) -> None:

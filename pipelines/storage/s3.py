@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import NoCredentialsError, ParamValidationError, PartialCredentialsError
 
 from pipelines.errors import ConflictError, StorageError
-from pipelines.storage import check_key
+from pipelines.storage import MAX_OBJECT_BYTES, check_key, too_large
 
 _CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _PERMANENT = (NoCredentialsError, PartialCredentialsError, ParamValidationError)
@@ -139,16 +139,28 @@ class S3Store:
             raise self._error("reading", key, exc) from exc
 
     def get_range(self, key: str, start: int, length: int) -> bytes | None:
-        found = self._get(key, Range=f"bytes={start}-{start + length - 1}")
+        found = self._get(key, length, Range=f"bytes={start}-{start + length - 1}")
         return None if found is None else found[0]
 
-    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
-        return self._get(key)
+    def get_versioned(self, key: str, limit: int = MAX_OBJECT_BYTES) -> tuple[bytes, str] | None:
+        return self._get(key, limit)
 
-    def _get(self, key: str, **extra: str) -> tuple[bytes, str] | None:
+    def _get(self, key: str, limit: int, **extra: str) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag; UnusableObject, before reading its body, when it says it holds more
+        than ``limit`` bytes, and while reading, when it sends more than it said (never holding more)."""
         try:
             resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key), **extra)
-            return resp["Body"].read(), resp["ETag"]
+            body = resp["Body"]
+            try:
+                size = int(resp.get("ContentLength") or 0)
+                if size > limit:
+                    raise too_large(key, self.describe(), size, limit)
+                data = body.read(limit + 1)
+                if len(data) > limit:
+                    raise too_large(key, self.describe(), len(data), limit)
+            finally:
+                body.close()
+            return data, resp["ETag"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
@@ -156,8 +168,8 @@ class S3Store:
         except BotoCoreError as exc:
             raise self._error("reading", key, exc) from exc
 
-    def get(self, key: str) -> bytes | None:
-        found = self.get_versioned(key)
+    def get(self, key: str, limit: int = MAX_OBJECT_BYTES) -> bytes | None:
+        found = self.get_versioned(key, limit)
         return None if found is None else found[0]
 
     def _put(self, key: str, data: bytes, *, immutable: bool, **conditions: str) -> str:

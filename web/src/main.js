@@ -1,5 +1,6 @@
 // The page: window.anchorpipeVerify for tools and tests, and the form an auditor uses.
 import { anchorpipeVerify } from './verify.js';
+import { MAX_PROOF_BYTES } from './proof.js';
 
 window.anchorpipeVerify = anchorpipeVerify;
 
@@ -33,8 +34,25 @@ const HEADLINE = {
   unusable: ['CANNOT CHECK', 'The input cannot be used: not a proof of this format, or a pin is malformed.'],
 };
 
-function readFile(file, asText) {
-  return asText ? file.text() : file.arrayBuffer().then((b) => new Uint8Array(b));
+// A file is sized before it is read (a hostile one must not exhaust the tab): a proof by its format, a pin
+// file (keys, roots, blocks) at 1 MiB, a record at 256 MiB.
+const MAX_PIN_BYTES = 1 << 20;
+const MAX_RECORD_BYTES = 256 << 20;
+
+class TooLarge extends Error {}
+
+function checkSize(file, limit) {
+  if (file.size > limit) throw new TooLarge(`${file.name} is ${file.size} bytes, over the ${limit} bytes such a file may hold: not read`);
+}
+
+function readFile(file, limit) {
+  checkSize(file, limit);
+  return file.arrayBuffer().then((b) => new Uint8Array(b));
+}
+
+function refuse(err) {
+  if (!(err instanceof TooLarge)) throw err;
+  render({ outcome: 'unusable', message: err.message, checks: [], anchors: [], policy: '' });
 }
 
 function setText(el, text) {
@@ -42,19 +60,20 @@ function setText(el, text) {
 }
 
 async function loadProof(file) {
-  state.proof = await readFile(file, false);
+  state.proof = await readFile(file, MAX_PROOF_BYTES);
   state.proofName = file.name;
   setText($('proof-name'), `${file.name} (${state.proof.length} bytes)`);
   $('proof-text').value = '';
 }
 
 async function loadRecord(file) {
-  state.record = await readFile(file, false);
+  state.record = await readFile(file, MAX_RECORD_BYTES);
   state.recordName = file.name;
   setText($('record-name'), `${file.name} (${state.record.length} bytes)`);
 }
 
 async function appendTo(id, file) {
+  checkSize(file, MAX_PIN_BYTES);
   const text = (await file.text()).trim();
   const el = $(id);
   el.value = el.value.trim() ? `${el.value.trim()}\n${text}` : text;
@@ -62,6 +81,7 @@ async function appendTo(id, file) {
 
 /** A file dropped anywhere on the page goes where its content says it belongs. */
 async function classify(file) {
+  if (file.size > MAX_PIN_BYTES) return loadRecord(file); // too large for a proof or a pin: a record, or refused
   const text = await file.text();
   const t = text.trim();
   if (t.includes('-----BEGIN CERTIFICATE-----')) return appendTo('tsa-roots', file);
@@ -184,8 +204,8 @@ async function run() {
 }
 
 function wire() {
-  $('proof-file').addEventListener('change', (e) => e.target.files[0] && loadProof(e.target.files[0]));
-  $('record-file').addEventListener('change', (e) => e.target.files[0] && loadRecord(e.target.files[0]));
+  $('proof-file').addEventListener('change', (e) => e.target.files[0] && loadProof(e.target.files[0]).catch(refuse));
+  $('record-file').addEventListener('change', (e) => e.target.files[0] && loadRecord(e.target.files[0]).catch(refuse));
   $('record-clear').addEventListener('click', () => {
     state.record = null;
     $('record-file').value = '';
@@ -194,7 +214,7 @@ function wire() {
   for (const [input, target] of [['log-file', 'log-keys'], ['witness-file', 'witness-keys'], ['tsa-file', 'tsa-roots'],
     ['evm-file', 'evm-blocks']]) {
     $(input).addEventListener('change', async (e) => {
-      for (const f of e.target.files) await appendTo(target, f);
+      for (const f of e.target.files) await appendTo(target, f).catch(refuse);
     });
   }
   $('verify').addEventListener('click', run);
@@ -207,10 +227,10 @@ function wire() {
   zone.addEventListener('drop', async (e) => {
     e.preventDefault();
     zone.classList.remove('dragging');
-    for (const f of e.dataTransfer.files) await classify(f);
+    for (const f of e.dataTransfer.files) await classify(f).catch(refuse);
   });
   $('drop-any').addEventListener('change', async (e) => {
-    for (const f of e.target.files) await classify(f);
+    for (const f of e.target.files) await classify(f).catch(refuse);
   });
   document.documentElement.dataset.ready = 'true';
 }

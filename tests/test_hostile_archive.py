@@ -1,0 +1,157 @@
+"""An archive handed to an auditor may be hostile: every read is bounded by what its format allows, and a
+folder archive is never read outside the folder. Each hostile archive is a finding, not a crash, and
+`anchorpipe audit` stays within a memory cap while it finds it."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.archive.bundle import MAX_LINE_BYTES, build_bundle, bundle_key
+from pipelines.core import tiles
+from pipelines.core.batch import seal_records
+from pipelines.core.commitment import RecordInput
+from pipelines.core.note import Signer
+from pipelines.errors import UnusableObject
+from pipelines.ledger.tlog import MAX_HASH_TILE_BYTES, LogReader, TransparencyLog
+from pipelines.storage.local import LocalStore
+
+SIGNER = Signer.generate("hostile.example/log")
+GIB = 1 << 30
+
+
+def sealed_archive(root: Path, batches: int = 3, records: int = 300) -> Path:
+    """A folder archive as the service writes it: bundles per agency and the log beside them."""
+    log = TransparencyLog.create(LocalStore(root / "log"), [SIGNER])
+    for k in range(batches):
+        batch = seal_records("dept-a", [RecordInput(f"b{k}-{i}", bytes([i % 256]) * 32) for i in range(records)])
+        data, _ = build_bundle(batch, [log.anchor([batch.head])[batch.id]])
+        path = root / bundle_key("dept-a", batch.id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def first_bundle(root: Path) -> Path:
+    return sorted((root / "proofs" / "dept-a").glob("*.ndjson"))[0]
+
+
+def test_a_link_out_of_the_folder_is_refused_not_followed(tmp_path):
+    root = sealed_archive(tmp_path / "a")
+    (tmp_path / "outside").write_bytes(b"secret")
+    bundle = first_bundle(root)
+    bundle.unlink()
+    bundle.symlink_to(tmp_path / "outside")
+    store = LocalStore(root)
+    with pytest.raises(UnusableObject, match="symbolic link"):
+        store.get(bundle.relative_to(root).as_posix())
+    assert bundle.relative_to(root).as_posix() in store.list_keys("proofs/")  # listed, so an audit can name it
+
+
+def test_a_linked_folder_inside_the_log_is_refused(tmp_path):
+    root = sealed_archive(tmp_path / "a")
+    entries = root / "log" / "tile" / "entries"
+    os.rename(entries, tmp_path / "elsewhere")
+    entries.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(UnusableObject, match="symbolic link"):
+        LogReader(LocalStore(root / "log"), [SIGNER.verifier()]).read_bundle(0, 3)
+    assert not [k for k in LocalStore(root / "log").list_keys("tile/entries/") if k != "tile/entries"]
+
+
+def test_devices_and_pipes_are_refused(tmp_path):
+    root = sealed_archive(tmp_path / "a")
+    tile = root / "log" / tiles.tile_path(0, 0, 3)
+    tile.unlink()
+    tile.symlink_to("/dev/zero")
+    with pytest.raises(UnusableObject):
+        LocalStore(root / "log").get(tiles.tile_path(0, 0, 3))
+    fifo = root / "log" / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(UnusableObject, match="not a regular file"):
+        LocalStore(root / "log").get("fifo")  # and the open does not block
+
+
+def test_a_sparse_10_gib_tile_is_refused_by_its_size_before_any_read(tmp_path):
+    root = sealed_archive(tmp_path / "a")
+    tile = root / "log" / tiles.tile_path(0, 0, 3)
+    with tile.open("r+b") as fh:
+        fh.truncate(10 * GIB)
+    reader = LogReader(LocalStore(root / "log"), [SIGNER.verifier()])
+    with pytest.raises(UnusableObject, match=f"over the {3 * 32:,} bytes"):
+        reader.read_tile(0, 0, 3)
+    assert MAX_HASH_TILE_BYTES == 256 * 32
+
+
+def _audit_capped(root: Path, cap: int = GIB) -> tuple[subprocess.CompletedProcess[str], int]:
+    """`anchorpipe audit` under `prlimit --as` (address space), and its peak resident memory in bytes."""
+    (root.parent / "log.vkey").write_text(SIGNER.verifier().text() + "\n")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    res = subprocess.run(["prlimit", f"--as={cap}", sys.executable, "-m", "pipelines.cli", "audit", str(root),
+                          "--log-vkey", str(root.parent / "log.vkey"), "--workers", "1"],
+                         capture_output=True, text=True, timeout=300)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return res, max(peak, before) * 1024
+
+
+HOSTILE = {
+    "tile-dev-zero": lambda root, tmp: _replace(root / "log" / tiles.tile_path(0, 0, 3), Path("/dev/zero")),
+    "tile-sparse-10-gib": lambda root, tmp: _sparse(root / "log" / tiles.tile_path(0, 0, 3), 10 * GIB),
+    "entries-linked-out": lambda root, tmp: _link_dir(root / "log" / "tile" / "entries", tmp / "elsewhere"),
+    "bundle-to-etc-passwd": lambda root, tmp: _replace(first_bundle(root), Path("/etc/passwd")),
+    "bundle-sparse-10-gib": lambda root, tmp: _sparse(first_bundle(root), 10 * GIB),
+}
+
+
+def _replace(path: Path, target: Path) -> None:
+    path.unlink()
+    path.symlink_to(target)
+
+
+def _sparse(path: Path, size: int) -> None:
+    with path.open("r+b") as fh:
+        fh.truncate(size)
+
+
+def _link_dir(path: Path, elsewhere: Path) -> None:
+    os.rename(path, elsewhere)
+    path.symlink_to(elsewhere, target_is_directory=True)
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_audit_makes_a_finding_of_each_hostile_archive_within_a_memory_cap(tmp_path, name):
+    root = sealed_archive(tmp_path / "a")
+    HOSTILE[name](root, tmp_path)
+    res, peak = _audit_capped(root)
+    out = res.stdout + res.stderr
+    assert res.returncode in (1, 2), out  # FAILED (a finding) or unusable (the log cannot be read): never a crash
+    assert "Traceback" not in out and "MemoryError" not in out, out
+    assert "PASSED" not in out
+    assert "symbolic link" in out or "not a regular file" in out or "bytes or more, over the" in out, out
+    print(f"{name}: exit {res.returncode}, peak RSS {peak / 2**20:.0f} MiB")
+    assert peak < GIB
+
+
+@pytest.mark.system
+def test_a_200_mb_object_on_s3_is_refused_before_its_body_is_read(s3_bucket):
+    """moto over HTTP: the tile's ContentLength is over its bound, so the body is never read."""
+    import boto3
+
+    from pipelines.storage.s3 import S3Store
+
+    endpoint, bucket = s3_bucket
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.put_object(Bucket=bucket, Key="log/tile/0/000", Body=b"\0" * (200 << 20))
+    store = S3Store.connect(bucket, "log", endpoint_url=endpoint)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UnusableObject, match="over the 8,192 bytes"):
+        LogReader(store, [SIGNER.verifier()]).read_tile(0, 0, 256)
+    with pytest.raises(UnusableObject, match=f"over the {MAX_LINE_BYTES:,} bytes"):
+        store.get("tile/0/000", MAX_LINE_BYTES)
+    grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss) * 1024
+    assert grew < 100 << 20, f"reading grew the process by {grew / 2**20:.0f} MiB"

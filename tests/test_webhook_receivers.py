@@ -1,0 +1,149 @@
+"""Webhook receivers are strangers: the address filter allows only globally routable hosts (compared as DNS
+reads them), a delivery has one total deadline however slowly a receiver answers, one agency's hung receiver
+delays no other agency, a send still running is never sent again, and an answer is read only so far."""
+
+from __future__ import annotations
+
+import resource
+import socketserver
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pipelines.config import Settings
+from pipelines.intake.api import create_app
+from pipelines.intake.auth import add_agency
+from pipelines.state.postgres import PostgresState as State
+from pipelines.webhooks import MAX_URL_BYTES, Deliveries, check_url, new_secret
+from tests.test_stages import accept, run_all
+from tests.test_webhooks import Receiver, make_pipe
+
+
+@pytest.mark.parametrize("url", [
+    "http://100.100.100.200/latest/meta-data",  # carrier-grade NAT space (a cloud's metadata address)
+    "http://100.64.0.1/x", "http://127.0.0.1.:8080/x", "http://LOCALHOST./x", "http://Localhost/x",
+    "http://[::ffff:127.0.0.1]/x", "http://[fc00::1]/x", "http://192.0.2.10/x", "http://198.18.0.1/x",
+    "http://0.0.0.0/x", "http://224.0.0.1/x", "http://127.1/x", "http://xn--/x",
+])
+def test_only_globally_routable_hosts_are_accepted(url):
+    assert check_url(url, allow_private=False) is not None, url
+
+
+@pytest.mark.parametrize("url", ["https://hooks.example.com/a", "https://Hooks.Example.COM./a",
+                                 "https://bücher.example/a", "http://8.8.8.8:8080/a"])
+def test_public_hosts_pass_the_filter(url):
+    assert check_url(url, allow_private=False) is None
+
+
+def test_a_long_url_is_refused():
+    assert "at most" in check_url("https://example.com/" + "a" * MAX_URL_BYTES, allow_private=True)
+
+
+def test_the_webhook_route_refuses_a_huge_body_before_reading_it(db, clean_redis, tmp_path):
+    state = State.connect(db)
+    key = add_agency(state, "agency-a")
+    client = TestClient(create_app(Settings(database_url=db, redis_url=clean_redis, archive=str(tmp_path))))
+    auth = {"Authorization": f"Bearer {key}"}
+    huge = client.post("/v1/webhooks", content=b'{"url": "https://example.com/' + b"a" * (80 << 20) + b'"}',
+                       headers={**auth, "Content-Type": "application/json"})
+    assert huge.status_code == 413 and huge.headers["content-type"] == "application/problem+json"
+    long = client.post("/v1/webhooks", json={"url": "https://example.com/" + "a" * 3000,
+                                             "events": ["records.archived"]}, headers=auth)
+    assert long.status_code == 422 and "at most" in long.json()["detail"]
+    assert client.get("/v1/webhooks", headers=auth).json() == []
+
+
+class Hostile(socketserver.ThreadingTCPServer):
+    """A receiver that reads the request, then answers as ``mode`` says: ``drip`` (one byte every half
+    second, forever), ``flood`` (200 with a 300 MB body it streams until the sender leaves)."""
+
+    daemon_threads = allow_reuse_address = True
+
+    def __init__(self, mode: str) -> None:
+        self.mode, self.posts = mode, 0
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += self.request.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int([ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(
+                    b"content-length")][0])
+                while len(body) < length:
+                    body += self.request.recv(65536)
+                outer.posts += 1
+                try:
+                    if outer.mode == "drip":
+                        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" * 100:
+                            self.request.sendall(bytes([byte]))
+                            time.sleep(0.5)
+                    else:
+                        self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 314572800\r\n\r\n")
+                        for _ in range(300 * 16):
+                            self.request.sendall(b"\0" * 65536)
+                except OSError:
+                    pass  # the sender gave up: as it should
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+
+@pytest.fixture
+def hostile():
+    servers: list[Hostile] = []
+
+    def make(mode: str) -> Hostile:
+        servers.append(Hostile(mode))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def test_a_dripping_receiver_is_cut_at_the_deadline_and_delays_no_other_agency(db, clean_redis, hostile):
+    pipe = make_pipe(db, clean_redis)
+    drip, good = hostile("drip"), Receiver()
+    try:
+        pipe.state.add_webhook("agency-a", drip.url, ["records.archived"], new_secret())
+        pipe.state.add_webhook("agency-b", good.url, ["records.archived"], new_secret())
+        accept(pipe, "agency-a", 3)
+        accept(pipe, "agency-b", 3, start=100)
+        run_all(pipe)
+        first, second = Deliveries(pipe.state, timeout=2.0, allow_private=True), \
+            Deliveries(pipe.state, timeout=2.0, allow_private=True)
+        started = time.monotonic()
+        done: list[int] = []
+        runner = threading.Thread(target=lambda: done.append(first.deliver_due()))
+        runner.start()
+        while runner.is_alive():  # another worker, ticking meanwhile: it must not send what the first holds
+            second.deliver_due()
+            time.sleep(0.2)
+        took = time.monotonic() - started
+        assert done == [1], done  # agency-b's delivery went through; agency-a's was cut
+        assert len(good.got) == 1
+        assert took < 2.0 + 2.0, f"the run took {took:.1f} s: the deadline did not hold"
+        assert drip.posts == 1  # never sent again while its send was running
+        waiting = pipe.state.webhook_events("pending", "agency-a")
+        assert waiting and all("no whole answer within 2 s" in (e["error"] or "") for e in waiting), waiting
+    finally:
+        good.server.shutdown()
+
+
+def test_a_flood_of_an_answer_is_read_only_so_far(db, clean_redis, hostile):
+    pipe = make_pipe(db, clean_redis)
+    flood = hostile("flood")
+    pipe.state.add_webhook("agency-a", flood.url, ["records.archived"], new_secret())
+    accept(pipe, "agency-a", 3)
+    run_all(pipe)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    assert Deliveries(pipe.state, timeout=10.0, allow_private=True).deliver_due() == 1
+    grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+    assert time.monotonic() - started < 5 and grew < 50 << 20, f"grew {grew / 2**20:.0f} MiB"
