@@ -145,3 +145,44 @@ def test_the_client_honours_retry_after_and_gets_everything_in(db, clean_redis, 
     sent = client.http.post("/v1/records", content=b'{"id": "cr-1",\r"content": 1}\r\n{"id": "cr-2", "content": 2}\n',
                             headers={"Content-Type": "application/x-ndjson"})
     assert sent.status_code == 202 and sent.json()["accepted"] == 2
+
+
+@pytest.mark.system
+def test_the_pages_render_under_the_policies_the_api_sends():
+    """/docs and /verify as the API serves them, with their Content-Security-Policy headers, in Chromium: the
+    policy lets each page run (and forbids framing and any request)."""
+    import shutil
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from pipelines.intake.api import CHECKER_PAGE, REFERENCE_PAGE, _checker_csp, _reference_csp
+
+    pages = {"/docs": (REFERENCE_PAGE.read_bytes(), _reference_csp), "/verify": (CHECKER_PAGE.read_bytes(),
+                                                                                 _checker_csp)}
+
+    class Serve(BaseHTTPRequestHandler):
+        def do_GET(self):
+            html, csp = pages[self.path]
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Security-Policy", csp(html))
+            self.end_headers()
+            self.wfile.write(html)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Serve)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        def dom(path: str) -> str:
+            return subprocess.run([shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu",
+                                   "--virtual-time-budget=8000", "--dump-dom",
+                                   f"http://127.0.0.1:{server.server_port}{path}"],
+                                  capture_output=True, text=True, timeout=120).stdout
+        assert ">Submit one record" in dom("/docs")
+        assert 'data-ready="' in dom("/verify")
+    finally:
+        server.shutdown()
+    assert "frame-ancestors 'none'" in _reference_csp(b"") and "frame-ancestors 'none'" in _checker_csp(b"")
