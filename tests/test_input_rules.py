@@ -149,3 +149,34 @@ def test_every_entry_point_reads_the_same_text_to_the_same_digest_or_refuses_it(
         except (InputError, RecordError):
             outcomes.append("refused")
     assert len(set(outcomes)) == 1, outcomes
+
+
+@pytest.mark.parametrize("bad", ["id-\u202eexe.pdf", "a\u2066b", "x\u0085y", "csi\u009b31m"])
+def test_bidirectional_and_c1_controls_are_refused_in_new_record_ids(bad):
+    from pipelines.errors import FieldError
+    from pipelines.intake.records import parse_record
+
+    with pytest.raises(FieldError, match="U\\+"):
+        parse_record({"id": bad, "content": 1})
+
+
+def test_proofs_sealed_before_the_rule_still_parse():
+    from pipelines.core.commitment import check_record_id
+
+    assert check_record_id("old-\u202eid") == "old-\u202eid"  # the proof format keeps its rule
+
+
+def test_terminal_output_escapes_what_a_terminal_would_obey():
+    from click.testing import CliRunner
+
+    from pipelines.cli.common import echo, printable
+
+    assert printable("batch \x1b[2J\u202eevil\ttab\nnext ü") == "batch \\u001b[2J\\u202eevil\ttab\nnext ü"
+    import click
+
+    @click.command()
+    def show() -> None:
+        echo("FINDING: \x1b]0;owned\x07 \U000e0041")
+
+    out = CliRunner().invoke(show).output
+    assert "\x1b" not in out and "\x07" not in out and "\\u001b]0;owned\\u0007 \\U000e0041" in out

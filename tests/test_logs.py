@@ -81,3 +81,14 @@ def test_the_apis_access_lines_are_json_too(json_lines):
     access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "POST", "/v1/records", "1.1", 202)
     (line,) = [x for x in json_lines() if x["logger"] == "uvicorn.access"]
     assert line["message"] == '127.0.0.1:5000 - "POST /v1/records HTTP/1.1" 202' and line["level"] == "INFO"
+
+
+def test_access_lines_never_show_a_query_string(json_lines):
+    """A key sent as ?api_key=... is refused (401), and its access line does not carry it either."""
+    json_lines.start()
+    key = "ap_" + "s" * 43
+    logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET",
+                                             f"/v1/records/r1?api_key={key}&agency=a", "1.1", 401)
+    (line,) = [x for x in json_lines() if x["logger"] == "uvicorn.access"]
+    assert key not in json.dumps(line) and "agency=a" not in line["message"]
+    assert line["message"] == '127.0.0.1:5000 - "GET /v1/records/r1?[redacted] HTTP/1.1" 401'

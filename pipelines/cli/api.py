@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import EXIT_INVALID, fail
+from pipelines.cli.common import EXIT_INVALID, fail, echo
 
 
 @click.command()
@@ -24,8 +24,8 @@ def openapi(out: Path, check: bool) -> None:
         if not out.exists() or out.read_text() != text:
             fail(f"{out} is not the API's current contract: run `anchorpipe openapi --out {out}` and review the "
                  "change (within /v1 only backwards-compatible ones)", EXIT_INVALID)
-        click.echo(f"{out} matches the API")
+        echo(f"{out} matches the API")
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    click.echo(f"wrote {out} ({len(text):,} bytes)")
+    echo(f"wrote {out} ({len(text):,} bytes)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import EXIT_INVALID, endpoint_opt, fail_with, read_bytes
+from pipelines.cli.common import EXIT_INVALID, endpoint_opt, fail_with, read_bytes, echo
 from pipelines.errors import AnchorpipeError, InputError
 
 
@@ -111,33 +111,33 @@ def audit(archive: str, log_vkeys: tuple[str, ...], witnesses: tuple[str, ...], 
     except AnchorpipeError as exc:
         fail_with(exc)
     log = result.log
-    click.echo(f"log {log['origin']} at size {log['size']:,}: checkpoint signed by a pinned key; {log.get('tiles', '')}")
+    echo(f"log {log['origin']} at size {log['size']:,}: checkpoint signed by a pinned key; {log.get('tiles', '')}")
     if "witnessed" in log:
         w = log["witnessed"]
-        click.echo(f"newest cosigned checkpoint: size {w['size']}, cosigned by {len(w['cosigned_by'])} pinned "
+        echo(f"newest cosigned checkpoint: size {w['size']}, cosigned by {len(w['cosigned_by'])} pinned "
                    f"witness(es) {', '.join(w['cosigned_by'])}")
     for c in log.get("consistency", []):
-        click.echo(f"consistent with {c['saved']} (size {c['size']})")
+        echo(f"consistent with {c['saved']} (size {c['size']})")
     for name, row in sorted(result.per_agency().items()):
-        click.echo(f"agency {name}: {row['batches']:,} batches, {row['records']:,} records, {row['valid']:,} valid, "
+        echo(f"agency {name}: {row['batches']:,} batches, {row['records']:,} records, {row['valid']:,} valid, "
                    f"{row['failed']:,} failed")
     if result.sample:
         s = result.sample
-        click.echo(f"sample: {s['drawn']:,} of {s['of']:,} proofs verified; with 95 % confidence fewer than "
+        echo(f"sample: {s['drawn']:,} of {s['of']:,} proofs verified; with 95 % confidence fewer than "
                    f"{s['bad_fraction_below']:.2%} of all proofs are bad")
     for f in result.failures:
-        click.echo(f"FINDING: {f['what']}: {f['where']}\n  {f['evidence'].splitlines()[0] if f['evidence'] else ''}")
+        echo(f"FINDING: {f['what']}: {f['where']}\n  {f['evidence'].splitlines()[0] if f['evidence'] else ''}")
     if report_dir is not None:
         json_path, html_path = write_report(result, report_dir)
-        click.echo(f"report: {html_path} and {json_path}")
+        echo(f"report: {html_path} and {json_path}")
         if pdf:
             from pipelines.audit.report import print_pdf
 
             try:
-                click.echo(f"report: {print_pdf(html_path)}")
+                echo(f"report: {print_pdf(html_path)}")
             except AnchorpipeError as exc:
                 fail_with(exc)
-    click.echo("PASSED" if result.ok else f"FAILED: {len(result.failures)} finding(s)")
+    echo("PASSED" if result.ok else f"FAILED: {len(result.failures)} finding(s)")
     if not result.ok:
         raise SystemExit(EXIT_INVALID)
 
@@ -183,12 +183,12 @@ def monitor(location: str, log_vkeys: tuple[str, ...], witnesses: tuple[str, ...
     gauges = _monitor_metrics(metrics_port)
     sentry = _sentry(os.environ.get("SENTRY_DSN"))
     origin = mon.reader.verifiers[0].name
-    click.echo(f"monitoring {origin} at {mon.reader.store.describe()} every {interval:g} s; evidence in {state_dir}",
+    echo(f"monitoring {origin} at {mon.reader.store.describe()} every {interval:g} s; evidence in {state_dir}",
                err=True)
     while True:
         cp, alerts = mon.poll()
         if cp is not None:
-            click.echo(f"{time.strftime('%H:%M:%S')} size {cp.size} root {cp.root.hex()[:16]}…: "
+            echo(f"{time.strftime('%H:%M:%S')} size {cp.size} root {cp.root.hex()[:16]}…: "
                        f"{'ok' if not alerts else ', '.join(a.kind for a in alerts)}")
             if gauges:
                 gauges["size"].set(cp.size)
@@ -204,16 +204,16 @@ def monitor(location: str, log_vkeys: tuple[str, ...], witnesses: tuple[str, ...
 def _raise(alert, origin: str, webhook: str | None, sentry: bool, gauges) -> None:  # type: ignore[no-untyped-def]
     import httpx
 
-    click.echo(f"ALERT {alert.kind}: {alert.message}", err=True)
+    echo(f"ALERT {alert.kind}: {alert.message}", err=True)
     if alert.evidence:
-        click.echo(alert.evidence, err=True, nl=not alert.evidence.endswith("\n"))
+        echo(alert.evidence, err=True, nl=not alert.evidence.endswith("\n"))
     if gauges:
         gauges["alerts"].labels(alert.kind).inc()
     if webhook:
         try:
             httpx.post(webhook, json=alert.to_json(origin), timeout=10).raise_for_status()
         except httpx.HTTPError as exc:
-            click.echo(f"the webhook failed: {type(exc).__name__}", err=True)
+            echo(f"the webhook failed: {type(exc).__name__}", err=True)
     if sentry:
         import sentry_sdk
 

@@ -40,8 +40,28 @@ class Duration(click.ParamType):
         return seconds
 
 
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control, format and bidirectional characters (an id read from a hostile
+    archive may hold escape sequences or overrides) written as ``\\uXXXX``; newlines and tabs kept."""
+    if text.isprintable() and not _BIDI.intersection(text):
+        return text
+    return "".join(c if c in "\n\t" or (c.isprintable() and c not in _BIDI) else _escaped(c) for c in text)
+
+
+def _escaped(c: str) -> str:
+    return f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}"
+
+
+def echo(message: object = "", **kwargs: object) -> None:
+    """``click.echo`` of ``message`` made :func:`printable`: every line a command prints goes through here."""
+    click.echo(printable(str(message)), **kwargs)  # type: ignore[arg-type]
+
+
 def fail(message: str, code: int = EXIT_UNUSABLE) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    echo(f"error: {message}", err=True)
     sys.exit(code)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pipelines.cli.common import EXIT_UNUSABLE, fail_with
+from pipelines.cli.common import EXIT_UNUSABLE, fail_with, echo
 from pipelines.errors import AnchorpipeError
 
 
@@ -20,10 +20,10 @@ def _runtime():  # type: ignore[no-untyped-def]
 def _report(checks) -> None:  # type: ignore[no-untyped-def]
     failed = 0
     for c in checks:
-        click.echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<9} {c.detail}")
+        echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<9} {c.detail}")
         failed += not c.ok
     if failed:
-        click.echo(f"{failed} check{'s' if failed > 1 else ''} failed", err=True)
+        echo(f"{failed} check{'s' if failed > 1 else ''} failed", err=True)
         raise SystemExit(EXIT_UNUSABLE)
 
 
@@ -41,8 +41,8 @@ def config_check() -> None:
 
     rt = _runtime()
     for line in settings_lines(rt):
-        click.echo(line)
-    click.echo("")
+        echo(line)
+    echo("")
     _report(run_checks(rt))
 
 
@@ -62,5 +62,5 @@ def init(agency: str | None) -> None:
             key = add_agency(rt.state, agency)
         except AnchorpipeError as exc:
             fail_with(exc)
-        click.echo(key)
-        click.echo(f"(the API key of agency {agency}: shown only this once)", err=True)
+        echo(key)
+        echo(f"(the API key of agency {agency}: shown only this once)", err=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import endpoint_opt, fail_with, read_bytes, vkey_opt, write_key_file
+from pipelines.cli.common import endpoint_opt, fail_with, read_bytes, vkey_opt, write_key_file, echo
 from pipelines.errors import AnchorpipeError, VerificationError
 from pipelines.runtime import log_reader, open_log
 
@@ -37,7 +37,7 @@ def keygen(keyfile: Path, origin: str) -> None:
     except AnchorpipeError as exc:
         fail_with(exc)
     write_key_file(keyfile, signer.text())
-    click.echo(signer.verifier().text())
+    echo(signer.verifier().text())
 
 
 @log.command()
@@ -52,7 +52,7 @@ def init(location: str, log_keys: tuple[Path, ...], s3_endpoint: str | None) -> 
         head = tlog.head()
     except AnchorpipeError as exc:
         fail_with(exc)
-    click.echo(f"log {head.checkpoint.origin} at {tlog.store.describe()}: size {head.checkpoint.size}")
+    echo(f"log {head.checkpoint.origin} at {tlog.store.describe()}: size {head.checkpoint.size}")
 
 
 witness_opt = click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
@@ -86,16 +86,16 @@ def show(location: str, log_vkeys: tuple[str, ...], s3_endpoint: str | None, wit
     if save is not None:  # only a verified checkpoint is kept, for 'log consistency' later
         save.write_text(cosigned.note if cosigned else head.note)
     cp = head.checkpoint
-    click.echo(f"origin {cp.origin}\nsize   {cp.size}\nroot   {cp.root.hex()}")
-    click.echo("signature verified; tiles agree with the checkpoint")
-    click.echo("\n" + head.note, nl=False)
+    echo(f"origin {cp.origin}\nsize   {cp.size}\nroot   {cp.root.hex()}")
+    echo("signature verified; tiles agree with the checkpoint")
+    echo("\n" + head.note, nl=False)
     if keys:
         if cosigned is None:
-            click.echo("\nno cosigned checkpoint published")
+            echo("\nno cosigned checkpoint published")
         else:
-            click.echo(f"\ncosigned checkpoint: size {cosigned.checkpoint.size}, cosigned by "
+            echo(f"\ncosigned checkpoint: size {cosigned.checkpoint.size}, cosigned by "
                        f"{len(cosigners)} of {len(keys)} pinned witnesses ({', '.join(cosigners) or 'none'})")
-            click.echo("\n" + cosigned.note, nl=False)
+            echo("\n" + cosigned.note, nl=False)
 
 
 @log.command()
@@ -146,16 +146,16 @@ def consistency(location: str, saved: tuple[Path, ...], log_vkeys: tuple[str, ..
     except AnchorpipeError as exc:
         fail_with(exc)
     if forks:
-        click.echo(f"FORK: {len(forks)} pair(s) of checkpoints signed by the log's key are not consistent")
+        echo(f"FORK: {len(forks)} pair(s) of checkpoints signed by the log's key are not consistent")
         for what, pa, note_a, pb, note_b in forks:
-            click.echo(f"\n{what}")
+            echo(f"\n{what}")
             for where, note in ((pa, note_a), (pb, note_b)):
                 cosigners = [c.witness for c in verify_cosignatures(note, keys)] if keys else []
                 by = f" (cosigned by {', '.join(cosigners)})" if cosigners else " (cosigned by no pinned witness)" \
                     if keys else ""
-                click.echo(f"--- {where}{by}\n{note}", nl=False)
+                echo(f"--- {where}{by}\n{note}", nl=False)
         raise SystemExit(1)
     for path, proof in proofs.items():
-        click.echo(f"consistent: {path} size {olds[path].size} -> {head.checkpoint.size} ({len(proof)} proof hashes)")
+        echo(f"consistent: {path} size {olds[path].size} -> {head.checkpoint.size} ({len(proof)} proof hashes)")
         for h in proof:
-            click.echo(base64.b64encode(h).decode())
+            echo(base64.b64encode(h).decode())

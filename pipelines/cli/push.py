@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 
 import click
 
-from pipelines.cli.common import EXIT_INVALID, fail
+from pipelines.cli.common import EXIT_INVALID, fail, echo
 
 KEY_ENV = "ANCHORPIPE_API_KEY"
 
@@ -180,23 +180,23 @@ def push(source: str, api_url: str, key_file: Path | None, fmt: str | None, chun
             fail(f"{exc} (what was acknowledged is recorded: run the same command again to resume)")
     doc = state.doc
     state.done()
-    click.echo(f"accepted {doc['accepted']:,}, duplicates {doc['duplicates']:,}, conflicts {len(doc['conflicts']):,}, "
+    echo(f"accepted {doc['accepted']:,}, duplicates {doc['duplicates']:,}, conflicts {len(doc['conflicts']):,}, "
                f"rejected {len(doc['rejected']):,}")
     for c in doc["conflicts"][:50]:
-        click.echo(f"  conflict: line {c['line']}: id {c['id']!r} was accepted before with other content")
+        echo(f"  conflict: line {c['line']}: id {c['id']!r} was accepted before with other content")
     for r in doc["rejected"][:50]:
-        click.echo(f"  rejected: line {r['line']}: {r['error']}")
+        echo(f"  rejected: line {r['line']}: {r['error']}")
     if wait_for or proofs_dir:
         with Client(api_url, key) as client:
             wanted = [a.strip() for a in anchors.split(",") if a.strip()]
-            click.echo(f"waiting for {len(ids):,} proofs ({', '.join(wanted)}) ...", err=True)
+            echo(f"waiting for {len(ids):,} proofs ({', '.join(wanted)}) ...", err=True)
             done = client.wait(ids, anchors=wanted)
             if proofs_dir:
                 proofs_dir.mkdir(parents=True, exist_ok=True)
                 for record_id, status in done.items():
                     (proofs_dir / f"{quote(record_id, safe='')}.json").write_text(json.dumps(status.proof) + "\n")
-                click.echo(f"saved {len(done):,} proofs to {proofs_dir}")
+                echo(f"saved {len(done):,} proofs to {proofs_dir}")
             else:
-                click.echo(f"all {len(done):,} proofs archived with {', '.join(wanted)}")
+                echo(f"all {len(done):,} proofs archived with {', '.join(wanted)}")
     if doc["conflicts"] or doc["rejected"]:
         raise SystemExit(EXIT_INVALID)

@@ -20,6 +20,7 @@ from pipelines.cli.common import (
     read_bytes,
     sha256_file,
     vkey_opt,
+    echo,
 )
 from pipelines.core.commitment import check_agency, content_sha256
 from pipelines.core.proof import MAX_PROOF_BYTES, parse_proof
@@ -68,11 +69,11 @@ def seal(records: Path, agency: str, out: Path, log_location: str | None, log_ke
             write_proofs(batch, out, anchors=anchors, progress=bar.update)
     except AnchorpipeError as exc:
         fail_with(exc)
-    click.echo(f"sealed {batch.size} records into batch {batch.id}")
-    click.echo(f"root {batch.root.hex()}")
+    echo(f"sealed {batch.size} records into batch {batch.id}")
+    echo(f"root {batch.root.hex()}")
     if anchors:
-        click.echo(f"anchored as entry {anchors[0].index} of log {anchors[0].origin}")
-    click.echo(f"proofs in {out}")
+        echo(f"anchored as entry {anchors[0].index} of log {anchors[0].origin}")
+    echo(f"proofs in {out}")
 
 
 @click.command()
@@ -154,21 +155,21 @@ def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log
         write_verdict(verdict, str(proof_file), policy.describe() if code != EXIT_UNUSABLE or report else "",
                       report_dir)
     if as_json:
-        click.echo(json.dumps(verdict))
+        echo(json.dumps(verdict))
         raise SystemExit(code)
     if code != EXIT_VALID:
         fail(message, code)
     assert report is not None
     if not quiet:
         for line in report.checks:
-            click.echo(f"ok: {line}")
+            echo(f"ok: {line}")
         if proof_file.suffix != ".ndjson" and not report.content_checked:
-            click.echo("NOT CHECKED: the record's content (give --record or --record-bytes)")
+            echo("NOT CHECKED: the record's content (give --record or --record-bytes)")
         for v in report.anchors:
             if v.verdict != "verified":
-                click.echo(f"anchor {v.kind}: UNCHECKED: {v.detail}")
-        click.echo(f"anchored: {', '.join(sorted(report.anchored))} ({policy.describe()})")
-        click.echo("VALID")
+                echo(f"anchor {v.kind}: UNCHECKED: {v.detail}")
+        echo(f"anchored: {', '.join(sorted(report.anchored))} ({policy.describe()})")
+        echo("VALID")
 
 
 def _verify_bundle(path: Path, policy: Policy) -> Report:

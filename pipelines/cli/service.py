@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipelines.cli.common import Duration, fail_with
+from pipelines.cli.common import Duration, fail_with, echo
 from pipelines.errors import AnchorpipeError
 
 if TYPE_CHECKING:
@@ -25,9 +25,9 @@ expires_opt = click.option("--expires", type=Duration(), default=None,
 
 
 def _show_key(key: str, expires_in_s: float | None) -> None:
-    click.echo(key)
+    echo(key)
     when = "never expires" if expires_in_s is None else f"expires in {expires_in_s / 86400:g} days"
-    click.echo(f"(shown only this once; {when})", err=True)
+    echo(f"(shown only this once; {when})", err=True)
 
 
 @click.group()
@@ -111,7 +111,7 @@ def key_list() -> None:
     now = now_ms()
     for k in keys:
         expires = "never" if k.expires_ms is None else _utc(k.expires_ms) + (" (expired)" if k.expired(now) else "")
-        click.echo(f"{k.id}  {k.kind:7}  {k.name}  agencies={','.join(k.agencies)}  created={_utc(k.created_ms)}  "
+        echo(f"{k.id}  {k.kind:7}  {k.name}  agencies={','.join(k.agencies)}  created={_utc(k.created_ms)}  "
                    f"expires={expires}")
 
 
@@ -125,7 +125,7 @@ def key_revoke(key_id: str) -> None:
         gone = revoke(_state(), key_id)
     except AnchorpipeError as exc:
         fail_with(exc)
-    click.echo(f"revoked key {gone.id} of {gone.kind} {gone.name}")
+    echo(f"revoked key {gone.id} of {gone.kind} {gone.name}")
 
 
 def _utc(ms: int) -> str:
@@ -144,7 +144,7 @@ def dead_letters_list() -> None:
     """Each dead letter as a JSON line: task, arguments (batch ids), error, time (ms)."""
     try:
         for doc in _state().dead_letters():
-            click.echo(json.dumps(doc))
+            echo(json.dumps(doc))
     except AnchorpipeError as exc:
         fail_with(exc)
 
@@ -157,7 +157,7 @@ def dead_letters_clear(everything: bool) -> None:
         n = _state().clear_dead_letters(everything)
     except AnchorpipeError as exc:
         fail_with(exc)
-    click.echo(f"cleared {n} dead letter{'s' if n != 1 else ''}")
+    echo(f"cleared {n} dead letter{'s' if n != 1 else ''}")
 
 
 @dead_letters.command("redrive")
@@ -168,7 +168,7 @@ def dead_letters_redrive(batch_id: str) -> None:
         stage = _state().redrive(batch_id)
     except AnchorpipeError as exc:
         fail_with(exc)
-    click.echo(f"batch {batch_id} is {stage} again")
+    echo(f"batch {batch_id} is {stage} again")
 
 
 @click.group()
@@ -191,7 +191,7 @@ def db_upgrade() -> None:
         before, now = upgrade(_database_url())
     except AnchorpipeError as exc:
         fail_with(exc)
-    click.echo(f"schema at revision {now}" + ("" if before == now else f" (was {before or 'empty'})"))
+    echo(f"schema at revision {now}" + ("" if before == now else f" (was {before or 'empty'})"))
 
 
 @db.command("status")
@@ -203,7 +203,7 @@ def db_status() -> None:
         now, want = current(_database_url()), head()
     except AnchorpipeError as exc:
         fail_with(exc)
-    click.echo(f"database at {now or 'none (empty)'}; this version needs {want}")
+    echo(f"database at {now or 'none (empty)'}; this version needs {want}")
     if now != want:
         raise SystemExit(1)
 
@@ -217,9 +217,9 @@ def db_import_redis(redis_url: str) -> None:
     from pipelines.state.redis_import import import_redis
 
     try:
-        done = import_redis(redis_url, _state(), lambda m: click.echo(f"  {m}", err=True))
+        done = import_redis(redis_url, _state(), lambda m: echo(f"  {m}", err=True))
     except AnchorpipeError as exc:
         fail_with(exc)
-    click.echo(f"imported {done.records:,} records ({done.pending:,} pending), {done.batches:,} batches, "
+    echo(f"imported {done.records:,} records ({done.pending:,} pending), {done.batches:,} batches, "
                f"{done.agencies} agencies, {done.keys} keys, {done.sources} sources, "
                f"{done.dead_letters} dead letters")

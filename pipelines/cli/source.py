@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipelines.cli.common import fail_with
+from pipelines.cli.common import fail_with, echo
 from pipelines.errors import AnchorpipeError
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def source_list() -> None:
         fail_with(exc)
     for name, s in sources.items():
         info, quarantined = status[name]
-        click.echo(f"{name}: {s.kind} for {s.agency} every {s.interval:g} s; cursor {info.get('cursor') or '(start)'}; "
+        echo(f"{name}: {s.kind} for {s.agency} every {s.interval:g} s; cursor {info.get('cursor') or '(start)'}; "
                    f"failures {info.get('failures', 0)}; quarantined {quarantined}"
                    + (f"; last error: {info['last_error']}" if info.get("last_error") else ""))
 
@@ -53,10 +53,10 @@ def source_test(name: str) -> None:
         fail_with(exc)
     for item, problem in verdicts:
         rid = item.record.get("id") if isinstance(item.record, dict) else None
-        click.echo(f"{'QUARANTINE' if problem else 'ingest'}  {item.position}  id={rid!r}"
+        echo(f"{'QUARANTINE' if problem else 'ingest'}  {item.position}  id={rid!r}"
                    + (f"  ({problem})" if problem else ""))
     ok = sum(1 for _, p in verdicts if p is None)
-    click.echo(f"{ok} would be ingested, {len(verdicts) - ok} quarantined; more after this page: {page.more}")
+    echo(f"{ok} would be ingested, {len(verdicts) - ok} quarantined; more after this page: {page.more}")
 
 
 @source.command("run")
@@ -68,7 +68,7 @@ def source_run(name: str, once: bool) -> None:
         result = _runner(name).run()
     except AnchorpipeError as exc:
         fail_with(exc)
-    click.echo(f"{name}: {result.status}; {result.accepted} accepted, {result.duplicates} already known, "
+    echo(f"{name}: {result.status}; {result.accepted} accepted, {result.duplicates} already known, "
                f"{result.quarantined} quarantined, {result.pages} pages" + (f"; {result.error}" if result.error else ""))
     if result.status == "failed":
         raise SystemExit(1)
@@ -89,16 +89,16 @@ def source_quarantine(name: str, replay: bool, drop: tuple[str, ...], drop_all: 
         runner = _runner(name)
         if replay:
             accepted, left = runner.replay()
-            click.echo(f"replayed: {accepted} accepted, {left} still quarantined")
+            echo(f"replayed: {accepted} accepted, {left} still quarantined")
             return
         if drop or drop_all:
             gone = runner.drop(None if drop_all else list(drop))
-            click.echo(f"dropped {gone} quarantined item{'s' if gone != 1 else ''} of {name}")
+            echo(f"dropped {gone} quarantined item{'s' if gone != 1 else ''} of {name}")
             return
         for doc in runner.quarantine():
             at = doc.get("at")
             if isinstance(at, int):
                 doc["at"] = datetime.fromtimestamp(at / 1000, UTC).isoformat(timespec="seconds")
-            click.echo(json.dumps(doc, ensure_ascii=False))
+            echo(json.dumps(doc, ensure_ascii=False))
     except AnchorpipeError as exc:
         fail_with(exc)

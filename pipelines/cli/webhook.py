@@ -6,7 +6,7 @@ import json
 
 import click
 
-from pipelines.cli.common import fail_with
+from pipelines.cli.common import fail_with, echo
 from pipelines.errors import AnchorpipeError
 
 
@@ -27,7 +27,7 @@ def webhook_list(agency: str | None) -> None:
     """Each webhook as a JSON line: id, agency, URL, events (never its secret)."""
     try:
         for h in _state().webhooks(agency):
-            click.echo(json.dumps({"id": h.id, "agency": h.agency, "url": h.url, "events": h.events}))
+            echo(json.dumps({"id": h.id, "agency": h.agency, "url": h.url, "events": h.events}))
     except AnchorpipeError as exc:
         fail_with(exc)
 
@@ -38,7 +38,7 @@ def webhook_dead(agency: str | None) -> None:
     """Events that failed every attempt (ANCHORPIPE_WEBHOOK_ATTEMPTS), as JSON lines with their last error."""
     try:
         for doc in _state().webhook_events("dead", agency):
-            click.echo(json.dumps(doc))
+            echo(json.dumps(doc))
     except AnchorpipeError as exc:
         fail_with(exc)
 
@@ -52,4 +52,4 @@ def webhook_replay(agency: str | None, events: tuple[int, ...]) -> None:
         n = _state().replay_webhooks(agency, list(events) or None)
     except AnchorpipeError as exc:
         fail_with(exc)
-    click.echo(f"{n} event{'s' if n != 1 else ''} to send again")
+    echo(f"{n} event{'s' if n != 1 else ''} to send again")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail_with, write_key_file
+from pipelines.cli.common import fail_with, write_key_file, echo
 from pipelines.errors import AnchorpipeError, InputError
 
 DEFAULT_NAME = "anchorpipe.local/witness"
@@ -32,7 +32,7 @@ def keygen(keyfile: Path, name: str) -> None:
     except AnchorpipeError as exc:
         fail_with(exc)
     write_key_file(keyfile, cosigner.text())
-    click.echo(cosigner.verifier().text())
+    echo(cosigner.verifier().text())
 
 
 @witness.command()
@@ -62,7 +62,7 @@ def serve(key_file: Path, logs: tuple[str, ...], state_file: Path, host: str, po
         witness_ = _witness(key_file, logs, WitnessState(state_file))
     except AnchorpipeError as exc:
         fail_with(exc)
-    click.echo(f"witness {witness_.cosigner.verifier().text()} on http://{host}:{port} for "
+    echo(f"witness {witness_.cosigner.verifier().text()} on http://{host}:{port} for "
                f"{', '.join(sorted(witness_.logs))}", err=True)
     uvicorn.run(create_app(witness_, rate, burst), host=host, port=port, log_level="warning", access_log=False)
 

@@ -26,6 +26,9 @@ MAX_ID_BYTES = 256
 
 AGENCY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+#: What a new record id may not hold either, beyond C0 controls: C1 controls (a terminal reads some as escape
+#: sequences) and the bidirectional embeddings, overrides and isolates, which display an id as another.
+_SPOOFING_RE = re.compile("[\u0080-\u009f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,18 @@ def check_record_id(record_id: object) -> str:
         record_id.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InputError("record id is not valid Unicode (lone surrogate)") from exc
+    return record_id
+
+
+def check_new_record_id(record_id: object) -> str:
+    """:func:`check_record_id`, and for a record entering now (every entry point: the API, ``seal``, the
+    pull sources) no C1 control (U+0080-U+009F) or bidirectional control (U+202A-U+202E, U+2066-U+2069)
+    either. Proofs sealed before this rule still verify: the proof format keeps the older rule."""
+    record_id = check_record_id(record_id)
+    found = _SPOOFING_RE.search(record_id)
+    if found:
+        raise InputError(f"record id must not contain U+{ord(found[0]):04X} (C1 and bidirectional controls change "
+                         f"how an id is shown)")
     return record_id
 
 

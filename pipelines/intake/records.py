@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pipelines.core import jsontext
-from pipelines.core.commitment import RecordInput, check_record_id, content_sha256, parse_sha256_hex
+from pipelines.core.commitment import RecordInput, check_new_record_id, content_sha256, parse_sha256_hex
 from pipelines.errors import FieldError, InputError, Problem, RecordError
 
 
@@ -30,7 +30,7 @@ def parse_record(obj: object) -> RecordInput:
         raise FieldError("record", f"unknown field(s) {sorted(extra)}; a record has id and content or sha256")
     if "id" not in obj:
         raise FieldError("id", "field 'id' is missing")
-    record_id = _field("id", check_record_id, obj["id"])
+    record_id = _field("id", check_new_record_id, obj["id"])
     if ("content" in obj) == ("sha256" in obj):
         raise FieldError("content", "give exactly one of 'content' and 'sha256'")
     if "content" in obj:

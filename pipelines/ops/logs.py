@@ -22,6 +22,20 @@ LOGGER = logging.getLogger("anchorpipe")
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
+class NoQueryStrings(logging.Filter):
+    """Access lines name the path, never the query string: a client may put a key in it (``?api_key=``), and
+    a refused one is written too. The query is replaced by ``?[redacted]``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) >= 3:
+            args = list(record.args)
+            path = str(args[2])
+            if "?" in path:
+                args[2] = path.split("?", 1)[0] + "?[redacted]"
+                record.args = tuple(args)
+        return True
+
+
 def configure(cfg: Settings) -> None:
     """Send every logger's records to stderr in the configured format (JSON by default), at the
     configured level for anchorpipe's own lines. Safe to call again: it replaces its own handler."""
@@ -35,6 +49,7 @@ def configure(cfg: Settings) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.set_name("anchorpipe")
+    handler.addFilter(NoQueryStrings())
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "anchorpipe"]:
         root.removeHandler(old)
