@@ -82,8 +82,44 @@ def test_the_witness_answers_as_the_spec_says(witness, tmp_path):
     about = httpx.get(witness.url + "/").text
     assert witness.vkey in about and LOG.verifier().text() in about
     db = sqlite3.connect(tmp_path / "witness.example_w1" / "state.db")
-    reasons = [r[0] for r in db.execute("SELECT reason FROM evidence")]
-    assert any("forked" in r for r in reasons) and any("consistency proof" in r for r in reasons)
+    rows = db.execute("SELECT note, reason FROM evidence").fetchall()
+    # Only the fork is evidence (two checkpoints the log signed at size 12), with the one it conflicts with; a
+    # made-up consistency proof proves nothing about the log and is not kept.
+    assert [note for note, _ in rows] == [note_of(FORK, 12)]
+    assert "forked" in rows[0][1] and note_of(MAIN, 12) in rows[0][1]
+
+
+def test_evidence_is_kept_once_and_never_on_anyones_say_so(witness, tmp_path):
+    assert post(witness.url, body(MAIN, 0, 12)).status_code == 200
+    for _ in range(20):  # a genuine checkpoint with a made-up proof, again and again
+        assert post(witness.url, AddCheckpoint(12, (b"\x01" * 32,), note_of(MAIN, 20)).body()).status_code == 422
+        assert post(witness.url, body(FORK, 12, 12)).status_code == 409  # the same fork, sent again and again
+    db = sqlite3.connect(tmp_path / "witness.example_w1" / "state.db")
+    assert db.execute("SELECT count(*) FROM evidence").fetchone()[0] == 1
+
+
+def test_a_witness_refuses_to_start_without_its_state_unless_told_it_is_new(tmp_path):
+    import subprocess
+
+    port = free_port()
+    args, _ = witness_command(tmp_path, "witness.example/lost", [LOG.verifier().text()], port)
+    assert "--init" in args  # the first start of a new witness
+    state = Path(args[args.index("--state") + 1])
+    args.remove("--init")
+    res = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "does not exist" in res.stderr and "--init" in res.stderr, res.stderr
+    assert not state.exists()
+
+
+def test_the_rate_limit_holds_per_log_whatever_the_address(tmp_path):
+    """Clients from 127.0.0.1 and 127.0.0.2 have a bucket each, and the log they both speak for one more."""
+    clients = [httpx.Client(transport=httpx.HTTPTransport(local_address=a), timeout=10)
+               for a in ("127.0.0.1", "127.0.0.2")]
+    with witness_server(tmp_path, "witness.example/perlog", [LOG.verifier().text()], rate=1) as w:
+        answers = [clients[i % 2].post(f"{w.url}/add-checkpoint", content=body(MAIN, 0, 1)).status_code
+                   for i in range(120)]
+        # Each address alone stays within its own burst (60 < 100), so only the log's bucket can refuse.
+        assert answers.count(429) >= 10, answers
 
 
 def test_requests_over_the_rate_limit_get_429_with_retry_after(tmp_path):

@@ -43,14 +43,17 @@ def keygen(keyfile: Path, name: str) -> None:
                    "the key's name. Repeatable.")
 @click.option("--state", "state_file", required=True, envvar="ANCHORPIPE_WITNESS_STATE",
               type=click.Path(dir_okay=False, path_type=Path),
-              help="SQLite file holding the latest checkpoint cosigned per log (created if absent). Back it up: "
-                   "a witness that loses it can be made to cosign a fork.")
+              help="SQLite file holding the latest checkpoint cosigned per log. Back it up: a witness that loses "
+                   "it can be made to cosign a fork; it refuses to start without it unless --init.")
+@click.option("--init", "init", is_flag=True,
+              help="A new witness: create the state file if it is absent (never needed again; do not add it to "
+                   "a unit that restarts the witness).")
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="ANCHORPIPE_WITNESS_HOST")
 @click.option("--port", default=7380, show_default=True, type=click.IntRange(0, 65535), envvar="ANCHORPIPE_WITNESS_PORT")
 @click.option("--rate", default=50.0, show_default=True, type=click.FloatRange(0),
               help="Requests per second per client address (0: no limit); over it: 429 with Retry-After.")
 @click.option("--burst", default=100.0, show_default=True, type=click.FloatRange(1))
-def serve(key_file: Path, logs: tuple[str, ...], state_file: Path, host: str, port: int, rate: float,
+def serve(key_file: Path, logs: tuple[str, ...], state_file: Path, init: bool, host: str, port: int, rate: float,
           burst: float) -> None:
     """Serve POST /add-checkpoint (C2SP tlog-witness) until stopped."""
     import uvicorn
@@ -59,6 +62,10 @@ def serve(key_file: Path, logs: tuple[str, ...], state_file: Path, host: str, po
     from pipelines.witness.state import WitnessState
 
     try:
+        if not init and not state_file.exists():
+            raise InputError(f"{state_file} does not exist: a witness that lost its state could be made to cosign "
+                             f"a fork of a size it cosigned before. Restore it from its backup, or give --init "
+                             f"once to start a new witness")
         witness_ = _witness(key_file, logs, WitnessState(state_file))
     except AnchorpipeError as exc:
         fail_with(exc)

@@ -30,7 +30,7 @@ _OLD = re.compile(r"^old (0|[1-9][0-9]{0,19})$")
 
 class Refused(VerificationError):
     """The witness refuses to cosign; ``status`` is the HTTP status the spec gives, ``size`` the size it
-    holds (409 only); ``evidence``: the log signed a checkpoint inconsistent with one it signed before."""
+    holds (409 only); ``evidence``: the log signed a checkpoint of the size held with another root (a fork it cannot deny)."""
 
     def __init__(self, status: int, message: str, size: int | None = None, evidence: bool = False) -> None:
         super().__init__(message)
@@ -122,5 +122,4 @@ def check_extends(req: AddCheckpoint, cp: Checkpoint, held: Held | None) -> None
     try:
         merkle.verify_consistency(held.size, cp.size, list(req.proof), held.root, cp.root)
     except VerificationError as exc:
-        raise Refused(422, f"consistency proof from size {held.size} to {cp.size} fails: {exc}",
-                      evidence=True) from None
+        raise Refused(422, f"consistency proof from size {held.size} to {cp.size} fails: {exc}") from None

@@ -121,6 +121,8 @@ def witness_command(workdir: Path, name: str, log_vkeys: list[str], port: int, r
     vkey = Cosigner.parse(key_file.read_text().strip()).verifier().text()
     args = [sys.executable, "-m", "pipelines.cli", "witness", "serve", "--key", str(key_file),
             "--state", str(folder / "state.db"), "--port", str(port), "--rate", str(rate)]
+    if not (folder / "state.db").exists():  # a new witness (a restart runs the same command: the file is there)
+        args.append("--init")
     for v in log_vkeys:
         args += ["--log", v]
     return args, vkey

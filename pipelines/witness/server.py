@@ -42,8 +42,9 @@ class Witness:
         try:
             self.state.advance(cp, req.note, lambda held: check_extends(req, cp, held))
         except Refused as exc:
-            if exc.evidence:  # signed by the log, and inconsistent with what it signed before: keep it
-                self.state.keep_evidence(cp.origin, req.old, req.note, str(exc))
+            # Evidence only of what proves the log misbehaved: two checkpoints it signed, of one size, with two
+            # roots (a failed consistency proof proves nothing: anyone can attach a made-up one).
+            if exc.evidence and self.state.keep_fork(cp.origin, req.note, str(exc)):
                 event("witness_refused", f"{cp.origin}: {exc}", level="warning", origin=cp.origin, size=cp.size)
             raise
         return self.cosigner.cosign(split_note(req.note)[0], int(self.clock()))
@@ -75,14 +76,26 @@ class RateLimit:
         return 0.0
 
 
+def _origin(body: bytes) -> str:
+    """The origin line of an add-checkpoint body's checkpoint ('' if it has none)."""
+    try:
+        return parse_request(body).note.split("\n", 1)[0]
+    except Refused:
+        return ""
+
+
 def create_app(witness: Witness, rate: float = 50.0, burst: float = 100.0) -> Starlette:
     limit = RateLimit(rate, burst)
 
+    def limited(who: str) -> Response | None:
+        wait = limit.wait(who, time.monotonic())
+        return PlainTextResponse("rate limited\n", 429, headers={"Retry-After": str(max(1, round(wait)))}) \
+            if wait else None
+
     async def add_checkpoint(request: Request) -> Response:
-        client = request.client.host if request.client else "-"
-        wait = limit.wait(client, time.monotonic())
-        if wait:
-            return PlainTextResponse("rate limited\n", 429, headers={"Retry-After": str(max(1, round(wait)))})
+        refused = limited("client " + (request.client.host if request.client else "-"))
+        if refused:
+            return refused
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_REQUEST_BYTES):
             return PlainTextResponse(f"request body over {MAX_REQUEST_BYTES} bytes\n", 413)
@@ -91,6 +104,9 @@ def create_app(witness: Witness, rate: float = 50.0, burst: float = 100.0) -> St
             body += chunk
             if len(body) > MAX_REQUEST_BYTES:
                 return PlainTextResponse(f"request body over {MAX_REQUEST_BYTES} bytes\n", 413)
+        refused = limited("log " + _origin(body))  # per log too: many addresses cannot flood one log's state
+        if refused:
+            return refused
         try:
             line = witness.add_checkpoint(body)
         except Refused as exc:

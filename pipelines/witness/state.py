@@ -4,8 +4,9 @@ Checking a request against the held checkpoint and recording the new one happen
 in one ``BEGIN IMMEDIATE`` transaction (a compare-and-swap: no two requests, even
 from two processes on the same file, interleave), committed with ``synchronous=FULL``
 before the cosignature is made, so a crash at any moment never makes the witness
-forget a size it cosigned. Refused checkpoints that carry a valid log signature
-(a fork, a failed consistency proof) are kept as evidence.
+forget a size it cosigned. A refused checkpoint that proves the log forked (signed by
+the log, of the size the witness holds, with another root) is kept as evidence with the
+one it conflicts with: once each, at most :data:`MAX_FORKS` per log.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ CREATE TABLE IF NOT EXISTS evidence (
     id INTEGER PRIMARY KEY, origin TEXT NOT NULL, old INTEGER NOT NULL, note TEXT NOT NULL, reason TEXT NOT NULL,
     at REAL NOT NULL);
 """
+
+
+#: Fork evidence kept per log: enough to prove it, never a table that grows on anyone's say-so.
+MAX_FORKS = 100
 
 
 class WitnessState:
@@ -62,10 +67,18 @@ class WitnessState:
         except sqlite3.Error as exc:
             raise StorageError(f"witness state {self.path}: {exc}", transient=True) from exc
 
-    def keep_evidence(self, origin: str, old: int, note: str, reason: str) -> None:
+    def keep_fork(self, origin: str, note: str, reason: str) -> bool:
+        """Keep ``note`` (a checkpoint the log signed that conflicts with the one held) beside the held one,
+        unless it is kept already or the log has MAX_FORKS; whether it was kept."""
         try:
-            self.db.execute("INSERT INTO evidence (origin, old, note, reason, at) VALUES (?, ?, ?, ?, ?)",
-                            (origin, old, note, reason, time.time()))
+            held = self.db.execute("SELECT note FROM checkpoints WHERE origin = ?", (origin,)).fetchone()
+            evidence = f"{reason}\n--- the checkpoint the witness cosigned at that size\n{held[0] if held else ''}"
+            cur = self.db.execute(
+                "INSERT INTO evidence (origin, old, note, reason, at) SELECT ?, 0, ?, ?, ? WHERE NOT EXISTS "
+                "(SELECT 1 FROM evidence WHERE origin = ? AND note = ?) AND "
+                "(SELECT count(*) FROM evidence WHERE origin = ?) < ?",
+                (origin, note, evidence, time.time(), origin, note, origin, MAX_FORKS))
+            return cur.rowcount == 1
         except sqlite3.Error as exc:
             raise StorageError(f"witness state {self.path}: {exc}", transient=True) from exc
 
