@@ -63,7 +63,7 @@ demo: $(BIN)/.installed system-deps $(ANVIL) $(CHECKER)
 # The lock, layer contracts (import-linter), bug-finding lint (ruff) and strict types on the core.
 check: lock-check $(BIN)/.installed
 	$(BIN)/lint-imports
-	$(BIN)/ruff check pipelines workers tests bench
+	$(BIN)/ruff check pipelines workers tests bench fuzz
 	$(BIN)/mypy
 
 # Two tiers (tests/README.md): `unit` starts no process or server; `system` starts PostgreSQL, Redis, moto,
@@ -94,6 +94,13 @@ bench: $(BIN)/.installed system-deps $(ANVIL)
 	$(BIN)/python bench/witness.py
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/client.py
+
+# Coverage-guided fuzzing (atheris) of every parser of hostile bytes, FUZZ_SECONDS each (fuzz/README.md).
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= proof bundle checkpoint tiles witness_request intake
+fuzz: $(UV) system-deps
+	$(UV) sync --frozen --extra test --extra fuzz --quiet
+	for t in $(FUZZ_TARGETS); do $(BIN)/python -m fuzz $$t $(FUZZ_SECONDS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) .venv-latest .tools .pytest_cache build *.egg-info web/node_modules web/dist

@@ -301,7 +301,11 @@ def _check_anchor(anchor: AnyAnchor, anchors: Sequence[AnyAnchor], batch: BatchI
 # A round's receipts repeat in every proof of every batch it covers: check each once (failures are not cached).
 @lru_cache(maxsize=64)
 def _verified_token(token: str, note: str, roots: tuple[Any, ...]) -> Stamp:
-    return verify_token(base64.b64decode(token, validate=True), stamped_message(note), roots)
+    try:
+        der = base64.b64decode(token, validate=True)
+    except ValueError:  # binascii.Error: not base64, or cut short
+        raise VerificationError("the TSA token is not valid base64", "tsa") from None
+    return verify_token(der, stamped_message(note), roots)
 
 
 @lru_cache(maxsize=64)
