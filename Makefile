@@ -100,7 +100,7 @@ FUZZ_SECONDS ?= 600
 FUZZ_TARGETS ?= proof bundle checkpoint tiles witness_request intake
 fuzz: $(UV) system-deps
 	$(UV) sync --frozen --extra test --extra fuzz --quiet
-	for t in $(FUZZ_TARGETS); do $(BIN)/python -m fuzz $$t $(FUZZ_SECONDS) || exit 1; done
+	status=0; for t in $(FUZZ_TARGETS); do $(BIN)/python -m fuzz $$t $(FUZZ_SECONDS) || status=1; done; exit $$status
 
 clean:
 	rm -rf $(VENV) .venv-latest .tools .pytest_cache build *.egg-info web/node_modules web/dist

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pipelines.sources.config import SourceConfig
     from pipelines.stages import Pipeline
     from pipelines.state.postgres import PostgresState
-    from pipelines.state.redis import BrokerQueues, RateLimiter
+    from pipelines.state.redis import BrokerQueues, FailureLimiter, RateLimiter
 
 #: How long a starting service waits for its database to come up (a host booting, PostgreSQL restarting).
 START_WAIT_S = 60.0
@@ -123,6 +123,15 @@ class Runtime:
         from pipelines.state.redis import RateLimiter
 
         return RateLimiter(self.cfg.redis_url, self.cfg.rate_limit_map, self.cfg.rate_limit)
+
+    @cached_property
+    def failure_limiter(self) -> FailureLimiter | None:
+        """Refused requests per client address and key (ANCHORPIPE_FAILURE_LIMIT), None without a limit."""
+        if not self.cfg.failure_limit:
+            return None
+        from pipelines.state.redis import FailureLimiter
+
+        return FailureLimiter(self.cfg.redis_url, self.cfg.failure_limit)
 
     def check_start(self, wait_s: float = START_WAIT_S, on_wait: Callable[[str], None] | None = None) -> None:
         """What every service process passes before it serves, in order: Sentry started (when SENTRY_DSN is

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import rlp
 from eth_hash.auto import keccak
 from trie.hexary import HexaryTrie
-from trie.exceptions import BadTrieProof
+from trie.exceptions import BadTrieProof, InvalidKeyError, NodeOverrideError
+from trie.exceptions import ValidationError as TrieNodeError
 
 from pipelines.core.anchors import EvmAnchor
 from pipelines.errors import VerificationError
@@ -78,7 +79,8 @@ def verify_evm_receipt(a: EvmAnchor, checkpoint_text: str) -> Block:
     try:
         nodes = tuple(rlp.decode(bytes.fromhex(n)) for n in a.trie_proof)
         found = HexaryTrie.get_from_proof(tx_root, rlp.encode(a.tx_index), nodes)  # type: ignore[no-untyped-call]
-    except (BadTrieProof, rlp.exceptions.DecodingError, ValueError, TypeError) as exc:
+    except (BadTrieProof, TrieNodeError, InvalidKeyError, NodeOverrideError, rlp.exceptions.DecodingError, ValueError,
+            TypeError) as exc:
         raise VerificationError(f"trie proof: it does not verify under the header's transactionsRoot ({exc})"
                                 ) from None
     if found != raw:

@@ -99,6 +99,8 @@ def create_app(cfg: Settings | None = None, *, check_state: bool = True) -> Fast
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(SmallBodies, paths=frozenset({"/v1/webhooks"}))
+    if rt.failure_limiter is not None:
+        app.add_middleware(RefusalLimit, limiter=rt.failure_limiter)
 
     app.include_router(_records_routes(rt))
     app.include_router(_webhook_routes(rt))
@@ -215,6 +217,42 @@ def _principal_dependency(rt: Runtime) -> Any:
         return found
 
     return principal
+
+
+#: Answers that count against a client's ANCHORPIPE_FAILURE_LIMIT (a 404 does not: agencies look up ids).
+REFUSALS = frozenset({400, 401, 403, 413, 422})
+
+
+class RefusalLimit:
+    """ASGI middleware: a client (its address, and the key it presents, by digest) whose requests were refused
+    ANCHORPIPE_FAILURE_LIMIT times in ten seconds is answered 429 with Retry-After, before its body is read,
+    until the window ends. Health and metrics are never limited."""
+
+    def __init__(self, app: Any, limiter: Any) -> None:
+        self.app, self.limiter = app, limiter
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in ("/healthz", "/readyz", "/metrics"):
+            return await self.app(scope, receive, send)
+        who = [f"addr:{scope['client'][0] if scope.get('client') else '-'}"]
+        auth = dict(scope["headers"]).get(b"authorization", b"")
+        if auth:
+            who.append(f"key:{hashlib.sha256(auth).hexdigest()[:32]}")
+        wait = await run_in_threadpool(self.limiter.blocked, who, time.time())
+        if wait:
+            return await problem(429, "too many refused requests from this client: wait and fix them",
+                                 type_="/problems/too-many-refused", headers={"Retry-After": str(wait)})(
+                scope, receive, send)
+        status: list[int] = []
+
+        async def watch(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        if status and status[0] in REFUSALS:
+            await run_in_threadpool(self.limiter.refused, who, time.time())
 
 
 #: Bodies of the routes that take a small JSON document (a webhook's URL and events): read at most this much.

@@ -45,6 +45,40 @@ class BrokerQueues:
             raise StateError(f"Redis failed: {exc}", transient=True) from exc
 
 
+class FailureLimiter:
+    """Refused requests counted per client (an address, a presented key's digest) in Redis, shared by every
+    API process, in windows of ``window`` seconds: a client past ``limit`` in a window is blocked until it
+    ends. Redis failing blocks no one (the limit is a shield, not a gate)."""
+
+    def __init__(self, url: str, limit: int, window: int = 10) -> None:
+        self.r = redis.Redis.from_url(url, health_check_interval=30, socket_timeout=1, socket_connect_timeout=1)
+        self.limit, self.window = limit, window
+
+    def _keys(self, who: list[str], now: float) -> list[str]:
+        return [f"anchorpipe:refused:{w}:{int(now) // self.window}" for w in who]
+
+    def blocked(self, who: list[str], now: float) -> int:
+        """Seconds until the window ends if any of ``who`` is past the limit in it, else 0."""
+        try:
+            counts = self.r.mget(self._keys(who, now))
+        except redis.RedisError:
+            return 0
+        if any(c is not None and int(c) >= self.limit for c in counts):
+            return max(1, self.window - int(now) % self.window)
+        return 0
+
+    def refused(self, who: list[str], now: float) -> None:
+        """Count one refused request for each of ``who``."""
+        try:
+            pipe = self.r.pipeline(transaction=False)
+            for key in self._keys(who, now):
+                pipe.incr(key)
+                pipe.expire(key, self.window * 2)
+            pipe.execute()
+        except redis.RedisError:
+            pass
+
+
 class RateLimiter:
     """Records a second per agency, counted in Redis (shared by every API process) in one-second windows: a
     request that would take its agency past its limit is refused whole and counts for nothing."""
