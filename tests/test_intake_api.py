@@ -240,3 +240,19 @@ def test_without_a_metrics_token_the_api_serves_no_metrics(db, clean_redis, tmp_
     assert "/metrics" not in client.get("/openapi.json").json()["paths"]
 
 
+
+
+def test_a_client_refused_too_often_is_answered_429_unread(db, clean_redis, tmp_path):
+    """Refusals (401, 422...) count per client address and per key presented: past ANCHORPIPE_FAILURE_LIMIT in
+    ten seconds, every request of that client is answered 429 with Retry-After, its body never read."""
+    cfg = Settings(database_url=db, redis_url=clean_redis, archive=str(tmp_path / "archive"), failure_limit=5)
+    state = State.connect(db)
+    key = add_agency(state, "agency-a")
+    client = TestClient(create_app(cfg))
+    answers = [post(client, "ap_" + "x" * 43, {"id": "a", "content": 1}).status_code for _ in range(8)]
+    assert answers[:5] == [401] * 5 and set(answers[5:]) == {429}, answers
+    blocked = post(client, key, b"[" * (8 << 20))  # even with a good key: the address is blocked, the body unread
+    assert blocked.status_code == 429 and 1 <= int(blocked.headers["Retry-After"]) <= 10
+    assert blocked.headers["content-type"] == "application/problem+json"
+    assert client.get("/healthz").status_code == 200  # health is never limited
+    assert sql(state.url, "SELECT count(*) FROM records") == [(0,)]
