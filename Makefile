@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-fast test-system test-latest lock lock-check check bench fuzz clean system-deps browser-deps checker
+.PHONY: proxy-deps demo test test-fast test-system test-latest lock lock-check check bench fuzz clean system-deps browser-deps checker
 
 # Python packages come from uv.lock (every dependency, pinned with its hashes; `make lock` refreshes it), installed
 # by uv, itself pinned with its hashes in requirements/uv.txt and bootstrapped into .tools/uv with the venv's pip.
@@ -24,6 +24,10 @@ system-deps:
 browser-deps:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+
+# The tests run the documented reverse proxy (infra/nginx) in front of a stand-in API.
+proxy-deps:
+	@test -x /usr/sbin/nginx || (apt-get update -qq && apt-get install -y -qq nginx-light)
 
 # A local EVM node (anvil, Foundry's) for the demo and the tests: from npm, into .tools/ (not the system).
 ANVIL := .tools/node_modules/.bin/anvil
@@ -68,14 +72,14 @@ check: lock-check $(BIN)/.installed
 
 # Two tiers (tests/README.md): `unit` starts no process or server; `system` starts PostgreSQL, Redis, moto,
 # workers, nodes and browsers, two tests at a time (each takes free ports and folders of its own).
-test: check system-deps browser-deps $(ANVIL) $(CHECKER)
+test: check system-deps browser-deps proxy-deps $(ANVIL) $(CHECKER)
 	$(BIN)/python -m pytest -m unit -n 2 -q
 	$(BIN)/python -m pytest -m system -n 2 --dist worksteal --durations=30
 
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -m unit -n 2 -q
 
-test-system: $(BIN)/.installed system-deps browser-deps $(ANVIL) $(CHECKER)
+test-system: $(BIN)/.installed system-deps browser-deps proxy-deps $(ANVIL) $(CHECKER)
 	$(BIN)/python -m pytest -m system -n 2 --dist worksteal --durations=30
 
 # Drift seen on purpose: the newest releases pyproject.toml allows (the lock ignored), in a venv of their own,

@@ -122,6 +122,8 @@ def test_a_dripping_receiver_is_cut_at_the_deadline_and_delays_no_other_agency(d
         done: list[int] = []
         runner = threading.Thread(target=lambda: done.append(first.deliver_due()))
         runner.start()
+        while drip.posts == 0 and runner.is_alive():  # the first worker has claimed everything and is sending
+            time.sleep(0.01)
         while runner.is_alive():  # another worker, ticking meanwhile: it must not send what the first holds
             second.deliver_due()
             time.sleep(0.2)
