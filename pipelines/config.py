@@ -66,7 +66,10 @@ class Settings(BaseSettings):
     rate_limits: str = ""
     #: Refused requests (400, 401, 403, 413, 422) allowed per client address, and per key presented, in each
     #: ten seconds; past it every request of theirs is answered 429 unread until the window ends (0: no limit).
-    failure_limit: int = Field(100, ge=0)
+    #: Off by default: it needs the API to see each client's own address (behind infra/nginx on the same
+    #: host, uvicorn takes it from X-Forwarded-For); behind a proxy it cannot tell apart, it would count all
+    #: clients as one.
+    failure_limit: int = Field(0, ge=0)
     #: Celery's visibility timeout (seconds): above the longest task, or a task runs twice.
     visibility_timeout: int = Field(3600, ge=5)
     #: How often (seconds) the Redis transport looks for unacknowledged messages to restore.

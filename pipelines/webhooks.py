@@ -26,7 +26,11 @@ import random
 import re
 import secrets
 import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -50,11 +54,25 @@ _NUMBER = re.compile(r"0x[0-9a-f]*|[0-9]+")
 MAX_URL_BYTES = 2048
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+_REFUSED_V6 = [ipaddress.ip_network(n) for n in ("64:ff9b:1::/48", "fec0::/10", "2002::/16", "2001::/32", "::/96")]
+
+
 def _forbidden(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Not a globally routable address: loopback, private, carrier-grade NAT (100.64.0.0/10, where some clouds
-    answer metadata), link-local, reserved, documentation, multicast...; an IPv4-mapped IPv6 address by its IPv4."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    answer metadata), link-local, reserved, documentation, multicast...; an IPv6 address that carries an IPv4
+    one (mapped, NAT64, 6to4, Teredo, IPv4-compatible) by that IPv4 address, and the transition ranges whose
+    far end cannot be told (NAT64 local use, site-local, 6to4, Teredo) refused outright."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is None and ip in _REFUSED_V6[4] and int(ip) > 1:  # ::a.b.c.d (IPv4-compatible)
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return _forbidden(embedded) or any(ip in n for n in _REFUSED_V6[1:4])
+        if any(ip in n for n in _REFUSED_V6):
+            return True
     return not ip.is_global or ip.is_multicast
 
 
@@ -85,6 +103,11 @@ def check_url(url: str, allow_private: bool, *, resolve: bool = False) -> str | 
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "want an http(s) URL with a host"
+    try:  # as the sender will read it: httpx's own parser, and a port in range
+        httpx.URL(url)
+        parts.port  # noqa: B018 - raises ValueError out of range
+    except (httpx.InvalidURL, ValueError) as exc:
+        return f"not a URL the notifier can send to: {exc}"
     if allow_private:
         return None
     try:
@@ -122,7 +145,11 @@ def message(delivery: Delivery) -> tuple[str, bytes]:
 
 def where(url: str) -> str:
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
 
 
 #: The most of a receiver's answer that is read (its status is what counts).
@@ -149,62 +176,79 @@ class Deliveries:
 
     async def _deliver(self, agencies: list[list[Delivery]], now: int) -> int:
         slots = asyncio.Semaphore(AGENCY_SLOTS)
+        # Threads of this run's own for the state's calls and name lookups: a lookup that hangs holds one of
+        # them, never the event loop nor another agency's bookkeeping; the run does not wait for it at the end.
+        self._threads = ThreadPoolExecutor(max_workers=AGENCY_SLOTS * 2, thread_name_prefix="webhooks")
 
         async def one_agency(deliveries: list[Delivery]) -> int:
             async with slots:
                 return sum([await self._send(client, d, now) for d in deliveries])
 
-        async with httpx.AsyncClient(transport=self.transport, follow_redirects=False) as client:
-            return sum(await asyncio.gather(*(one_agency(ds) for ds in agencies)))
+        try:
+            async with httpx.AsyncClient(transport=self.transport, follow_redirects=False) as client:
+                return sum(await asyncio.gather(*(one_agency(ds) for ds in agencies)))
+        finally:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
 
     async def _send(self, client: httpx.AsyncClient, d: Delivery, now: int) -> int:
         # Renew the claim just before sending: a run slowed by earlier receivers may have lost it to another
         # worker, which then sends these events; this one must not send them too. The lease (twice the
-        # deadline) outlasts the send, which the deadline ends: no send of these events is still running when
-        # another worker may take them.
+        # deadline) outlasts the name lookup and the send, which the deadline ends together: no send of these
+        # events is still running when another worker may take them.
         now = max(now, now_ms())
         lease = now + int(self.timeout * 2000)
-        held = set(await asyncio.to_thread(self.state.renew, [e["id"] for e in d.events], d.lease, lease))
+        held = set(await self._call(self.state.renew, [e["id"] for e in d.events], d.lease, lease))
         d = Delivery(d.webhook, [e for e in d.events if e["id"] in held], lease)
         if not d.events:
             return 0
-        msg_id, body = message(d)
-        stamp = datetime.now(UTC)
-        headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(stamp.timestamp())),
-                   "webhook-signature": Signer(d.webhook.secret).sign(msg_id, stamp, body.decode()),
-                   "content-type": "application/json"}
         ids = [e["id"] for e in d.events]
-        # At each delivery: DNS may have changed since registration.
-        error = await asyncio.to_thread(check_url, d.webhook.url, self.allow_private, resolve=True)
+        try:
+            error = await self._attempt(client, d)
+        except Exception as exc:  # one webhook's fault (a URL stored before a rule, say) is its own failed attempt
+            error = f"{type(exc).__name__}: the notifier could not send to this URL"
         if error is None:
-            error = await self._post(client, d.webhook.url, body, headers)
-        if error is None:
-            await asyncio.to_thread(self.state.delivered, ids, d.lease)
+            await self._call(self.state.delivered, ids, d.lease)
             metrics.WEBHOOKS.labels("delivered").inc(len(ids))
             return len(ids)
         attempt = max(e["attempts"] for e in d.events) + 1
         delay = min(5.0 * 2 ** attempt, 3600.0) * random.uniform(0.5, 1.0)
-        dead = await asyncio.to_thread(self.state.delivery_failed, ids, d.lease, error,
-                                       max(now, now_ms()) + int(delay * 1000), self.attempts)
+        dead = await self._call(self.state.delivery_failed, ids, d.lease, error,
+                                max(now, now_ms()) + int(delay * 1000), self.attempts)
         metrics.WEBHOOKS.labels("failed").inc(len(ids) - dead)
         metrics.WEBHOOKS.labels("dead").inc(dead)
         event("webhook_failed", f"webhook {d.webhook.id} at {where(d.webhook.url)}: {error}", level="warning",
               webhook=d.webhook.id, agency=d.webhook.agency, events=len(ids), attempt=attempt, dead=dead)
         return 0
 
-    async def _post(self, client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]) -> str | None:
-        """POST within the one deadline, reading at most MAX_ANSWER_BYTES of the answer; why it failed, or None."""
+    async def _attempt(self, client: httpx.AsyncClient, d: Delivery) -> str | None:
+        """One signed POST of ``d``, its host checked again first (DNS may have changed since registration),
+        both within the one deadline; why it failed, or None."""
+        msg_id, body = message(d)
+        stamp = datetime.now(UTC)
+        headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(stamp.timestamp())),
+                   "webhook-signature": Signer(d.webhook.secret).sign(msg_id, stamp, body.decode()),
+                   "content-type": "application/json"}
         try:
             async with asyncio.timeout(self.timeout):
-                async with client.stream("POST", url, content=body, headers=headers, timeout=self.timeout) as resp:
-                    read = 0
-                    async for chunk in resp.aiter_raw():
-                        read += len(chunk)
-                        if read >= MAX_ANSWER_BYTES:
-                            break
-                    status = resp.status_code
+                error = await self._call(partial(check_url, d.webhook.url, self.allow_private, resolve=True))
+                return error or await self._post(client, d.webhook.url, body, headers)
         except TimeoutError:
             return f"no whole answer within {self.timeout:g} s"
+
+    async def _post(self, client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]) -> str | None:
+        """POST (the caller holds the deadline), reading at most MAX_ANSWER_BYTES of the answer; why it failed, or
+        None."""
+        try:
+            async with client.stream("POST", url, content=body, headers=headers, timeout=self.timeout) as resp:
+                read = 0
+                async for chunk in resp.aiter_raw():
+                    read += len(chunk)
+                    if read >= MAX_ANSWER_BYTES:
+                        break
+                status = resp.status_code
         except httpx.HTTPError as exc:
             return type(exc).__name__
         return None if 200 <= status < 300 else f"answered {status}"

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from pipelines.cli.common import endpoint_opt, fail_with
+from pipelines.cli.common import endpoint_opt, fail_with, printable
 from pipelines.errors import AnchorpipeError
 
 
@@ -43,7 +43,7 @@ def proof_get(agency_name: str, record_id: str, api: str | None, key: str | None
     if out:
         out.write_text(text, encoding="utf-8")
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(printable(text))  # (C1 and bidi controls only inside strings: \\u escapes there are the same JSON)
 
 
 def _from_archive(location: str, endpoint: str | None, agency_name: str, record_id: str) -> dict[str, Any]:

@@ -35,6 +35,8 @@ class Refused(VerificationError):
     def __init__(self, status: int, message: str, size: int | None = None, evidence: bool = False) -> None:
         super().__init__(message)
         self.status, self.size, self.evidence = status, size, evidence
+        #: With ``evidence``: the checkpoint the witness held when it refused (set by its state).
+        self.held_note = ""
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ class LogReader:
         return Head(open_checkpoint(note, self.verifiers, self.origin), note, found[1])
 
     def read_tile(self, level: int, index: int, width: int) -> bytes:
-        return self._must(tiles.tile_path(level, index, width), width * merkle.HASH_SIZE)
+        return self._must(tiles.tile_path(level, index, width), min(width * merkle.HASH_SIZE, MAX_HASH_TILE_BYTES))
 
     def read_bundle(self, index: int, width: int) -> bytes:
         return self._must(tiles.entries_path(index, width), MAX_ENTRY_TILE_BYTES)

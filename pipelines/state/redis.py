@@ -50,18 +50,25 @@ class FailureLimiter:
     API process, in windows of ``window`` seconds: a client past ``limit`` in a window is blocked until it
     ends. Redis failing blocks no one (the limit is a shield, not a gate)."""
 
+    #: After Redis fails, it is not asked again for this many seconds (every request would wait on it).
+    PAUSE_S = 5.0
+
     def __init__(self, url: str, limit: int, window: int = 10) -> None:
         self.r = redis.Redis.from_url(url, health_check_interval=30, socket_timeout=1, socket_connect_timeout=1)
         self.limit, self.window = limit, window
+        self.paused_until = 0.0
 
     def _keys(self, who: list[str], now: float) -> list[str]:
         return [f"anchorpipe:refused:{w}:{int(now) // self.window}" for w in who]
 
     def blocked(self, who: list[str], now: float) -> int:
         """Seconds until the window ends if any of ``who`` is past the limit in it, else 0."""
+        if now < self.paused_until:
+            return 0
         try:
             counts = self.r.mget(self._keys(who, now))
         except redis.RedisError:
+            self.paused_until = now + self.PAUSE_S
             return 0
         if any(c is not None and int(c) >= self.limit for c in counts):
             return max(1, self.window - int(now) % self.window)
@@ -69,6 +76,8 @@ class FailureLimiter:
 
     def refused(self, who: list[str], now: float) -> None:
         """Count one refused request for each of ``who``."""
+        if now < self.paused_until:
+            return
         try:
             pipe = self.r.pipeline(transaction=False)
             for key in self._keys(who, now):
@@ -76,7 +85,7 @@ class FailureLimiter:
                 pipe.expire(key, self.window * 2)
             pipe.execute()
         except redis.RedisError:
-            pass
+            self.paused_until = now + self.PAUSE_S
 
 
 class RateLimiter:

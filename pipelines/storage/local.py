@@ -46,6 +46,8 @@ class LocalStore:
             fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
+        except OSError as exc:  # not a folder, or not ours to read
+            raise StorageError(f"cannot read {key} in {self.root}: {exc.strerror}") from exc
         try:
             for part in parts[:-1]:
                 inner = os.open(part, _DIR, dir_fd=fd)

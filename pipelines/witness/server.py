@@ -19,8 +19,9 @@ from starlette.routing import Route
 
 from pipelines.core.cosignature import Cosigner
 from pipelines.core.note import Verifier, split_note
-from pipelines.core.witness import MAX_REQUEST_BYTES, SIZE_CONTENT_TYPE, Held, Refused, check_extends, \
-    open_request, parse_request
+from pipelines.core.checkpoint import Checkpoint
+from pipelines.core.witness import MAX_REQUEST_BYTES, SIZE_CONTENT_TYPE, AddCheckpoint, Held, Refused, \
+    check_extends, open_request, parse_request
 from pipelines.errors import StorageError
 from pipelines.ops.logs import event
 from pipelines.witness.state import WitnessState
@@ -37,14 +38,22 @@ class Witness:
 
     def add_checkpoint(self, body: bytes) -> str:
         """The cosignature line for an ``add-checkpoint`` body; :class:`Refused` with the spec's status."""
+        req, cp = self.open(body)
+        return self.add(req, cp)
+
+    def open(self, body: bytes) -> tuple[AddCheckpoint, Checkpoint]:
+        """The request and its checkpoint, signed by a log this witness knows; :class:`Refused` otherwise."""
         req = parse_request(body)
-        cp = open_request(req, self.logs)
+        return req, open_request(req, self.logs)
+
+    def add(self, req: AddCheckpoint, cp: Checkpoint) -> str:
+        """Cosign ``cp`` if it extends what is held (see :meth:`open`)."""
         try:
             self.state.advance(cp, req.note, lambda held: check_extends(req, cp, held))
         except Refused as exc:
             # Evidence only of what proves the log misbehaved: two checkpoints it signed, of one size, with two
             # roots (a failed consistency proof proves nothing: anyone can attach a made-up one).
-            if exc.evidence and self.state.keep_fork(cp.origin, req.note, str(exc)):
+            if exc.evidence and self.state.keep_fork(cp.origin, req.note, str(exc), exc.held_note):
                 event("witness_refused", f"{cp.origin}: {exc}", level="warning", origin=cp.origin, size=cp.size)
             raise
         return self.cosigner.cosign(split_note(req.note)[0], int(self.clock()))
@@ -76,14 +85,6 @@ class RateLimit:
         return 0.0
 
 
-def _origin(body: bytes) -> str:
-    """The origin line of an add-checkpoint body's checkpoint ('' if it has none)."""
-    try:
-        return parse_request(body).note.split("\n", 1)[0]
-    except Refused:
-        return ""
-
-
 def create_app(witness: Witness, rate: float = 50.0, burst: float = 100.0) -> Starlette:
     limit = RateLimit(rate, burst)
 
@@ -104,11 +105,14 @@ def create_app(witness: Witness, rate: float = 50.0, burst: float = 100.0) -> St
             body += chunk
             if len(body) > MAX_REQUEST_BYTES:
                 return PlainTextResponse(f"request body over {MAX_REQUEST_BYTES} bytes\n", 413)
-        refused = limited("log " + _origin(body))  # per log too: many addresses cannot flood one log's state
-        if refused:
-            return refused
         try:
-            line = witness.add_checkpoint(body)
+            req, cp = witness.open(body)
+            # Per log too, once the log's signature is verified (so only logs this witness knows have a bucket):
+            # many addresses cannot make it write one log's state more often than this.
+            refused = limited("log " + cp.origin)
+            if refused:
+                return refused
+            line = witness.add(req, cp)
         except Refused as exc:
             if exc.status == 409 and exc.size is not None:
                 return PlainTextResponse(f"{exc.size}\n", 409, media_type=SIZE_CONTENT_TYPE)

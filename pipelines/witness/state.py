@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.core.checkpoint import Checkpoint
-from pipelines.core.witness import Held
+from pipelines.core.witness import Held, Refused
 from pipelines.errors import StorageError
 
 _SCHEMA = """
@@ -54,7 +54,12 @@ class WitnessState:
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                check(self.held(cp.origin))
+                try:
+                    check(self.held(cp.origin))
+                except Refused as exc:  # the held note, read in this transaction, for the evidence of a fork
+                    row = self.db.execute("SELECT note FROM checkpoints WHERE origin = ?", (cp.origin,)).fetchone()
+                    exc.held_note = row[0] if row else ""
+                    raise
                 self.db.execute(
                     "INSERT INTO checkpoints (origin, size, root, note, at) VALUES (?, ?, ?, ?, ?) "
                     "ON CONFLICT (origin) DO UPDATE SET size = excluded.size, root = excluded.root, "
@@ -67,12 +72,11 @@ class WitnessState:
         except sqlite3.Error as exc:
             raise StorageError(f"witness state {self.path}: {exc}", transient=True) from exc
 
-    def keep_fork(self, origin: str, note: str, reason: str) -> bool:
-        """Keep ``note`` (a checkpoint the log signed that conflicts with the one held) beside the held one,
-        unless it is kept already or the log has MAX_FORKS; whether it was kept."""
+    def keep_fork(self, origin: str, note: str, reason: str, held_note: str) -> bool:
+        """Keep ``note`` (a checkpoint the log signed that conflicts with ``held_note``, the one held when it was
+        refused) beside it, unless it is kept already or the log has MAX_FORKS; whether it was kept."""
         try:
-            held = self.db.execute("SELECT note FROM checkpoints WHERE origin = ?", (origin,)).fetchone()
-            evidence = f"{reason}\n--- the checkpoint the witness cosigned at that size\n{held[0] if held else ''}"
+            evidence = f"{reason}\n--- the checkpoint the witness cosigned at that size\n{held_note}"
             cur = self.db.execute(
                 "INSERT INTO evidence (origin, old, note, reason, at) SELECT ?, 0, ?, ?, ? WHERE NOT EXISTS "
                 "(SELECT 1 FROM evidence WHERE origin = ? AND note = ?) AND "

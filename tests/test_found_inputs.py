@@ -1,4 +1,4 @@
-"""What the fuzzers found (`make fuzz`, fuzz/README.md), kept as regression inputs: each input in
+"""Inputs the fuzzers found (`make fuzz`, fuzz/README.md), kept as regression inputs: each input in
 tests/data/fuzz-findings/<target>/ goes through its target again and raises nothing but the project's errors."""
 
 from __future__ import annotations
