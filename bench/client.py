@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from pipelines.client import Client
+from anchorpipe.client import Client
 from pipelines.demo.localstack import local_stack
 from pipelines.intake.auth import add_agency
 from pipelines.state.postgres import PostgresState

@@ -104,7 +104,7 @@ def _kill_and_restart(name: str) -> Callable[[Stack], Callable[[], None]]:
         def heal() -> None:
             if name == "api":
                 api = stack.api_url.rsplit(":", 1)[1]
-                stack.spawn("api", [sys.executable, "-m", "uvicorn", "pipelines.intake.api:app", "--host",
+                stack.spawn("api", [sys.executable, "-m", "uvicorn", "pipelines.api.app:app", "--host",
                                     "127.0.0.1", "--port", api, "--log-level", "warning"], port=int(api))
             else:
                 _restart_dead(stack)

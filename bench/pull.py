@@ -24,7 +24,8 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the feed server lives in tests/
 
-from pipelines.intake.pull import SourceRunner
+from pipelines.runtime import build_source
+from pipelines.stages.pull import SourceRunner
 from pipelines.demo.services import moto_s3, postgres_server
 from pipelines.sources.config import load_sources
 from pipelines.state.postgres import PostgresState as State
@@ -38,7 +39,7 @@ def items(n: int) -> list[dict]:
 def push_rate(url: str, tmp: Path, records: list[dict]) -> float:
     from fastapi.testclient import TestClient
 
-    from pipelines.intake.api import create_app
+    from pipelines.api.app import create_app
     from pipelines.intake.auth import add_agency
     from pipelines.config import Settings
 
@@ -60,7 +61,7 @@ def pull_rate(url: str, config: str, tmp: Path, n: int) -> float:
     (cfg,) = load_sources(path).values()
     state = State.connect(url)
     t = time.perf_counter()
-    result = SourceRunner(cfg, state).run(max_pages=10_000)
+    result = SourceRunner(cfg, state, build_source(cfg, state)).run(max_pages=10_000)
     elapsed = time.perf_counter() - t
     assert result.accepted == n, (result.status, result.accepted, result.quarantined, result.error)
     return n / elapsed

@@ -48,7 +48,7 @@ from pipelines.ledger.tlog import LogReader, TransparencyLog
 from pipelines.ledger.witness import WitnessClient
 from pipelines.state.postgres import PostgresState as State
 from pipelines.storage.local import LocalStore
-from pipelines.witnessing import Witnessing
+from pipelines.stages.witnessing import Witnessing
 
 
 def cpu_seconds(pid: int) -> float:

@@ -107,11 +107,12 @@ class UnusableObject(StorageError):
 
 
 class StateError(StorageError):
-    """The pipeline's own state store (Redis) failed; always transient."""
+    """The pipeline's own state store (PostgreSQL, the system of record) failed; always transient."""
 
 
 class PersistenceError(StorageError):
-    """The state store would not keep accepted records across a restart (Redis without AOF)."""
+    """The state store would not keep accepted records across a restart (PostgreSQL with fsync,
+    synchronous_commit or full_page_writes off)."""
 
 
 class LogStateError(AnchorpipeError):

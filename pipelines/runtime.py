@@ -1,79 +1,41 @@
 """The one place that turns settings into stores, state and ledgers.
 
 Routes, tasks and commands ask this module for what they need and never build
-their own. Server-side adapters are imported only when asked for, so the
-auditor's side (``pip install anchorpipe``) can use the log and store helpers.
+their own. It stands above the stages it builds and imports them; the adapters
+of optional parts (PostgreSQL, Redis, S3, the chain, each source kind) are
+imported only when a setting asks for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.core.cosignature import WitnessKey
-from pipelines.core.note import Signer, Verifier
 from pipelines.errors import ConfigError, InputError
+from pipelines.ledger.keys import load_signers, load_verifiers, read_text
 from pipelines.ledger.tlog import LogReader, TransparencyLog
+from pipelines.sources import Source
+from pipelines.sources.config import SourceConfig, load_sources
+from pipelines.stages.batches import Pipeline
+from pipelines.stages.external import ExternalAnchoring
+from pipelines.stages.pull import SourceRunner
+from pipelines.stages.webhooks import Deliveries
+from pipelines.stages.witnessing import Witnessing, quorum_met
+from pipelines.state import State
 from pipelines.storage import ObjectStore, open_store
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
     from pipelines.config import Settings
-    from pipelines.external import ExternalAnchoring
-    from pipelines.intake.pull import SourceRunner
-    from pipelines.webhooks import Deliveries
-    from pipelines.witnessing import Witnessing
-    from pipelines.sources.config import SourceConfig
-    from pipelines.stages import Pipeline
     from pipelines.state.postgres import PostgresState
     from pipelines.state.redis import BrokerQueues, FailureLimiter, RateLimiter
 
 #: How long a starting service waits for its database to come up (a host booting, PostgreSQL restarting).
 START_WAIT_S = 60.0
-
-
-def read_text(path: str | Path, what: str) -> str:
-    """A small text file's contents (keys, checkpoints); InputError naming ``what`` if unreadable."""
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise InputError(f"cannot read {what} {path}: {exc.strerror}") from exc
-
-
-def load_signers(key_files: Sequence[str | Path]) -> list[Signer]:
-    """Signing keys from files written by ``anchorpipe log keygen`` (a file may hold several, one a line)."""
-    signers = []
-    for path in key_files:
-        text = read_text(path, "key file")
-        signers += [Signer.parse(line) for line in text.splitlines() if line.strip()]
-    if not signers:
-        raise InputError("no signing key given")
-    return signers
-
-
-def load_verifiers(values: Sequence[str]) -> list[Verifier]:
-    """Pinned verifier keys, each given as its text or as a file holding it."""
-    return [Verifier.parse(read_text(v, "verifier key") if Path(v).is_file() else v) for v in values]
-
-
-def open_log(location: str, key_files: Sequence[str | Path], s3_endpoint: str | None = None, *,
-             create: bool = False) -> TransparencyLog:
-    """The built-in log at ``location`` opened for sequencing (created first if ``create``)."""
-    store = open_store(location, s3_endpoint=s3_endpoint)
-    signers = load_signers(key_files)
-    if create:
-        TransparencyLog.create(store, signers)
-    return TransparencyLog.open(store, signers)
-
-
-def log_reader(location: str, vkeys: Sequence[str], s3_endpoint: str | None = None) -> LogReader:
-    """Read-only access to the log at ``location``, trusting only the pinned ``vkeys``."""
-    if not vkeys:
-        raise InputError("give the log's verifier key with --log-vkey: nothing is trusted without it")
-    return LogReader(open_store(location, s3_endpoint=s3_endpoint), load_verifiers(vkeys))
 
 
 class Runtime:
@@ -109,9 +71,7 @@ class Runtime:
 
     @cached_property
     def webhooks(self) -> Deliveries:
-        """Webhook deliveries from the outbox (pipelines.webhooks)."""
-        from pipelines.webhooks import Deliveries
-
+        """Webhook deliveries from the outbox (pipelines.stages.webhooks)."""
         return Deliveries(self.state, self.cfg.webhook_attempts, self.cfg.webhook_timeout,
                           allow_private=self.cfg.webhook_allow_private)
 
@@ -193,8 +153,6 @@ class Runtime:
 
     @cached_property
     def pipeline(self) -> Pipeline:
-        from pipelines.stages import Pipeline
-
         return Pipeline(self.cfg, self.state, self.archive, lambda: self.sequencer, log_store=self.log_store,
                         external=(lambda: self.external_anchoring) if self.cfg.rounds else None)
 
@@ -219,7 +177,6 @@ class Runtime:
     def external_anchoring(self) -> ExternalAnchoring:
         """The TSAs and the chain of ANCHORPIPE_ANCHORS, and the log's head as its key verifies it."""
         from pipelines.core.tsa import load_roots
-        from pipelines.external import ExternalAnchoring
         from pipelines.ledger.tsa import TsaClient
 
         cfg = self.cfg
@@ -235,8 +192,6 @@ class Runtime:
             evm = EvmChain(cfg.evm_rpc_url or "", key, chain_id=cfg.evm_chain_id)
         if not cfg.witness_list:
             return ExternalAnchoring(cfg, self.state, reader.head, tsas, evm)
-        from pipelines.witnessing import quorum_met
-
         keys = [WitnessKey.parse(vkey) for _, vkey in cfg.witness_list]
         return ExternalAnchoring(cfg, self.state, reader.cosigned, tsas, evm,
                                  witnessed=lambda note: quorum_met(note, keys, cfg.quorum))
@@ -245,7 +200,6 @@ class Runtime:
     def witnessing(self) -> Witnessing:
         """The witnesses of ANCHORPIPE_WITNESSES, asked about the log's head as its key verifies it."""
         from pipelines.ledger.witness import WitnessClient
-        from pipelines.witnessing import Witnessing
 
         cfg = self.cfg
         if not cfg.witness_list:
@@ -256,24 +210,40 @@ class Runtime:
 
     def sources(self) -> dict[str, SourceConfig]:
         """The configured pull sources (ANCHORPIPE_SOURCES), validated; none if unset."""
-        from pipelines.sources.config import load_sources
-
         return load_sources(self.cfg.sources) if self.cfg.sources else {}
 
     def source_runner(self, name: str) -> SourceRunner:
         """The runner of source ``name``, built once per process (its HTTP client, database engine or
         S3 client is reused by every run)."""
-        from pipelines.intake.pull import SourceRunner
-
         if name not in self._runners:
             if not self.cfg.sources:
                 raise ConfigError("ANCHORPIPE_SOURCES is not set: no sources file")
             sources = self.sources()
             if name not in sources:
                 raise InputError(f"no source {name!r}; known: {', '.join(sorted(sources)) or 'none'}")
-            self._runners[name] = SourceRunner(sources[name], self.state, max_pending=self.cfg.pull_max_pending,
+            self._runners[name] = SourceRunner(sources[name], self.state, build_source(sources[name], self.state),
+                                               max_pending=self.cfg.pull_max_pending,
                                                lock_ttl=self.cfg.source_lock_ttl)
         return self._runners[name]
+
+
+def build_source(cfg: SourceConfig, state: State) -> Source:
+    """The connector for a configured source (each kind's client library is imported only when used)."""
+    if cfg.kind == "http":
+        from pipelines.sources.http import HttpFeed
+
+        return HttpFeed(cfg)
+    if cfg.kind == "s3":
+        from pipelines.sources.s3 import S3Prefix
+
+        return S3Prefix(cfg, lambda unit: state.source_unit_finished(cfg.name, unit))
+    if cfg.kind == "sql":
+        from pipelines.sources.sql import SqlTable
+
+        return SqlTable(cfg)
+    from pipelines.sources.folder import DropFolder
+
+    return DropFolder(cfg)
 
 
 def runtime() -> Runtime:

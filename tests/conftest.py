@@ -186,6 +186,14 @@ def pending_ids(state, agency: str) -> list[str]:
                                          "ORDER BY accepted_ms, id", (agency,))]
 
 
+def pull_runner(cfg, state, **options):  # type: ignore[no-untyped-def]
+    """The pull stage's runner of source ``cfg``, with the connector the runtime would build for it."""
+    from pipelines.runtime import build_source
+    from pipelines.stages.pull import SourceRunner
+
+    return SourceRunner(cfg, state, build_source(cfg, state), **options)
+
+
 def retry_source_now(state, name: str) -> None:
     """End a source's back-off (as if its delay had passed)."""
     sql(state.url, "UPDATE sources SET next_at = 0 WHERE name = %s", (name,))

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
-from pipelines.intake.api import openapi_document
+from pipelines.api.app import openapi_document
 from tests.test_intake_api import env, post  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +73,7 @@ def test_an_agency_over_its_rate_limit_gets_429_with_retry_after(db, clean_redis
     from fastapi.testclient import TestClient
 
     from pipelines.config import Settings
-    from pipelines.intake.api import create_app
+    from pipelines.api.app import create_app
     from pipelines.intake.auth import add_agency
     from pipelines.state.postgres import PostgresState
 
@@ -120,9 +120,9 @@ def test_the_html_reference_is_built_from_the_contract_and_served(env):  # noqa:
 def test_the_client_honours_retry_after_and_gets_everything_in(db, clean_redis, tmp_path):
     from fastapi.testclient import TestClient
 
-    from pipelines.client import Client
+    from anchorpipe.client import Client
     from pipelines.config import Settings
-    from pipelines.intake.api import create_app
+    from pipelines.api.app import create_app
     from pipelines.intake.auth import add_agency
     from pipelines.state.postgres import PostgresState
 
@@ -133,7 +133,7 @@ def test_the_client_honours_retry_after_and_gets_everything_in(db, clean_redis, 
     t = time.monotonic()
     done = client.submit({"id": f"p{i}", "content": i} for i in range(320))
     assert done.accepted == 320 and time.monotonic() - t >= 2.0  # 4 chunks at 100/s: it waited, as told
-    from pipelines.client import ClientError
+    from anchorpipe.client import ClientError
 
     too_big = Client("http://testserver", key, chunk=150, retries=3)
     too_big.http = client.http
@@ -156,7 +156,7 @@ def test_the_pages_render_under_the_policies_the_api_sends():
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from pipelines.intake.api import CHECKER_PAGE, REFERENCE_PAGE, _checker_csp, _reference_csp
+    from pipelines.api.app import CHECKER_PAGE, REFERENCE_PAGE, _checker_csp, _reference_csp
 
     pages = {"/docs": (REFERENCE_PAGE.read_bytes(), _reference_csp), "/verify": (CHECKER_PAGE.read_bytes(),
                                                                                  _checker_csp)}

@@ -14,7 +14,7 @@ from schemathesis import checks
 from hypothesis import HealthCheck, settings
 
 from pipelines.config import Settings
-from pipelines.intake.api import create_app
+from pipelines.api.app import create_app
 from pipelines.intake.auth import add_agency
 from pipelines.state.postgres import PostgresState
 

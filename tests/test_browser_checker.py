@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from pipelines.cli import main
 from pipelines.config import Settings
-from pipelines.intake import api
+from pipelines.api import app as api
 from tests.test_verifier_corpus import CORPUS, MANIFEST, cli_args
 
 pytestmark = pytest.mark.system  # headless Chromium, and the API serving the page

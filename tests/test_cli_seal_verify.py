@@ -12,7 +12,7 @@ import pytest
 
 from pipelines.core.proof import parse_proof
 from pipelines.core.verify import Policy, verify_proof
-from pipelines.runtime import load_verifiers
+from pipelines.ledger.keys import load_verifiers
 from pipelines.archive.files import proof_filename
 
 pytestmark = pytest.mark.system  # the CLI runs as a process

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.client import AsyncClient, AuthError, Client, ConflictError, ValidationError, verify
+from anchorpipe.client import AsyncClient, AuthError, Client, ConflictError, ValidationError, verify
 from pipelines.demo.localstack import local_stack
 from pipelines.intake.auth import add_agency
 from pipelines.state.postgres import PostgresState
@@ -94,7 +94,7 @@ def test_push_survives_an_api_restart_with_nothing_lost_or_doubled(stack, tmp_pa
     port = int(stack.api_url.rsplit(":", 1)[1])
     stack.kill("api")  # the API dies mid-push ...
     time.sleep(1.0)
-    stack.spawn("api", [sys.executable, "-m", "uvicorn", "pipelines.intake.api:app", "--host", "127.0.0.1", "--port",
+    stack.spawn("api", [sys.executable, "-m", "uvicorn", "pipelines.api.app:app", "--host", "127.0.0.1", "--port",
                         str(port), "--log-level", "warning"], port=port)  # ... and comes back
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, out + err

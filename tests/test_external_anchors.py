@@ -20,11 +20,11 @@ from pipelines.archive import directory
 from pipelines.config import Settings
 from pipelines.core.verify import NotAnchored, Policy, verify_proof
 from pipelines.demo.services import fund
-from pipelines.external import ExternalAnchoring
+from pipelines.stages.external import ExternalAnchoring
 from pipelines.ledger.evm import EvmChain
 from pipelines.ledger.tlog import TransparencyLog
 from pipelines.ledger.tsa import TsaClient
-from pipelines.stages import Pipeline
+from pipelines.stages.batches import Pipeline
 from pipelines.state.postgres import PostgresState as State
 from tests.faults import Crash, FaultyStore
 from tests.test_stages import accept, run_all
@@ -314,7 +314,7 @@ def test_a_node_that_is_down_or_restarted_delays_the_anchor_and_loses_nothing(db
 def test_the_api_says_which_anchors_a_record_has_and_which_are_pending(db, clean_redis, tsa, tmp_path):
     from fastapi.testclient import TestClient
 
-    from pipelines.intake.api import create_app
+    from pipelines.api.app import create_app
     from pipelines.intake.auth import add_agency
     from pipelines.storage import open_store
 

@@ -80,7 +80,7 @@ def test_the_kubernetes_manifests_validate_against_the_kubernetes_schemas():
 
 
 def test_the_dashboard_and_the_alerts_use_metrics_that_exist():
-    source = (ROOT / "pipelines" / "ops" / "metrics.py").read_text()
+    source = "".join((ROOT / "pipelines" / p / "metrics.py").read_text() for p in ("ops", "api"))
     defined = set(re.findall(r'"(anchorpipe_[a-z_]+)"', source))
     used = set()
     for path in ("infra/grafana/anchorpipe.json", "infra/prometheus/alerts.yml"):

@@ -17,7 +17,7 @@ from pipelines.cli.common import load_json
 from pipelines.config import Settings
 from pipelines.core.commitment import content_sha256
 from pipelines.errors import InputError, RecordError
-from pipelines.intake.api import create_app
+from pipelines.api.app import create_app
 from pipelines.intake.auth import add_agency
 from pipelines.intake.records import parse_body, parse_record, read_jsonl
 from pipelines.sources import Mapping

@@ -7,7 +7,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from pipelines.intake.api import create_app
+from pipelines.api.app import create_app
 from pipelines.intake.auth import add_agency, add_auditor
 from pipelines.config import Settings
 from pipelines.core.commitment import content_sha256, record_leaf_hash

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from pipelines.config import Settings
 from pipelines.errors import InputError
-from pipelines.intake.api import create_app
+from pipelines.api.app import create_app
 from pipelines.intake.auth import add_agency, add_auditor, authenticate, list_keys, revoke, rotate
 from pipelines.state.postgres import PostgresState
 

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
+from tests.conftest import pull_runner
 from pipelines.config import Settings
-from pipelines.intake.pull import SourceRunner
 from pipelines.ops import logs
 from tests.test_stages import accept, pipe, run_all  # noqa: F401  (pipe is a fixture)
 
@@ -57,7 +57,7 @@ def test_a_pull_run_logs_one_line(db, tmp_path, json_lines):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "a.jsonl").write_text('{"id": "x", "content": 1}\n{"id": "y"}\n')
-    SourceRunner(drop_folder(tmp_path, inbox), PostgresState.connect(db)).run()
+    pull_runner(drop_folder(tmp_path, inbox), PostgresState.connect(db)).run()
     (line,) = [line for line in json_lines() if line.get("event") == "pulled"]
     assert (line["source"], line["status"], line["accepted"], line["quarantined"]) == ("drop", "ok", 1, 1)
 

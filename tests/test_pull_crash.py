@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from pipelines.archive import directory
 from pipelines.config import Settings
-from pipelines.stages import Pipeline
+from pipelines.stages.batches import Pipeline
 from pipelines.state.postgres import PostgresState as State
 from tests.conftest import accepted_ids
 from pipelines.ledger.tlog import TransparencyLog

@@ -8,11 +8,12 @@ import pytest
 
 from pipelines.core.commitment import content_sha256
 from pipelines.errors import StateError
-from pipelines.intake.pull import SourceRunner
 from pipelines.intake.submit import store_records
 from pipelines.core.commitment import RecordInput
 from pipelines.state.postgres import PostgresState
-from tests.conftest import accepted_ids, reset_state, sql
+from pipelines.sources.config import SourceConfig
+from pipelines.stages.pull import SourceRunner
+from tests.conftest import pull_runner, accepted_ids, reset_state, sql
 from tests.test_sources import feed, write_config  # noqa: F401  (feed is a fixture)
 
 
@@ -21,7 +22,7 @@ def state(db, clean_redis) -> PostgresState:
     return PostgresState.connect(db)
 
 
-def drop_folder(tmp, inbox, extra: str = "") -> SourceRunner:
+def drop_folder(tmp, inbox, extra: str = "") -> SourceConfig:
     cfg = write_config(tmp, f'[[source]]\nname = "drop"\nagency = "dept-f"\nkind = "folder"\npath = "{inbox}"\n'
                             f'min_age = 0\npage_size = 50\n{extra}')["drop"]
     return cfg
@@ -34,7 +35,7 @@ def test_pushed_and_pulled_in_the_push_format_is_one_record(tmp_path, state):
     inbox.mkdir()
     (inbox / "a.jsonl").write_text('{"id": "permit/1", "content": {"holder": "A. Smith", "fee": 120}}\n'
                                    f'{{"id": "scan-1", "sha256": "{"ab" * 32}"}}\n')
-    result = SourceRunner(drop_folder(tmp_path, inbox), state).run()
+    result = pull_runner(drop_folder(tmp_path, inbox), state).run()
     assert (result.status, result.accepted, result.duplicates, result.quarantined) == ("ok", 1, 1, 0)
 
 
@@ -44,7 +45,7 @@ def test_a_bad_line_is_quarantined_and_the_source_goes_on(tmp_path, state):
     lines = ['{"id": "a", "content": 1}', '{"id": "deep", "content": ' + "[" * 3000 + "]" * 3000 + "}",
              '{"id": "big", "content": ' + "7" * 5000 + "}", '{"id": "b", "content": 2}']
     (inbox / "a.jsonl").write_text("\n".join(lines) + "\n")
-    runner = SourceRunner(drop_folder(tmp_path, inbox), state)
+    runner = pull_runner(drop_folder(tmp_path, inbox), state)
     result = runner.run()
     assert (result.status, result.accepted, result.quarantined) == ("ok", 2, 2)
     reasons = sorted(d["reason"] for d in runner.quarantine())
@@ -56,7 +57,7 @@ def test_replay_keeps_items_quarantined_until_they_are_accepted(tmp_path, state,
     inbox.mkdir()
     store_records(state, "dept-f", [RecordInput("x", content_sha256(1))])
     (inbox / "a.jsonl").write_text('{"id": "x", "content": 2}\n')  # conflicts with the pushed x
-    runner = SourceRunner(drop_folder(tmp_path, inbox), state)
+    runner = pull_runner(drop_folder(tmp_path, inbox), state)
     assert runner.run().quarantined == 1
     sql(state.url, "DELETE FROM records WHERE agency = 'dept-f'")  # the cause is fixed (the conflicting record is gone)
 
@@ -79,7 +80,7 @@ def test_source_test_predicts_what_a_run_does(tmp_path, state):
         '{"id": "ok", "content": 1}', '{"id": "stored", "content": "new"}',  # conflicts with the store
         '{"id": "twice", "content": 1}', '{"id": "twice", "content": 2}',  # other content within the page
         '{"no": "id"}']) + "\n")
-    runner = SourceRunner(drop_folder(tmp_path, inbox), state)
+    runner = pull_runner(drop_folder(tmp_path, inbox), state)
     _, verdicts = runner.preview()
     predicted = sorted(item.position for item, problem in verdicts if problem)
     result = runner.run()
@@ -91,7 +92,7 @@ def test_a_new_file_reusing_a_name_is_read_from_its_start(tmp_path, state):
     """A nightly export.jsonl: yesterday's offset must not skip today's first records."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    runner = SourceRunner(drop_folder(tmp_path, inbox), state)
+    runner = pull_runner(drop_folder(tmp_path, inbox), state)
     (inbox / "export.jsonl").write_text("".join(f'{{"id": "d1-{i}", "content": {i}}}\n' for i in range(3)))
     assert runner.run().accepted == 3
     (inbox / "export.jsonl").write_text("".join(f'{{"id": "d2-{i}", "content": {i}}}\n' for i in range(5)))
@@ -105,7 +106,7 @@ def test_a_file_replaced_while_being_read_is_read_anew(tmp_path, state):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "a.jsonl").write_text("".join(f'{{"id": "old-{i}", "content": {i}}}\n' for i in range(120)))
-    runner = SourceRunner(drop_folder(tmp_path, inbox), state)
+    runner = pull_runner(drop_folder(tmp_path, inbox), state)
     assert runner.run(max_pages=1).accepted == 50  # a crash or a page budget leaves it half read
     (inbox / "a.jsonl").write_text("".join(f'{{"id": "new-{i}", "content": {i}}}\n' for i in range(60)))
     assert runner.run().accepted == 60  # every record of the new file, none skipped
@@ -120,7 +121,7 @@ def test_symlinks_and_other_non_regular_files_are_never_read(tmp_path, state):
     (inbox / "b.jsonl").mkdir()
     os.mkfifo(inbox / "c.jsonl")
     (inbox / "d.jsonl").write_text('{"id": "fine", "content": 1}\n')
-    runner = SourceRunner(drop_folder(tmp_path, inbox), state)
+    runner = pull_runner(drop_folder(tmp_path, inbox), state)
     result = runner.run()
     assert (result.status, result.accepted, result.quarantined) == ("ok", 1, 0)
     assert runner.quarantine() == [] and "leak" not in accepted_ids(state, "dept-f")
@@ -139,7 +140,7 @@ def test_credentials_in_a_feed_url_never_reach_the_state_or_sentry(tmp_path, sta
     feed.faults = [("status", 403)]  # a permanent failure: the run fails with the URL in its message
     with FakeSentry() as fake:
         init_sentry(Settings(database_url="postgresql://x/y", redis_url="redis://x", archive=str(tmp_path), SENTRY_DSN=fake.dsn))
-        result = SourceRunner(http_config(tmp_path, url, retries=0)["permits"], state).run()
+        result = pull_runner(http_config(tmp_path, url, retries=0)["permits"], state).run()
         sentry_sdk.flush()
         sentry_sdk.get_client().close()
     assert result.status == "failed" and "403" in result.error
@@ -155,7 +156,7 @@ def test_a_page_larger_than_the_cap_fails_the_run_cleanly(tmp_path, state, feed)
     from tests.test_sources import http_config
 
     feed.records = [{"rec_id": f"r{i}", "body": {"pad": "x" * 200}} for i in range(100)]  # ~25 kB a page
-    runner = SourceRunner(http_config(tmp_path, feed.url, retries=0, max_page_bytes=4096)["permits"], state)
+    runner = pull_runner(http_config(tmp_path, feed.url, retries=0, max_page_bytes=4096)["permits"], state)
     result = runner.run()
     assert result.status == "failed" and "larger than 4096 bytes" in result.error
     assert runner.cursor() is None and state.pending_depth() == 0  # nothing half-taken
@@ -165,7 +166,7 @@ def _sql_runner(tmp_path, state, url: str, table: str, cursor: str, tie: str, ex
     cfg = write_config(tmp_path, f'[[source]]\nname = "db"\nagency = "dept-sql"\nkind = "sql"\nurl = "{url}"\n'
                                  f'table = "{table}"\ncursor_column = "{cursor}"\ntiebreak_column = "{tie}"\n'
                                  f'content_field = "."\npage_size = 2\n{extra}')["db"]
-    return SourceRunner(cfg, state)
+    return pull_runner(cfg, state)
 
 
 def test_any_tie_breaker_type_makes_a_cursor(tmp_path, state, postgres_url):
@@ -233,7 +234,7 @@ def test_a_safety_lag_never_skips_a_row_whose_transaction_commits_late(tmp_path,
 def test_a_feed_page_with_a_duplicate_key_fails_rather_than_guessing(tmp_path, state, feed):  # noqa: F811
     from tests.test_sources import http_config
 
-    runner = SourceRunner(http_config(tmp_path, feed.url, retries=0)["permits"], state)
+    runner = pull_runner(http_config(tmp_path, feed.url, retries=0)["permits"], state)
     feed.faults = [("body", b'{"data": {"items": [{"rec_id": "r0", "body": {"amount": 1, "amount": 1000000}}], '
                             b'"next": "0"}}')]
     result = runner.run()
@@ -245,7 +246,7 @@ def test_a_run_that_lost_its_lock_never_moves_the_cursor(tmp_path, state, monkey
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "a.jsonl").write_text("".join(f'{{"id": "r{i}", "content": {i}}}\n' for i in range(10)))
-    runner = SourceRunner(drop_folder(tmp_path, inbox), state)
+    runner = pull_runner(drop_folder(tmp_path, inbox), state)
     real_ingest = runner._ingest
 
     def ingest_then_lose_the_lock(items, result):

@@ -14,7 +14,7 @@ import redis
 from pipelines.config import Settings
 from pipelines.core.commitment import content_sha256
 from pipelines.errors import InputError
-from pipelines.stages import Pipeline
+from pipelines.stages.batches import Pipeline
 from pipelines.state.postgres import PostgresState
 from pipelines.state.redis_import import import_redis
 from pipelines.ledger.tlog import TransparencyLog
@@ -100,7 +100,7 @@ def test_the_api_finds_proofs_of_imported_batches_through_the_archive(db, clean_
     from fastapi.testclient import TestClient
 
     from pipelines.archive import bundle
-    from pipelines.intake.api import create_app
+    from pipelines.api.app import create_app
     from pipelines.intake.auth import add_auditor
     from pipelines.storage import open_store
     from tests.test_archive_layout import legacy_directory

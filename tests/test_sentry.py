@@ -76,7 +76,7 @@ def test_an_api_failure_reaches_sentry_without_the_key_the_body_or_the_salt(db, 
     """A request that fails inside the API (its table gone) is reported, with no header, body or query."""
     from fastapi.testclient import TestClient
 
-    from pipelines.intake.api import create_app
+    from pipelines.api.app import create_app
     from pipelines.intake.auth import add_agency
     from pipelines.state.postgres import PostgresState
 

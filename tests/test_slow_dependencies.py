@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from pipelines.config import Settings
-from pipelines.intake.api import create_app
+from pipelines.api.app import create_app
 from pipelines.intake.auth import add_agency
 from pipelines.state.postgres import PostgresState
 from tests.conftest import sql

@@ -13,10 +13,9 @@ import pytest
 import sqlalchemy as sa
 
 from pipelines.errors import ConfigError
-from pipelines.intake.pull import SourceRunner
 from pipelines.sources.config import load_sources
 from pipelines.state.postgres import PostgresState as State
-from tests.conftest import accepted_ids, retry_source_now
+from tests.conftest import pull_runner, accepted_ids, retry_source_now
 from tests.conftest import pending_ids as pending_of
 from tests.feed_server import Feed
 
@@ -70,7 +69,7 @@ timeout = 0.5
 
 
 def test_http_feed_pages_through_everything_once(tmp_path, state, feed):
-    runner = SourceRunner(http_config(tmp_path, feed.url)["permits"], state)
+    runner = pull_runner(http_config(tmp_path, feed.url)["permits"], state)
     result = runner.run()
     assert (result.status, result.accepted, result.pages) == ("ok", 250, 4)
     assert accepted_ids(state, "dept-x") == {f"r{i}" for i in range(250)}
@@ -81,7 +80,7 @@ def test_http_feed_pages_through_everything_once(tmp_path, state, feed):
 
 def test_http_feed_retries_5xx_429_slow_and_truncated_pages(tmp_path, state, feed):
     feed.faults = [("status", 500), ("status", 429, 0), ("slow", 1.0), ("truncate",), ("status", 503)]
-    result = SourceRunner(http_config(tmp_path, feed.url, retries=6)["permits"], state).run()
+    result = pull_runner(http_config(tmp_path, feed.url, retries=6)["permits"], state).run()
     assert result.status == "ok" and result.accepted == 250
     assert feed.requests >= 4 + 5
 
@@ -89,12 +88,12 @@ def test_http_feed_retries_5xx_429_slow_and_truncated_pages(tmp_path, state, fee
 def test_http_feed_honours_retry_after(tmp_path, state, feed):
     feed.faults = [("status", 429, 1)]
     t = time.monotonic()
-    assert SourceRunner(http_config(tmp_path, feed.url)["permits"], state).run().status == "ok"
+    assert pull_runner(http_config(tmp_path, feed.url)["permits"], state).run().status == "ok"
     assert time.monotonic() - t >= 1.0
 
 
 def test_a_page_failing_half_way_keeps_what_was_committed(tmp_path, state, feed):
-    runner = SourceRunner(http_config(tmp_path, feed.url, retries=1)["permits"], state)
+    runner = pull_runner(http_config(tmp_path, feed.url, retries=1)["permits"], state)
     feed.faults = [None, ("status", 500), ("status", 500)]  # page 1 fine, page 2 keeps failing
     result = runner.run()
     assert result.status == "failed" and "500" in result.error
@@ -108,14 +107,14 @@ def test_a_page_failing_half_way_keeps_what_was_committed(tmp_path, state, feed)
 
 
 def test_a_source_down_for_a_while_then_back(tmp_path, state, feed):
-    runner = SourceRunner(http_config(tmp_path, "http://127.0.0.1:9/records", retries=0)["permits"], state)
+    runner = pull_runner(http_config(tmp_path, "http://127.0.0.1:9/records", retries=0)["permits"], state)
     first = runner.run()
     assert first.status == "failed"
     retry_source_now(state, "permits")
     runner.run()
     info = state.source_status("permits")
     assert info["failures"] == "2" and int(info["next_at"]) > time.time() * 1000 + 8000  # 10 s after 2 failures
-    runner = SourceRunner(http_config(tmp_path, feed.url)["permits"], state)
+    runner = pull_runner(http_config(tmp_path, feed.url)["permits"], state)
     retry_source_now(state, "permits")
     assert runner.run().accepted == 250
     assert state.source_status("permits")["failures"] == "0"
@@ -125,7 +124,7 @@ def test_bad_items_are_quarantined_and_never_block_the_rest(tmp_path, state, fee
     feed.records[10] = {"body": {"no": "id"}}
     feed.records[20] = {"rec_id": 5, "body": {"n": 20}}  # an int id is taken as its text
     feed.records[30] = {"rec_id": "r31", "body": {"different": True}}  # r31 again below, other content
-    runner = SourceRunner(http_config(tmp_path, feed.url)["permits"], state)
+    runner = pull_runner(http_config(tmp_path, feed.url)["permits"], state)
     result = runner.run()
     assert result.status == "ok" and result.quarantined == 2
     q = {d["position"]: d for d in runner.quarantine()}
@@ -141,7 +140,7 @@ def test_a_conflicting_record_is_quarantined_not_blocking(tmp_path, state, feed)
     from pipelines.intake.records import parse_record
 
     store_records(state, "dept-x", [parse_record({"id": "r7", "content": {"other": 1}})])
-    runner = SourceRunner(http_config(tmp_path, feed.url)["permits"], state)
+    runner = pull_runner(http_config(tmp_path, feed.url)["permits"], state)
     result = runner.run()
     assert result.quarantined == 1 and result.accepted == 249
     assert "already accepted" in runner.quarantine()[0]["reason"]
@@ -151,7 +150,7 @@ def test_two_ticks_racing_on_one_source_run_it_once(tmp_path, state, feed):
     feed.faults = [("slow", 0.3)]
     cfg = http_config(tmp_path, feed.url)["permits"]
     results = []
-    threads = [threading.Thread(target=lambda: results.append(SourceRunner(cfg, state).run())) for _ in range(2)]
+    threads = [threading.Thread(target=lambda: results.append(pull_runner(cfg, state).run())) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -163,16 +162,16 @@ def test_two_ticks_racing_on_one_source_run_it_once(tmp_path, state, feed):
 def test_the_lock_expires_when_its_holder_dies(tmp_path, state, feed):
     cfg = http_config(tmp_path, feed.url)["permits"]
     assert state.lock_source("permits", "dead-holder", 300)
-    assert SourceRunner(cfg, state).run().status == "locked"
+    assert pull_runner(cfg, state).run().status == "locked"
     time.sleep(0.4)
-    assert SourceRunner(cfg, state).run().status == "ok"
+    assert pull_runner(cfg, state).run().status == "ok"
 
 
 def test_backpressure_pauses_pulling(tmp_path, state, feed):
     cfg = http_config(tmp_path, feed.url)["permits"]
-    assert SourceRunner(cfg, state, max_pending=100).run().accepted == 250
+    assert pull_runner(cfg, state, max_pending=100).run().accepted == 250
     feed.records += records(10, 250)
-    assert SourceRunner(cfg, state, max_pending=100).run().status == "paused"
+    assert pull_runner(cfg, state, max_pending=100).run().status == "paused"
     assert len(pending_ids(state)) == 250
 
 
@@ -195,7 +194,7 @@ page_size = 400
 id_field = "rec_id"
 content_field = "."
 """)["bucket"]
-    runner = SourceRunner(cfg, state)
+    runner = pull_runner(cfg, state)
     result = runner.run()
     assert (result.status, result.accepted) == ("ok", 3003) and result.pages >= 8
     assert {"c1", "c2", "c3", "r0", "r2999"} <= accepted_ids(state, "dept-s3")
@@ -237,7 +236,7 @@ content_field = "."
 def _check_sql(tmp: Path, state: State, url: str) -> None:
     engine = sa.create_engine(url)
     table = _sql_rows(engine)
-    runner = SourceRunner(_sql_source(tmp, url), state)
+    runner = pull_runner(_sql_source(tmp, url), state)
     assert runner.run().accepted == 300
     with engine.begin() as conn:
         conn.execute(table.insert(), [{"id": 301, "updated_at": dt.datetime(2026, 11, 2), "holder": "new", "fee": 1}])
@@ -280,7 +279,7 @@ def test_drop_folder_picks_up_complete_files_and_moves_them_aside(tmp_path, stat
     (inbox / "002.csv").write_text("rec_id,x\nz1,1\nz2,2\n")
     (inbox / "003.jsonl.tmp").write_text('{"rec_id": "half"')  # still being written
     (inbox / ".004.jsonl").write_text('{"rec_id": "hidden"}\n')
-    runner = SourceRunner(folder_source(tmp_path, inbox, 0), state)
+    runner = pull_runner(folder_source(tmp_path, inbox, 0), state)
     result = runner.run()
     assert result.accepted == 122 and result.status == "ok"
     assert sorted(p.name for p in (inbox / "done").iterdir()) == ["001.jsonl", "002.csv"]
@@ -294,7 +293,7 @@ def test_young_files_wait(tmp_path, state):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "a.jsonl").write_text('{"rec_id": "a"}\n')
-    assert SourceRunner(folder_source(tmp_path, inbox, 30), state).run().accepted == 0
+    assert pull_runner(folder_source(tmp_path, inbox, 30), state).run().accepted == 0
 
 
 @pytest.mark.parametrize("text,message", [

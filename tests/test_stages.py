@@ -11,7 +11,7 @@ from pipelines.config import Settings
 from pipelines.core.commitment import content_sha256
 from pipelines.core.logentry import parse_batch_entry
 from pipelines.core.verify import Policy, verify_proof
-from pipelines.stages import Pipeline
+from pipelines.stages.batches import Pipeline
 from pipelines.state.postgres import PostgresState as State
 from pipelines.ledger.tlog import TransparencyLog
 from pipelines.storage import MAX_OBJECT_BYTES

@@ -41,7 +41,7 @@ def worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def api(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "uvicorn", "pipelines.intake.api:app", "--host", "127.0.0.1",
+    return subprocess.run([sys.executable, "-m", "uvicorn", "pipelines.api.app:app", "--host", "127.0.0.1",
                            "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=120)
 
 

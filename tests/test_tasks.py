@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.config import Settings, settings
-from pipelines.stages import Pipeline
+from pipelines.stages.batches import Pipeline
 from pipelines.state.postgres import PostgresState as State
 from pipelines.ledger.tlog import TransparencyLog
 from tests.faults import FaultyStore

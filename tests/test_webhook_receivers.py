@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipelines.config import Settings
-from pipelines.intake.api import create_app
+from pipelines.api.app import create_app
 from pipelines.intake.auth import add_agency
 from pipelines.state.postgres import PostgresState as State
-from pipelines.webhooks import MAX_URL_BYTES, Deliveries, check_url, new_secret
+from pipelines.stages.webhooks import MAX_URL_BYTES, Deliveries, check_url, new_secret
 from tests.test_stages import accept, run_all
 from tests.test_webhooks import Receiver, make_pipe
 

@@ -15,13 +15,13 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from pipelines.config import Settings
-from pipelines.intake.api import create_app
+from pipelines.api.app import create_app
 from pipelines.intake.auth import add_agency, add_auditor
 from pipelines.ledger.tlog import TransparencyLog
-from pipelines.stages import Pipeline
+from pipelines.stages.batches import Pipeline
 from pipelines.state import now_ms
 from pipelines.state.postgres import PostgresState as State
-from pipelines.webhooks import Deliveries, new_secret
+from pipelines.stages.webhooks import Deliveries, new_secret
 from tests.faults import FaultyStore
 from tests.test_stages import accept, run_all
 from tests.test_tlog import SIGNER

@@ -18,14 +18,14 @@ from pipelines.core.verify import NotAnchored, Policy, verify_proof
 from pipelines.core.cosignature import Cosigner
 from pipelines.demo.services import child, free_port, witness_command, witness_server
 from pipelines.errors import InputError
-from pipelines.external import ExternalAnchoring
+from pipelines.stages.external import ExternalAnchoring
 from pipelines.ledger.tlog import LogReader, TransparencyLog
 from pipelines.ledger.witness import WitnessClient, WitnessError
 from pipelines.ops import metrics
-from pipelines.stages import Pipeline
+from pipelines.stages.batches import Pipeline
 from pipelines.state.postgres import PostgresState as State
 from pipelines.storage import open_store
-from pipelines.witnessing import Witnessing, quorum_met
+from pipelines.stages.witnessing import Witnessing, quorum_met
 from tests.faults import FaultyStore
 from tests.test_cli_seal_verify import run, write_records
 from tests.test_stages import accept, run_all

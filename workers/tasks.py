@@ -1,4 +1,4 @@
-"""Thin Celery tasks: ids in, the work in pipelines.stages, the next stage published after commit.
+"""Thin Celery tasks: ids in, the work in pipelines.stages.batches, the next stage published after commit.
 
 Transient errors (anchorpipe errors with ``transient``) are retried with
 exponential backoff and jitter; past the retries the batch is left in its stage
@@ -22,7 +22,7 @@ from pipelines.ops.monitoring import report_exception
 from pipelines.ops.logs import LOGGER
 from pipelines.ops.redact import redact
 from pipelines.runtime import runtime
-from pipelines.stages import Pipeline
+from pipelines.stages.batches import Pipeline
 from pipelines.state import now_ms
 from workers.app import app
 

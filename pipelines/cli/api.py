@@ -17,7 +17,7 @@ from pipelines.cli.common import EXIT_INVALID, fail, echo
 def openapi(out: Path, check: bool) -> None:
     """Export the intake API's OpenAPI document (what /openapi.json serves), or --check that the committed copy
     is still the code's: CI runs the check, so the contract cannot change unnoticed."""
-    from pipelines.intake.api import openapi_document
+    from pipelines.api.app import openapi_document
 
     text = json.dumps(openapi_document(), indent=1, ensure_ascii=False) + "\n"
     if check:

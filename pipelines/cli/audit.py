@@ -31,7 +31,7 @@ def load_pins(log_vkeys: tuple[str, ...], witnesses: tuple[str, ...], witness_qu
               expression: str | None = None):  # type: ignore[no-untyped-def]
     from pipelines.audit.archive import Pins
     from pipelines.cli.trust import load_evm_blocks, load_witness_keys
-    from pipelines.runtime import load_verifiers
+    from pipelines.ledger.keys import load_verifiers
 
     if not log_vkeys:
         raise InputError("give the log's verifier key with --log-vkey: nothing is trusted without it")
@@ -170,7 +170,7 @@ def monitor(location: str, log_vkeys: tuple[str, ...], witnesses: tuple[str, ...
 
     from pipelines.audit.monitor import FATAL, monitor_for
     from pipelines.cli.trust import load_witness_keys
-    from pipelines.runtime import load_verifiers
+    from pipelines.ledger.keys import load_verifiers
     from pipelines.storage import open_store
 
     try:

@@ -37,7 +37,7 @@ def config_check() -> None:
     """Print the resolved settings (secrets masked), then check every dependency: the database (reachable,
     schema current, durable), Redis, the archive (writable), the log (its key matches) and the sources.
     Exits 2 if any check fails."""
-    from pipelines.ops.checks import run_checks, settings_lines
+    from pipelines.cli.checks import run_checks, settings_lines
 
     rt = _runtime()
     for line in settings_lines(rt):
@@ -51,7 +51,7 @@ def config_check() -> None:
 def init(agency: str | None) -> None:
     """Set up a new deployment from its settings: the database schema, the bucket (with Object Lock when
     ANCHORPIPE_S3_RETENTION_DAYS is set) and the log (signed with ANCHORPIPE_LOG_KEY_FILE). Safe to repeat."""
-    from pipelines.ops.checks import init as run_init
+    from pipelines.cli.checks import init as run_init
 
     rt = _runtime()
     _report(run_init(rt))

@@ -9,7 +9,7 @@ import click
 
 from pipelines.cli.common import endpoint_opt, fail_with, read_bytes, vkey_opt, write_key_file, echo
 from pipelines.errors import AnchorpipeError, VerificationError
-from pipelines.runtime import log_reader, open_log
+from pipelines.ledger.keys import log_reader, open_log
 
 DEFAULT_ORIGIN = "anchorpipe.local/log"
 location_arg = click.argument("location", metavar="LOCATION")

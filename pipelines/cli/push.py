@@ -115,7 +115,7 @@ def push(source: str, api_url: str, key_file: Path | None, fmt: str | None, chun
     """
     from urllib.parse import quote
 
-    from pipelines.client import Client, ClientError, ConflictError, ValidationError
+    from anchorpipe.client import Client, ClientError, ConflictError, ValidationError
 
     key = (key_file.read_text().strip() if key_file else os.environ.get(KEY_ENV, "")).strip()
     if not key:

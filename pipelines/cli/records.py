@@ -26,7 +26,7 @@ from pipelines.core.commitment import check_agency, content_sha256
 from pipelines.core.proof import MAX_PROOF_BYTES, parse_proof
 from pipelines.core.verify import POLICY_KINDS, NotAnchored, Policy, Report, verify_bundle, verify_proof
 from pipelines.errors import AnchorpipeError, InputError, ProofFormatError, VerificationError
-from pipelines.runtime import load_verifiers
+from pipelines.ledger.keys import load_verifiers
 
 
 @click.command()
@@ -53,7 +53,7 @@ def seal(records: Path, agency: str, out: Path, log_location: str | None, log_ke
     from pipelines.archive.files import check_out_dir, write_proofs
     from pipelines.core.batch import seal_records
     from pipelines.intake.records import read_jsonl
-    from pipelines.runtime import open_log
+    from pipelines.ledger.keys import open_log
 
     try:
         check_agency(agency)

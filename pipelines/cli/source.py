@@ -11,7 +11,7 @@ from pipelines.cli.common import fail_with, echo
 from pipelines.errors import AnchorpipeError
 
 if TYPE_CHECKING:
-    from pipelines.intake.pull import SourceRunner
+    from pipelines.stages.pull import SourceRunner
 
 
 def _runner(name: str) -> SourceRunner:

@@ -27,7 +27,7 @@ def load_tsa_roots(paths: Sequence[Path]) -> list[Any]:
 
 def load_witness_keys(values: Sequence[str]) -> list[WitnessKey]:
     """Pinned witness keys, each given as its text or as a file of them, one a line."""
-    from pipelines.runtime import read_text
+    from pipelines.ledger.keys import read_text
 
     keys = []
     for value in values:

@@ -77,7 +77,7 @@ def serve(key_file: Path, logs: tuple[str, ...], state_file: Path, init: bool, h
 def _witness(key_file: Path, logs: tuple[str, ...], state):  # type: ignore[no-untyped-def]
     from pipelines.core.cosignature import Cosigner
     from pipelines.core.note import Verifier
-    from pipelines.runtime import read_text
+    from pipelines.ledger.keys import read_text
     from pipelines.witness.server import Witness
 
     lines = [line for line in read_text(key_file, "witness key file").splitlines() if line.strip()]

@@ -33,7 +33,7 @@ from pipelines.errors import VerificationError
 from pipelines.ledger.tlog import LogReader, TransparencyLog
 from pipelines.ledger.witness import WitnessClient
 from pipelines.storage.local import LocalStore
-from pipelines.witnessing import Witnessing
+from pipelines.stages.witnessing import Witnessing
 
 Echo = Callable[[str], None]
 Progress = Callable[[str, int], object]

@@ -142,7 +142,7 @@ def local_stack(workdir: Path, *, workers: dict[str, tuple[str, int]] | None = N
         stack_.start_postgres()
         upgrade(database_url)
         stack_.start_redis()
-        stack_.spawn("api", [sys.executable, "-m", "uvicorn", "pipelines.intake.api:app", "--host", "127.0.0.1",
+        stack_.spawn("api", [sys.executable, "-m", "uvicorn", "pipelines.api.app:app", "--host", "127.0.0.1",
                              "--port", str(api_port), "--log-level", "warning"], port=api_port)
         for name, (queues, concurrency) in (DEFAULT_WORKERS if workers is None else workers).items():
             stack_.start_worker(name, queues, concurrency)

@@ -1,1 +1,3 @@
-"""Intake: records in, pushed over the API or pulled from agency systems, validated and accepted."""
+"""Intake: records validated (``records``), accepted into the state (``submit``), and the callers they come
+from identified (``auth``). The web API (``pipelines.api``) and the pull stage (``pipelines.stages.pull``)
+both bring records here."""

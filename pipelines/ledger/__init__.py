@@ -2,7 +2,8 @@
 
 Every ledger adapter turns batch heads into receipts that ``pipelines.core.verify``
 checks offline. The built-in transparency log (:mod:`.tlog`) is the first;
-external anchors (RFC 3161 TSAs, EVM chains) and witnesses will live beside it.
+external anchors (RFC 3161 TSAs, EVM chains) and witnesses live beside it
+(:mod:`.tsa`, :mod:`.evm`, :mod:`.witness`), the log's keys in :mod:`.keys`.
 """
 
 from __future__ import annotations

@@ -102,6 +102,10 @@ class EvmChain:
     def head(self) -> int:
         return int(self._call("eth_blockNumber", lambda: self.w3.eth.block_number))
 
+    def balance(self) -> int:
+        """The anchoring account's balance in wei."""
+        return int(self._call("eth_getBalance", self.w3.eth.get_balance, self.address))
+
     def next_nonce(self) -> int:
         """The sender's next nonce counting only mined transactions (what a replacement must reuse)."""
         return int(self._call("eth_getTransactionCount", self.w3.eth.get_transaction_count, self.address, "latest"))

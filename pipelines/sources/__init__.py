@@ -1,6 +1,6 @@
 """Pull sources: agency systems that anchorpipe's workers read records from.
 
-A source is a narrow port (:class:`Source`); the pull stage (pipelines.intake.pull)
+A source is a narrow port (:class:`Source`); the pull stage (pipelines.stages.pull)
 feeds what it returns into the same intake path as pushed records.
 """
 

@@ -34,7 +34,7 @@ from pipelines.storage import ObjectStore
 
 if TYPE_CHECKING:
     from pipelines.config import Settings
-    from pipelines.external import ExternalAnchoring
+    from pipelines.stages.external import ExternalAnchoring
     from pipelines.state import State
 
 #: Errors a batch's own data can cause: they fail that batch alone. (ConflictError is not transient.)
@@ -42,8 +42,6 @@ _BATCH_FAULTS = (ConflictError, InputError, ValueError)
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 SEAL_BUDGET_S = 5.0
-#: One Celery queue per stage (plus ``pull``); each scales with its own workers.
-QUEUES = ("seal", "anchor", "archive", "reconcile", "pull", "external", "upgrade", "witness", "webhooks")
 
 
 @dataclass(frozen=True)
@@ -209,7 +207,7 @@ class Pipeline:
         return out
 
     def external_tick(self) -> list[str]:
-        """Move the external anchoring round on (pipelines.external); when one closed, the batches it gives
+        """Move the external anchoring round on (pipelines.stages.external); when one closed, the batches it gives
         more anchors, for :meth:`upgrade`."""
         if self.external is None:
             return []

@@ -103,7 +103,7 @@ def _archive(rt: Runtime) -> str:
 
 def _log(rt: Runtime) -> str:
     from pipelines.ledger.tlog import LogReader
-    from pipelines.runtime import load_signers
+    from pipelines.ledger.keys import load_signers
 
     if not rt.cfg.log_key_file:
         return "no ANCHORPIPE_LOG_KEY_FILE here (only the sequencer needs it)"
@@ -129,7 +129,7 @@ def _tsa(rt: Runtime, url: str) -> str:
 def _evm(rt: Runtime) -> str:
     chain = rt.external_anchoring.evm
     assert chain is not None
-    balance = int(chain._call("eth_getBalance", chain.w3.eth.get_balance, chain.address))
+    balance = chain.balance()
     if balance == 0:
         raise LogStateError(f"chain {chain.chain_id}: the sender {chain.address} has no funds for gas")
     return (f"{chain.rpc}: chain {chain.chain_id} at block {chain.head()}, sender {chain.address} with "

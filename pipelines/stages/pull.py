@@ -51,32 +51,13 @@ class RunResult:
     positions: list[str] = field(default_factory=list)
 
 
-def build_source(cfg: SourceConfig, state: State) -> Source:
-    """The connector for a configured source."""
-    if cfg.kind == "http":
-        from pipelines.sources.http import HttpFeed
-
-        return HttpFeed(cfg)
-    if cfg.kind == "s3":
-        from pipelines.sources.s3 import S3Prefix
-
-        return S3Prefix(cfg, lambda unit: state.source_unit_finished(cfg.name, unit))
-    if cfg.kind == "sql":
-        from pipelines.sources.sql import SqlTable
-
-        return SqlTable(cfg)
-    from pipelines.sources.folder import DropFolder
-
-    return DropFolder(cfg)
-
-
 class SourceRunner:
-    """Runs one configured source against the pipeline's Redis state."""
+    """Runs one configured source (its connector built by the runtime) into the pipeline's state."""
 
-    def __init__(self, cfg: SourceConfig, state: State, source: Source | None = None, *,
+    def __init__(self, cfg: SourceConfig, state: State, source: Source, *,
                  max_pending: int = 1_000_000, lock_ttl: float = 300.0) -> None:
         self.cfg, self.state = cfg, state
-        self.source = source or build_source(cfg, state)
+        self.source = source
         self.max_pending, self.lock_ttl_ms = max_pending, int(lock_ttl * 1000)
         self.name = cfg.name
 

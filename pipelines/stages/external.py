@@ -14,10 +14,10 @@ on it on every tick, independently (one failing never blocks another):
 
 The round closes when every target confirmed, or when every kind has one
 confirmation and a minute passed, or at ``ANCHORPIPE_EXTERNAL_DEADLINE`` with
-what confirmed; then the batches it covers are upgraded (pipelines.stages).
+what confirmed; then the batches it covers are upgraded (pipelines.stages.batches).
 Nothing here blocks sealing or archiving: proofs carry the log anchor meanwhile.
 
-With witnesses configured (pipelines.witnessing), a round anchors the newest
+With witnesses configured (pipelines.stages.witnessing), a round anchors the newest
 *cosigned* checkpoint, so upgraded proofs carry the cosignatures too, and a round
 whose checkpoint reached the witness quorum counts ``witness`` among its kinds
 (with witnesses and no external kind, rounds have no target and close at once:

@@ -1,7 +1,7 @@
-"""The intake HTTP API (ASGI, FastAPI). Run: ``uvicorn pipelines.intake.api:app`` (see the Procfile).
+"""The intake HTTP API (ASGI, FastAPI). Run: ``uvicorn pipelines.api.app:app`` (see the Procfile).
 
 POST /v1/records answers 202 only once every record of the request is stored
-(Redis with AOF); a rejected request stores nothing. Parsing, RFC 8785
+(committed in PostgreSQL); a rejected request stores nothing. Parsing, RFC 8785
 canonicalisation and state calls run in worker threads, never on the event
 loop, so health checks answer while large requests are processed.
 """
@@ -37,10 +37,11 @@ from pipelines.core.commitment import check_agency, record_leaf_hash
 from pipelines.errors import EXIT_CONFIG, EXIT_UNAVAILABLE, AnchorpipeError, ConflictRecord, InputError, RateLimited, RecordError
 from pipelines.intake.auth import Principal, authenticate
 from pipelines.intake.records import parse_body
-from pipelines.intake.schema import AUTH, GET_RESPONSES, PROBLEM_TYPE, SUBMIT_BODY, SUBMIT_RESPONSES, \
+from pipelines.api.schema import AUTH, GET_RESPONSES, PROBLEM_TYPE, SUBMIT_BODY, SUBMIT_RESPONSES, \
     WEBHOOK_RESPONSES, RecordStatus, Submitted, WebhookIn, WebhookOut
 from pipelines.intake.submit import store_records
 from pipelines.ledger.tlog import CHECKPOINT
+from pipelines.api.metrics import StateCollector
 from pipelines.ops import metrics
 from pipelines.ops.logs import configure as configure_logging
 from pipelines.ops.monitoring import report_exception
@@ -48,7 +49,7 @@ from pipelines.runtime import Runtime, runtime
 from pipelines.stages import QUEUES
 from pipelines.core.proof import Proof
 from pipelines.state import Accepted, now_ms
-from pipelines.webhooks import check_url, new_secret
+from pipelines.stages.webhooks import check_url, new_secret
 
 #: /readyz answers within this many seconds, whatever hangs.
 READY_BUDGET_S = 0.9
@@ -490,7 +491,7 @@ def _health_routes(rt: Runtime) -> APIRouter:
     # from the shared state at scrape time, and this process's CPU and memory.
     registry = CollectorRegistry()
     for collector in (metrics.ACCEPTED, metrics.DUPLICATES, PROCESS_COLLECTOR, PLATFORM_COLLECTOR,
-                      metrics.StateCollector(rt.state, lambda: rt.queues.lengths(QUEUES),
+                      StateCollector(rt.state, lambda: rt.queues.lengths(QUEUES),
                                               rt.cfg.rounds)):
         registry.register(collector)
 
@@ -522,7 +523,7 @@ def _health_routes(rt: Runtime) -> APIRouter:
 
 
 def __getattr__(name: str) -> Any:
-    """``pipelines.intake.api:app`` for uvicorn, built on first access from the environment."""
+    """``pipelines.api.app:app`` for uvicorn, built on first access from the environment."""
     if name == "app":
         global app
         try:
