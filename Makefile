@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: proxy-deps demo test test-fast test-system test-latest lock lock-check check bench fuzz clean system-deps browser-deps checker
+.PHONY: proxy-deps demo test unit-tier system-tier test-fast test-system test-latest lock lock-check check bench fuzz clean system-deps browser-deps checker
 
 # Python packages come from uv.lock (every dependency, pinned with its hashes; `make lock` refreshes it), installed
 # by uv, itself pinned with its hashes in requirements/uv.txt and bootstrapped into .tools/uv with the venv's pip.
@@ -70,10 +70,17 @@ check: lock-check $(BIN)/.installed
 	$(BIN)/ruff check pipelines workers tests bench fuzz
 	$(BIN)/mypy
 
-# Two tiers (tests/README.md): `unit` starts no process or server; `system` starts PostgreSQL, Redis, moto,
-# workers, nodes and browsers, two tests at a time (each takes free ports and folders of its own).
+# Two tiers (tests/README.md), run side by side: `unit` starts no process or server (one pytest worker);
+# `system` starts PostgreSQL, Redis, moto, workers, nodes and browsers, two tests at a time (each takes free
+# ports and folders of its own). Most of a system test is waiting for its processes, so the unit tier fits
+# in beside it. Each tier's output is printed whole when it ends.
 test: check system-deps browser-deps proxy-deps $(ANVIL) $(CHECKER)
-	$(BIN)/python -m pytest -m unit -n 2 -q
+	$(MAKE) --no-print-directory -j2 --output-sync=target unit-tier system-tier
+
+unit-tier:
+	$(BIN)/python -m pytest -m unit -q
+
+system-tier:
 	$(BIN)/python -m pytest -m system -n 2 --dist worksteal --durations=30
 
 test-fast: $(BIN)/.installed

@@ -1,1 +1,2 @@
-"""anchorpipe's public Python API for agency systems: ``anchorpipe.client`` (docs/client.md)."""
+"""anchorpipe's public Python API for agency systems: ``anchorpipe.client`` (docs/client.md), the client's one
+home."""

@@ -5,7 +5,7 @@ second commitment), so every transient failure (the network, 429 with its
 ``Retry-After``, 502/503/504) is retried with exponential backoff and jitter.
 Records are sent in chunks from any iterable, never all held in memory. Errors
 the caller must act on are raised as :class:`ClientError` subclasses naming what
-is wrong: :class:`AuthError`, :class:`ConflictError` (the id),
+is wrong: :class:`AuthError`, :class:`Conflict` (the id),
 :class:`ValidationError` (each record's index and field), :class:`NotFound`,
 :class:`Unavailable` (still failing after the retries).
 """
@@ -42,7 +42,7 @@ class AuthError(ClientError):
     """The key is missing, unknown, revoked or expired (401), or may not do this (403)."""
 
 
-class ConflictError(ClientError):
+class Conflict(ClientError):
     """``record_id`` was accepted before with other content; nothing of the request was stored."""
 
     @property
@@ -88,6 +88,11 @@ class Submission:
     duplicates: int = 0
     receipts: list[Receipt] = field(default_factory=list)
 
+    def add(self, receipt: Receipt) -> None:
+        self.receipts.append(receipt)
+        self.accepted += receipt.status == "accepted"
+        self.duplicates += receipt.status == "duplicate"
+
 
 @dataclass(frozen=True)
 class RecordStatus:
@@ -102,7 +107,8 @@ class RecordStatus:
 def chunks(records: Iterable[dict[str, Any]], size: int = CHUNK, max_bytes: int = CHUNK_BYTES
            ) -> Iterator[tuple[int, list[bytes]]]:
     """(index of the chunk's first record, its NDJSON lines), read lazily from ``records``."""
-    start, lines, nbytes, n = 0, [], 0, 0
+    start, nbytes, n = 0, 0, 0
+    lines: list[bytes] = []
     for n, record in enumerate(records):
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
         if lines and (len(lines) >= size or nbytes + len(line) > max_bytes):
@@ -114,10 +120,36 @@ def chunks(records: Iterable[dict[str, Any]], size: int = CHUNK, max_bytes: int 
         yield start, lines
 
 
-def _delay(attempt: int, retry_after: str | None, backoff: float, max_backoff: float) -> float:
-    if retry_after and retry_after.strip().isdigit():
-        return min(float(retry_after), max_backoff)  # as the server asks, within reason
-    return min(max_backoff, backoff * 2 ** attempt) * random.uniform(0.5, 1.0)
+class _Attempts:
+    """One request's attempts, decided without I/O so that the sync and async clients share every decision:
+    which answer is final, which error the caller must act on, how long to wait, when to give up."""
+
+    def __init__(self, client: _Base, method: str, path: str, start: int) -> None:
+        self.client, self.what, self.start = client, f"{method} {path}", start
+        self.attempt, self.last = 0, "no attempt"
+        self.retry_after: str | None = None
+
+    def settled(self, resp: httpx.Response) -> bool:
+        """True when ``resp`` is the answer; raises the ClientError of a final refusal; False to retry."""
+        if resp.status_code < 400:
+            return True
+        if resp.status_code not in RETRY_STATUSES or _too_big(resp):
+            raise _error(resp, self.start)
+        self.last, self.retry_after = f"{resp.status_code}", resp.headers.get("retry-after")
+        return False
+
+    def failed(self, exc: httpx.TransportError) -> None:
+        self.last, self.retry_after = type(exc).__name__, None
+
+    def next_delay(self) -> float:
+        """Seconds to wait before the next attempt; Unavailable once every retry is spent."""
+        c = self.client
+        if self.attempt >= c.retries:
+            raise Unavailable(f"{self.what}: still failing after {c.retries + 1} attempts ({self.last})")
+        self.attempt += 1
+        if self.retry_after and self.retry_after.strip().isdigit():
+            return min(float(self.retry_after), c.max_backoff)  # as the server asks, within reason
+        return min(c.max_backoff, c.backoff * 2.0 ** (self.attempt - 1)) * random.uniform(0.5, 1.0)
 
 
 def _too_big(resp: httpx.Response) -> bool:
@@ -137,7 +169,7 @@ def _error(resp: httpx.Response, start: int = 0) -> ClientError:
     if resp.status_code == 404:
         return NotFound(detail, problem, 404)
     if resp.status_code == 409:
-        return ConflictError(detail, problem, 409)
+        return Conflict(detail, problem, 409)
     if resp.status_code == 422 and "problems" in problem:
         problems = [FieldProblem(start + p["index"], p["field"], p["message"]) for p in problem["problems"]]
         return ValidationError(detail + "".join(f"; record {p.index} {p.field}: {p.message}" for p in problems[:5]),
@@ -172,6 +204,21 @@ class _Base:
     def __repr__(self) -> str:  # never the key
         return f"{type(self).__name__}({self.api_url!r})"
 
+    @staticmethod
+    def _record_path(record_id: str) -> str:
+        return f"/v1/records/{quote(record_id, safe='')}"
+
+    @staticmethod
+    def _proof_of(status: RecordStatus) -> dict[str, Any]:
+        if status.proof is None:
+            raise NotFound(f"record {status.id!r} has no proof yet (status {status.status})")
+        return status.proof
+
+    @staticmethod
+    def _timed_out(waiting: list[str], wanted: tuple[str, ...], timeout: float) -> TimeoutError:
+        return TimeoutError(f"{len(waiting)} record(s) still without {', '.join(wanted)} after {timeout:.0f} s "
+                            f"(first: {waiting[0]!r})")
+
 
 class Client(_Base):
     """The synchronous client. ``with Client(url, key) as c: c.submit(records)``."""
@@ -190,21 +237,16 @@ class Client(_Base):
         self.http.close()
 
     def _request(self, method: str, path: str, start: int = 0, **kwargs: Any) -> httpx.Response:
-        last = "no attempt"
-        for attempt in range(self.retries + 1):
+        attempts = _Attempts(self, method, path, start)
+        while True:
             try:
                 resp = self.http.request(method, self.api_url + path, **kwargs)
             except httpx.TransportError as exc:
-                last, retry_after = f"{type(exc).__name__}", None
+                attempts.failed(exc)
             else:
-                if resp.status_code < 400:
+                if attempts.settled(resp):
                     return resp
-                if resp.status_code not in RETRY_STATUSES or _too_big(resp):
-                    raise _error(resp, start)
-                last, retry_after = f"{resp.status_code}", resp.headers.get("retry-after")
-            if attempt < self.retries:
-                time.sleep(_delay(attempt, retry_after, self.backoff, self.max_backoff))
-        raise Unavailable(f"{method} {path}: still failing after {self.retries + 1} attempts ({last})")
+            time.sleep(attempts.next_delay())
 
     def send_chunk(self, start: int, lines: list[bytes]) -> list[Receipt]:
         """One request of NDJSON ``lines`` (records ``start``.. of the caller's iterable)."""
@@ -222,26 +264,22 @@ class Client(_Base):
         """Submit every record; the receipts and counts."""
         out = Submission()
         for r in self.enqueue(records):
-            out.receipts.append(r)
-            out.accepted += r.status == "accepted"
-            out.duplicates += r.status == "duplicate"
+            out.add(r)
         return out
 
     def status(self, record_id: str) -> RecordStatus:
-        return _status(self._request("GET", f"/v1/records/{quote(record_id, safe='')}").json())
+        return _status(self._request("GET", self._record_path(record_id)).json())
 
     def get_proof(self, record_id: str) -> dict[str, Any]:
         """The record's newest proof (JSON); NotFound while it is not archived yet."""
-        status = self.status(record_id)
-        if status.proof is None:
-            raise NotFound(f"record {record_id!r} has no proof yet (status {status.status})")
-        return status.proof
+        return self._proof_of(self.status(record_id))
 
     def wait(self, ids: Iterable[str], *, anchors: Iterable[str] = ("tlog",), timeout: float = 600.0,
              poll: float = 1.0) -> dict[str, RecordStatus]:
         """Return once every record of ``ids`` is archived with at least ``anchors`` confirmed (e.g.
         ``("tlog", "witness", "tsa", "evm")``); TimeoutError naming how many are still waiting."""
-        wanted, waiting, done = tuple(anchors), list(dict.fromkeys(ids)), {}
+        wanted, waiting = tuple(anchors), list(dict.fromkeys(ids))
+        done: dict[str, RecordStatus] = {}
         deadline = time.monotonic() + timeout
         while waiting:
             still = []
@@ -251,8 +289,7 @@ class Client(_Base):
             waiting = still
             if waiting:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{len(waiting)} record(s) still without {', '.join(wanted)} after "
-                                       f"{timeout:.0f} s (first: {waiting[0]!r})")
+                    raise self._timed_out(waiting, wanted, timeout)
                 time.sleep(poll)
         return done
 
@@ -271,21 +308,16 @@ class AsyncClient(_Base):
         await self.http.aclose()
 
     async def _request(self, method: str, path: str, start: int = 0, **kwargs: Any) -> httpx.Response:
-        last = "no attempt"
-        for attempt in range(self.retries + 1):
+        attempts = _Attempts(self, method, path, start)
+        while True:
             try:
                 resp = await self.http.request(method, self.api_url + path, **kwargs)
             except httpx.TransportError as exc:
-                last, retry_after = f"{type(exc).__name__}", None
+                attempts.failed(exc)
             else:
-                if resp.status_code < 400:
+                if attempts.settled(resp):
                     return resp
-                if resp.status_code not in RETRY_STATUSES or _too_big(resp):
-                    raise _error(resp, start)
-                last, retry_after = f"{resp.status_code}", resp.headers.get("retry-after")
-            if attempt < self.retries:
-                await asyncio.sleep(_delay(attempt, retry_after, self.backoff, self.max_backoff))
-        raise Unavailable(f"{method} {path}: still failing after {self.retries + 1} attempts ({last})")
+            await asyncio.sleep(attempts.next_delay())
 
     async def enqueue(self, records: Iterable[dict[str, Any]]) -> AsyncIterator[Receipt]:
         for start, lines in chunks(records, self.chunk, self.chunk_bytes):
@@ -297,23 +329,19 @@ class AsyncClient(_Base):
     async def submit(self, records: Iterable[dict[str, Any]]) -> Submission:
         out = Submission()
         async for r in self.enqueue(records):
-            out.receipts.append(r)
-            out.accepted += r.status == "accepted"
-            out.duplicates += r.status == "duplicate"
+            out.add(r)
         return out
 
     async def status(self, record_id: str) -> RecordStatus:
-        return _status((await self._request("GET", f"/v1/records/{quote(record_id, safe='')}")).json())
+        return _status((await self._request("GET", self._record_path(record_id))).json())
 
     async def get_proof(self, record_id: str) -> dict[str, Any]:
-        status = await self.status(record_id)
-        if status.proof is None:
-            raise NotFound(f"record {record_id!r} has no proof yet (status {status.status})")
-        return status.proof
+        return self._proof_of(await self.status(record_id))
 
     async def wait(self, ids: Iterable[str], *, anchors: Iterable[str] = ("tlog",), timeout: float = 600.0,
                    poll: float = 1.0) -> dict[str, RecordStatus]:
-        wanted, waiting, done = tuple(anchors), list(dict.fromkeys(ids)), {}
+        wanted, waiting = tuple(anchors), list(dict.fromkeys(ids))
+        done: dict[str, RecordStatus] = {}
         deadline = time.monotonic() + timeout
         while waiting:
             statuses = await asyncio.gather(*(self.status(i) for i in waiting))
@@ -321,8 +349,7 @@ class AsyncClient(_Base):
             waiting = [i for i in waiting if i not in done]
             if waiting:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{len(waiting)} record(s) still without {', '.join(wanted)} after "
-                                       f"{timeout:.0f} s (first: {waiting[0]!r})")
+                    raise self._timed_out(waiting, wanted, timeout)
                 await asyncio.sleep(poll)
         return done
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from anchorpipe.client import AsyncClient, AuthError, Client, ConflictError, ValidationError, verify
+from anchorpipe.client import AsyncClient, AuthError, Client, Conflict, ValidationError, verify
 from pipelines.demo.localstack import local_stack
 from pipelines.intake.auth import add_agency
 from pipelines.state.postgres import PostgresState
@@ -61,7 +61,7 @@ def test_the_client_submits_waits_fetches_and_verifies(stack):
         proof = c.get_proof("c-3499")
         report = verify(proof, {"i": 3499}, log_vkeys=[stack.signer.verifier().text()])
         assert report.content_checked
-        with pytest.raises(ConflictError) as conflict:
+        with pytest.raises(Conflict) as conflict:
             c.submit([{"id": "c-1", "content": "something else"}])
         assert conflict.value.record_id == "c-1"
         with pytest.raises(ValidationError) as invalid:

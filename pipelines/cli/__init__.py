@@ -1,7 +1,9 @@
 """The ``anchorpipe`` command line: one module per command group, sharing ``common``.
 
-Catches only anchorpipe's own errors. Nothing imports this package; it imports
-the rest lazily, so the auditor's commands run without the server extras.
+Commands raise anchorpipe's own errors and the group catches them once (:class:`Commands`): one
+``error:`` line and the exit status of its kind; anything else is a bug and keeps its traceback.
+Nothing imports this package; it imports the rest lazily, so the auditor's commands run without the
+server extras.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import click
 
 from pipelines import __version__
-from pipelines.cli.common import fail
+from pipelines.cli.common import fail, fail_with
 from pipelines.cli.api import openapi
 from pipelines.cli.audit import audit, monitor
 from pipelines.cli.config import config, init
@@ -24,9 +26,21 @@ from pipelines.cli.service import agency, auditor, db, dead_letters, key
 from pipelines.cli.source import source
 from pipelines.cli.webhook import webhook
 from pipelines.cli.witness import witness
+from pipelines.errors import AnchorpipeError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """The command group that turns the project's errors into one line and an exit status, for every
+    command and sub-command (sigstore-python's ``main`` does the same)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except AnchorpipeError as exc:
+            fail_with(exc)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="anchorpipe")
 def main() -> None:
     """anchorpipe: seal records into Merkle batches, anchor them, verify their proofs.

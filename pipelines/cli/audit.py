@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import EXIT_INVALID, endpoint_opt, fail_with, read_bytes, echo
-from pipelines.errors import AnchorpipeError, InputError
+from pipelines.cli.common import EXIT_INVALID, endpoint_opt, read_bytes, echo
+from pipelines.errors import InputError
 
 
 def pins_options(fn):  # type: ignore[no-untyped-def]
@@ -82,34 +82,31 @@ def audit(archive: str, log_vkeys: tuple[str, ...], witnesses: tuple[str, ...], 
     from pipelines.audit.archive import audit_archive
     from pipelines.audit.report import write_report
 
-    try:
-        pins = load_pins(log_vkeys, witnesses, witness_quorum, tsa_roots, evm_blocks, require, expression)
-        notes = [(str(p), read_bytes(p).decode("utf-8", "replace")) for p in saved]
-        state = None
-        if report_dir is not None:
-            report_dir.mkdir(parents=True, exist_ok=True)
-            state = report_dir / "audit-state.jsonl"
-            if restart and state.exists():
-                state.unlink()
-        bar = None
+    pins = load_pins(log_vkeys, witnesses, witness_quorum, tsa_roots, evm_blocks, require, expression)
+    notes = [(str(p), read_bytes(p).decode("utf-8", "replace")) for p in saved]
+    state = None
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        state = report_dir / "audit-state.jsonl"
+        if restart and state.exists():
+            state.unlink()
+    bar = None
 
-        def progress(done: int, total: int) -> None:
-            nonlocal bar
-            if bar is None:
-                bar = click.progressbar(length=total, label="verifying bundles", file=sys.stderr, show_eta=True,
-                                        show_pos=True)
-                bar.__enter__()
-            bar.update(done - bar.pos)
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label="verifying bundles", file=sys.stderr, show_eta=True,
+                                    show_pos=True)
+            bar.__enter__()
+        bar.update(done - bar.pos)
 
-        if "://" not in archive:
-            archive = str(Path(archive).resolve())
-        result = audit_archive(archive, log_location or archive.rstrip("/") + "/log", pins, s3_endpoint=s3_endpoint,
-                               agency=agency, sample=sample, saved=notes, workers=workers, state_file=state,
-                               progress=progress)
-        if bar is not None:
-            bar.__exit__(None, None, None)
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    if "://" not in archive:
+        archive = str(Path(archive).resolve())
+    result = audit_archive(archive, log_location or archive.rstrip("/") + "/log", pins, s3_endpoint=s3_endpoint,
+                           agency=agency, sample=sample, saved=notes, workers=workers, state_file=state,
+                           progress=progress)
+    if bar is not None:
+        bar.__exit__(None, None, None)
     log = result.log
     echo(f"log {log['origin']} at size {log['size']:,}: checkpoint signed by a pinned key; {log.get('tiles', '')}")
     if "witnessed" in log:
@@ -133,10 +130,7 @@ def audit(archive: str, log_vkeys: tuple[str, ...], witnesses: tuple[str, ...], 
         if pdf:
             from pipelines.audit.report import print_pdf
 
-            try:
-                echo(f"report: {print_pdf(html_path)}")
-            except AnchorpipeError as exc:
-                fail_with(exc)
+            echo(f"report: {print_pdf(html_path)}")
     echo("PASSED" if result.ok else f"FAILED: {len(result.failures)} finding(s)")
     if not result.ok:
         raise SystemExit(EXIT_INVALID)
@@ -173,13 +167,10 @@ def monitor(location: str, log_vkeys: tuple[str, ...], witnesses: tuple[str, ...
     from pipelines.ledger.keys import load_verifiers
     from pipelines.storage import open_store
 
-    try:
-        if not log_vkeys:
-            raise InputError("give the log's verifier key with --log-vkey: nothing is trusted without it")
-        mon = monitor_for(open_store(location, s3_endpoint=s3_endpoint), load_verifiers(log_vkeys), state_dir,
-                          load_witness_keys(witnesses), witness_quorum, stall_after)
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    if not log_vkeys:
+        raise InputError("give the log's verifier key with --log-vkey: nothing is trusted without it")
+    mon = monitor_for(open_store(location, s3_endpoint=s3_endpoint), load_verifiers(log_vkeys), state_dir,
+                      load_witness_keys(witnesses), witness_quorum, stall_after)
     gauges = _monitor_metrics(metrics_port)
     sentry = _sentry(os.environ.get("SENTRY_DSN"))
     origin = mon.reader.verifiers[0].name

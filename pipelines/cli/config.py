@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import click
 
-from pipelines.cli.common import EXIT_UNUSABLE, fail_with, echo
-from pipelines.errors import AnchorpipeError
+from pipelines.cli.common import EXIT_UNUSABLE, echo
 
 
 def _runtime():  # type: ignore[no-untyped-def]
     from pipelines.runtime import runtime
 
-    try:
-        return runtime()
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    return runtime()
 
 
 def _report(checks) -> None:  # type: ignore[no-untyped-def]
@@ -58,9 +54,6 @@ def init(agency: str | None) -> None:
     if agency:
         from pipelines.intake.auth import add_agency
 
-        try:
-            key = add_agency(rt.state, agency)
-        except AnchorpipeError as exc:
-            fail_with(exc)
+        key = add_agency(rt.state, agency)
         echo(key)
         echo(f"(the API key of agency {agency}: shown only this once)", err=True)

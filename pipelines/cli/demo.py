@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail_with, progressbar
-from pipelines.errors import AnchorpipeError
+from pipelines.cli.common import progressbar
 
 
 @click.command()
@@ -33,22 +32,19 @@ def demo(records: int, export: Path | None, log_only: bool, federation: bool, of
     them as an auditor requiring the log, a quorum of 2 witnesses, the TSA and
     the chain; prints rates and latencies; stops everything.
     """
-    try:
-        if export is not None:
-            from pipelines.archive.files import check_out_dir
+    if export is not None:
+        from pipelines.archive.files import check_out_dir
 
-            check_out_dir(export)
-        if federation:
-            from pipelines.demo.federation import run_federation
+        check_out_dir(export)
+    if federation:
+        from pipelines.demo.federation import run_federation
 
-            run_federation(records, batch_size, export, click.echo, progressbar)
-        elif offline:
-            from pipelines.demo.offline import run_demo as run_offline
+        run_federation(records, batch_size, export, click.echo, progressbar)
+    elif offline:
+        from pipelines.demo.offline import run_demo as run_offline
 
-            run_offline(records, batch_size, export, click.echo, progressbar)
-        else:
-            from pipelines.demo.online import run_demo
+        run_offline(records, batch_size, export, click.echo, progressbar)
+    else:
+        from pipelines.demo.online import run_demo
 
-            run_demo(records, export, click.echo, progressbar, anchors=not log_only)
-    except AnchorpipeError as exc:
-        fail_with(exc)
+        run_demo(records, export, click.echo, progressbar, anchors=not log_only)

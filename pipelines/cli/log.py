@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import endpoint_opt, fail_with, read_bytes, vkey_opt, write_key_file, echo
-from pipelines.errors import AnchorpipeError, VerificationError
+from pipelines.cli.common import endpoint_opt, read_bytes, vkey_opt, write_key_file, echo
+from pipelines.errors import VerificationError
 from pipelines.ledger.keys import log_reader, open_log
 
 DEFAULT_ORIGIN = "anchorpipe.local/log"
@@ -32,10 +32,7 @@ def keygen(keyfile: Path, origin: str) -> None:
     and print its verifier key."""
     from pipelines.core.note import Signer
 
-    try:
-        signer = Signer.generate(origin)
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    signer = Signer.generate(origin)
     write_key_file(keyfile, signer.text())
     echo(signer.verifier().text())
 
@@ -47,11 +44,8 @@ def keygen(keyfile: Path, origin: str) -> None:
 @endpoint_opt
 def init(location: str, log_keys: tuple[Path, ...], s3_endpoint: str | None) -> None:
     """Create an empty log at LOCATION (a size-0 signed checkpoint). Safe to repeat."""
-    try:
-        tlog = open_log(location, log_keys, s3_endpoint, create=True)
-        head = tlog.head()
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    tlog = open_log(location, log_keys, s3_endpoint, create=True)
+    head = tlog.head()
     echo(f"log {head.checkpoint.origin} at {tlog.store.describe()}: size {head.checkpoint.size}")
 
 
@@ -74,15 +68,12 @@ def show(location: str, log_vkeys: tuple[str, ...], s3_endpoint: str | None, wit
     from pipelines.cli.trust import load_witness_keys
     from pipelines.core.cosignature import verify_cosignatures
 
-    try:
-        keys = load_witness_keys(witnesses)
-        reader = log_reader(location, log_vkeys, s3_endpoint)
-        head = reader.head()
-        reader.check_tiles(head)
-        cosigned = reader.cosigned() if keys else None
-        cosigners = [c.witness for c in verify_cosignatures(cosigned.note, keys)] if cosigned else []
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    keys = load_witness_keys(witnesses)
+    reader = log_reader(location, log_vkeys, s3_endpoint)
+    head = reader.head()
+    reader.check_tiles(head)
+    cosigned = reader.cosigned() if keys else None
+    cosigners = [c.witness for c in verify_cosignatures(cosigned.note, keys)] if cosigned else []
     if save is not None:  # only a verified checkpoint is kept, for 'log consistency' later
         save.write_text(cosigned.note if cosigned else head.note)
     cp = head.checkpoint
@@ -119,32 +110,29 @@ def consistency(location: str, saved: tuple[Path, ...], log_vkeys: tuple[str, ..
     from pipelines.core.checkpoint import open_checkpoint
     from pipelines.core.cosignature import verify_cosignatures
 
-    try:
-        keys = load_witness_keys(witnesses)
-        reader = log_reader(location, log_vkeys, s3_endpoint)
-        notes = {str(p): read_bytes(p).decode("utf-8", "replace") for p in saved}
-        olds = {}
-        for path, note in notes.items():
-            try:
-                olds[path] = open_checkpoint(note, reader.verifiers)
-            except VerificationError as exc:
-                raise VerificationError(f"{path}: {exc}") from None
-        head = reader.head()
-        forks: list[tuple[str, str, str, str, str]] = []  # what, where a, note a, where b, note b
-        for (pa, a), (pb, b) in combinations(olds.items(), 2):
-            if a.origin == b.origin and a.size == b.size and a.root != b.root:
-                forks.append((f"two checkpoints of size {a.size} with different roots", pa, notes[pa], pb, notes[pb]))
-        proofs = {}
-        for path, old in olds.items():
-            try:
-                proofs[path] = reader.consistency(old, head)
-            except VerificationError as exc:
-                forks.append((f"the log's checkpoint (size {head.checkpoint.size}) does not extend it: {exc}", path,
-                              notes[path], "the log's current checkpoint", head.note))
-        for *_, note_a, _, note_b in forks:  # evidence is checked evidence: both verify under the log's key
-            open_checkpoint(note_a, reader.verifiers), open_checkpoint(note_b, reader.verifiers)
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    keys = load_witness_keys(witnesses)
+    reader = log_reader(location, log_vkeys, s3_endpoint)
+    notes = {str(p): read_bytes(p).decode("utf-8", "replace") for p in saved}
+    olds = {}
+    for path, note in notes.items():
+        try:
+            olds[path] = open_checkpoint(note, reader.verifiers)
+        except VerificationError as exc:
+            raise VerificationError(f"{path}: {exc}") from None
+    head = reader.head()
+    forks: list[tuple[str, str, str, str, str]] = []  # what, where a, note a, where b, note b
+    for (pa, a), (pb, b) in combinations(olds.items(), 2):
+        if a.origin == b.origin and a.size == b.size and a.root != b.root:
+            forks.append((f"two checkpoints of size {a.size} with different roots", pa, notes[pa], pb, notes[pb]))
+    proofs = {}
+    for path, old in olds.items():
+        try:
+            proofs[path] = reader.consistency(old, head)
+        except VerificationError as exc:
+            forks.append((f"the log's checkpoint (size {head.checkpoint.size}) does not extend it: {exc}", path,
+                          notes[path], "the log's current checkpoint", head.note))
+    for *_, note_a, _, note_b in forks:  # evidence is checked evidence: both verify under the log's key
+        open_checkpoint(note_a, reader.verifiers), open_checkpoint(note_b, reader.verifiers)
     if forks:
         echo(f"FORK: {len(forks)} pair(s) of checkpoints signed by the log's key are not consistent")
         for what, pa, note_a, pb, note_b in forks:

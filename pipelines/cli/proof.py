@@ -9,8 +9,7 @@ from typing import Any
 
 import click
 
-from pipelines.cli.common import endpoint_opt, fail_with, printable
-from pipelines.errors import AnchorpipeError
+from pipelines.cli.common import endpoint_opt, printable
 
 
 @click.group()
@@ -32,13 +31,10 @@ def proof_get(agency_name: str, record_id: str, api: str | None, key: str | None
     """Write the proof of record ID of AGENCY, for `anchorpipe verify`."""
     from pipelines.errors import InputError
 
-    try:
-        if (api is None) == (archive is None):
-            raise InputError("give exactly one of --api URL and --archive LOCATION")
-        doc = _from_api(api, key, agency_name, record_id) if api else _from_archive(
-            archive, s3_endpoint, agency_name, record_id)
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    if (api is None) == (archive is None):
+        raise InputError("give exactly one of --api URL and --archive LOCATION")
+    doc = _from_api(api, key, agency_name, record_id) if api else _from_archive(
+        archive, s3_endpoint, agency_name, record_id)
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if out:
         out.write_text(text, encoding="utf-8")

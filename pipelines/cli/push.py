@@ -115,7 +115,7 @@ def push(source: str, api_url: str, key_file: Path | None, fmt: str | None, chun
     """
     from urllib.parse import quote
 
-    from anchorpipe.client import Client, ClientError, ConflictError, ValidationError
+    from anchorpipe.client import Client, ClientError, Conflict, ValidationError
 
     key = (key_file.read_text().strip() if key_file else os.environ.get(KEY_ENV, "")).strip()
     if not key:
@@ -153,7 +153,7 @@ def push(source: str, api_url: str, key_file: Path | None, fmt: str | None, chun
                                               for p in exc.problems]
                     good = [g for i, g in enumerate(good) if i not in bad]
                     continue
-                except ConflictError as exc:
+                except Conflict as exc:
                     line = next(g for g in good if _id(g[2]) == exc.record_id)
                     state.doc["conflicts"].append({"line": line[0], "id": exc.record_id})
                     good = [g for g in good if g is not line]

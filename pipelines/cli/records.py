@@ -14,7 +14,6 @@ from pipelines.cli.common import (
     EXIT_NOT_ANCHORED,
     endpoint_opt,
     fail,
-    fail_with,
     load_json,
     progressbar,
     read_bytes,
@@ -55,20 +54,17 @@ def seal(records: Path, agency: str, out: Path, log_location: str | None, log_ke
     from pipelines.intake.records import read_jsonl
     from pipelines.ledger.keys import open_log
 
-    try:
-        check_agency(agency)
-        check_out_dir(out)
-        if (log_location is None) != (not log_keys):
-            raise InputError("--log and --log-key go together")
-        log = open_log(log_location, log_keys, s3_endpoint, create=True) if log_location else None
-        with records.open("rb") as fh, progressbar("reading", records.stat().st_size) as bar:
-            inputs = read_jsonl(fh, progress=bar.update)
-        batch = seal_records(agency, inputs)
-        anchors = list(log.anchor([batch.head]).values()) if log else []
-        with progressbar("writing proofs", batch.size) as bar:
-            write_proofs(batch, out, anchors=anchors, progress=bar.update)
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    check_agency(agency)
+    check_out_dir(out)
+    if (log_location is None) != (not log_keys):
+        raise InputError("--log and --log-key go together")
+    log = open_log(log_location, log_keys, s3_endpoint, create=True) if log_location else None
+    with records.open("rb") as fh, progressbar("reading", records.stat().st_size) as bar:
+        inputs = read_jsonl(fh, progress=bar.update)
+    batch = seal_records(agency, inputs)
+    anchors = list(log.anchor([batch.head]).values()) if log else []
+    with progressbar("writing proofs", batch.size) as bar:
+        write_proofs(batch, out, anchors=anchors, progress=bar.update)
     echo(f"sealed {batch.size} records into batch {batch.id}")
     echo(f"root {batch.root.hex()}")
     if anchors:

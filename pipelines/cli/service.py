@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipelines.cli.common import Duration, fail_with, echo
-from pipelines.errors import AnchorpipeError
+from pipelines.cli.common import Duration, echo
 
 if TYPE_CHECKING:
     from pipelines.state.postgres import PostgresState
@@ -42,10 +41,7 @@ def agency_add(name: str, expires: float | None) -> None:
     """Create agency NAME and print its API key (shown only this once). An existing agency is refused."""
     from pipelines.intake.auth import add_agency
 
-    try:
-        key = add_agency(_state(), name, expires)
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    key = add_agency(_state(), name, expires)
     _show_key(key, expires)
 
 
@@ -62,10 +58,7 @@ def auditor_add(name: str, agencies: tuple[str, ...], expires: float | None) -> 
     """Create auditor NAME and print its read-only API key (shown only this once)."""
     from pipelines.intake.auth import add_auditor
 
-    try:
-        key = add_auditor(_state(), name, list(agencies), expires)
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    key = add_auditor(_state(), name, list(agencies), expires)
     _show_key(key, expires)
 
 
@@ -80,10 +73,7 @@ def _add_rotate(group: click.Group, kind: str) -> None:
     def rotate_key(name: str, grace: float, expires: float | None) -> None:
         from pipelines.intake.auth import rotate
 
-        try:
-            key = rotate(_state(), kind, name, grace, expires)
-        except AnchorpipeError as exc:
-            fail_with(exc)
+        key = rotate(_state(), kind, name, grace, expires)
         _show_key(key, expires)
 
     rotate_key.help = f"Print a new API key for {kind} NAME; its current keys expire after --grace."
@@ -104,10 +94,7 @@ def key_list() -> None:
     from pipelines.intake.auth import list_keys
     from pipelines.state import now_ms
 
-    try:
-        keys = list_keys(_state())
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    keys = list_keys(_state())
     now = now_ms()
     for k in keys:
         expires = "never" if k.expires_ms is None else _utc(k.expires_ms) + (" (expired)" if k.expired(now) else "")
@@ -121,10 +108,7 @@ def key_revoke(key_id: str) -> None:
     """Revoke the key with KEY_ID (from 'anchorpipe key list'): it stops working at once."""
     from pipelines.intake.auth import revoke
 
-    try:
-        gone = revoke(_state(), key_id)
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    gone = revoke(_state(), key_id)
     echo(f"revoked key {gone.id} of {gone.kind} {gone.name}")
 
 
@@ -142,21 +126,15 @@ def dead_letters() -> None:
 @dead_letters.command("list")
 def dead_letters_list() -> None:
     """Each dead letter as a JSON line: task, arguments (batch ids), error, time (ms)."""
-    try:
-        for doc in _state().dead_letters():
-            echo(json.dumps(doc))
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    for doc in _state().dead_letters():
+        echo(json.dumps(doc))
 
 
 @dead_letters.command("clear")
 @click.option("--all", "everything", is_flag=True, help="Delete every dead letter, not only the resolved ones.")
 def dead_letters_clear(everything: bool) -> None:
     """Delete the dead letters whose batches have been archived since (resolved), or with --all every one."""
-    try:
-        n = _state().clear_dead_letters(everything)
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    n = _state().clear_dead_letters(everything)
     echo(f"cleared {n} dead letter{'s' if n != 1 else ''}")
 
 
@@ -164,10 +142,7 @@ def dead_letters_clear(everything: bool) -> None:
 @click.argument("batch_id")
 def dead_letters_redrive(batch_id: str) -> None:
     """Put failed batch BATCH_ID back where it failed; the reconciler picks it up at its next tick."""
-    try:
-        stage = _state().redrive(batch_id)
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    stage = _state().redrive(batch_id)
     echo(f"batch {batch_id} is {stage} again")
 
 
@@ -187,10 +162,7 @@ def db_upgrade() -> None:
     """Create or migrate the schema to this version's (safe to run again, and from several hosts at once)."""
     from pipelines.state.schema import upgrade
 
-    try:
-        before, now = upgrade(_database_url())
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    before, now = upgrade(_database_url())
     echo(f"schema at revision {now}" + ("" if before == now else f" (was {before or 'empty'})"))
 
 
@@ -199,10 +171,7 @@ def db_status() -> None:
     """Print the database's schema revision and the one this version needs; exit 1 if they differ."""
     from pipelines.state.schema import current, head
 
-    try:
-        now, want = current(_database_url()), head()
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    now, want = current(_database_url()), head()
     echo(f"database at {now or 'none (empty)'}; this version needs {want}")
     if now != want:
         raise SystemExit(1)
@@ -216,10 +185,7 @@ def db_import_redis(redis_url: str) -> None:
     Stop the earlier version's API, pullers and workers first; Redis is only read."""
     from pipelines.state.redis_import import import_redis
 
-    try:
-        done = import_redis(redis_url, _state(), lambda m: echo(f"  {m}", err=True))
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    done = import_redis(redis_url, _state(), lambda m: echo(f"  {m}", err=True))
     echo(f"imported {done.records:,} records ({done.pending:,} pending), {done.batches:,} batches, "
                f"{done.agencies} agencies, {done.keys} keys, {done.sources} sources, "
                f"{done.dead_letters} dead letters")

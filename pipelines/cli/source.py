@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipelines.cli.common import fail_with, echo
-from pipelines.errors import AnchorpipeError
+from pipelines.cli.common import echo
 
 if TYPE_CHECKING:
     from pipelines.stages.pull import SourceRunner
@@ -30,12 +29,9 @@ def source_list() -> None:
     """Each source with its kind, agency, interval, cursor, failures and quarantine size."""
     from pipelines.runtime import runtime
 
-    try:
-        rt = runtime()
-        sources = rt.sources()
-        status = {name: (rt.state.source_status(name), rt.state.quarantine_size(name)) for name in sources}
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    rt = runtime()
+    sources = rt.sources()
+    status = {name: (rt.state.source_status(name), rt.state.quarantine_size(name)) for name in sources}
     for name, s in sources.items():
         info, quarantined = status[name]
         echo(f"{name}: {s.kind} for {s.agency} every {s.interval:g} s; cursor {info.get('cursor') or '(start)'}; "
@@ -47,10 +43,7 @@ def source_list() -> None:
 @click.argument("name")
 def source_test(name: str) -> None:
     """Fetch one page from the stored cursor and show what would be ingested; change nothing."""
-    try:
-        page, verdicts = _runner(name).preview()
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    page, verdicts = _runner(name).preview()
     for item, problem in verdicts:
         rid = item.record.get("id") if isinstance(item.record, dict) else None
         echo(f"{'QUARANTINE' if problem else 'ingest'}  {item.position}  id={rid!r}"
@@ -64,10 +57,7 @@ def source_test(name: str) -> None:
 @click.option("--once", is_flag=True, required=True, help="Run one pull now, in this process.")
 def source_run(name: str, once: bool) -> None:
     """Pull NAME now (the same run beat schedules), and report."""
-    try:
-        result = _runner(name).run()
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    result = _runner(name).run()
     echo(f"{name}: {result.status}; {result.accepted} accepted, {result.duplicates} already known, "
                f"{result.quarantined} quarantined, {result.pages} pages" + (f"; {result.error}" if result.error else ""))
     if result.status == "failed":
@@ -85,20 +75,17 @@ def source_quarantine(name: str, replay: bool, drop: tuple[str, ...], drop_all: 
     byte offset, object key, row key or feed cursor), the reason, the item and when (UTC)."""
     from datetime import UTC, datetime
 
-    try:
-        runner = _runner(name)
-        if replay:
-            accepted, left = runner.replay()
-            echo(f"replayed: {accepted} accepted, {left} still quarantined")
-            return
-        if drop or drop_all:
-            gone = runner.drop(None if drop_all else list(drop))
-            echo(f"dropped {gone} quarantined item{'s' if gone != 1 else ''} of {name}")
-            return
-        for doc in runner.quarantine():
-            at = doc.get("at")
-            if isinstance(at, int):
-                doc["at"] = datetime.fromtimestamp(at / 1000, UTC).isoformat(timespec="seconds")
-            echo(json.dumps(doc, ensure_ascii=False))
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    runner = _runner(name)
+    if replay:
+        accepted, left = runner.replay()
+        echo(f"replayed: {accepted} accepted, {left} still quarantined")
+        return
+    if drop or drop_all:
+        gone = runner.drop(None if drop_all else list(drop))
+        echo(f"dropped {gone} quarantined item{'s' if gone != 1 else ''} of {name}")
+        return
+    for doc in runner.quarantine():
+        at = doc.get("at")
+        if isinstance(at, int):
+            doc["at"] = datetime.fromtimestamp(at / 1000, UTC).isoformat(timespec="seconds")
+        echo(json.dumps(doc, ensure_ascii=False))

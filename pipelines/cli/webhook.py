@@ -6,8 +6,7 @@ import json
 
 import click
 
-from pipelines.cli.common import fail_with, echo
-from pipelines.errors import AnchorpipeError
+from pipelines.cli.common import echo
 
 
 def _state():  # type: ignore[no-untyped-def]
@@ -25,22 +24,16 @@ def webhook() -> None:
 @click.option("--agency", help="One agency's webhooks only.")
 def webhook_list(agency: str | None) -> None:
     """Each webhook as a JSON line: id, agency, URL, events (never its secret)."""
-    try:
-        for h in _state().webhooks(agency):
-            echo(json.dumps({"id": h.id, "agency": h.agency, "url": h.url, "events": h.events}))
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    for h in _state().webhooks(agency):
+        echo(json.dumps({"id": h.id, "agency": h.agency, "url": h.url, "events": h.events}))
 
 
 @webhook.command("dead")
 @click.option("--agency", help="One agency's dead letters only.")
 def webhook_dead(agency: str | None) -> None:
     """Events that failed every attempt (ANCHORPIPE_WEBHOOK_ATTEMPTS), as JSON lines with their last error."""
-    try:
-        for doc in _state().webhook_events("dead", agency):
-            echo(json.dumps(doc))
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    for doc in _state().webhook_events("dead", agency):
+        echo(json.dumps(doc))
 
 
 @webhook.command("replay")
@@ -48,8 +41,5 @@ def webhook_dead(agency: str | None) -> None:
 @click.option("--event", "events", multiple=True, type=int, help="Only this event id. Repeatable.")
 def webhook_replay(agency: str | None, events: tuple[int, ...]) -> None:
     """Send dead-lettered events again (from the first attempt); the webhooks worker delivers them."""
-    try:
-        n = _state().replay_webhooks(agency, list(events) or None)
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    n = _state().replay_webhooks(agency, list(events) or None)
     echo(f"{n} event{'s' if n != 1 else ''} to send again")

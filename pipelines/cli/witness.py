@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail_with, write_key_file, echo
-from pipelines.errors import AnchorpipeError, InputError
+from pipelines.cli.common import write_key_file, echo
+from pipelines.errors import InputError
 
 DEFAULT_NAME = "anchorpipe.local/witness"
 
@@ -27,10 +27,7 @@ def keygen(keyfile: Path, name: str) -> None:
     auditors and logs pin (signature type 0x04, c2sp.org/tlog-cosignature)."""
     from pipelines.core.cosignature import Cosigner
 
-    try:
-        cosigner = Cosigner.generate(name)
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    cosigner = Cosigner.generate(name)
     write_key_file(keyfile, cosigner.text())
     echo(cosigner.verifier().text())
 
@@ -61,14 +58,11 @@ def serve(key_file: Path, logs: tuple[str, ...], state_file: Path, init: bool, h
     from pipelines.witness.server import create_app
     from pipelines.witness.state import WitnessState
 
-    try:
-        if not init and not state_file.exists():
-            raise InputError(f"{state_file} does not exist: a witness that lost its state could be made to cosign "
-                             f"a fork of a size it cosigned before. Restore it from its backup, or give --init "
-                             f"once to start a new witness")
-        witness_ = _witness(key_file, logs, WitnessState(state_file))
-    except AnchorpipeError as exc:
-        fail_with(exc)
+    if not init and not state_file.exists():
+        raise InputError(f"{state_file} does not exist: a witness that lost its state could be made to cosign "
+                         f"a fork of a size it cosigned before. Restore it from its backup, or give --init "
+                         f"once to start a new witness")
+    witness_ = _witness(key_file, logs, WitnessState(state_file))
     echo(f"witness {witness_.cosigner.verifier().text()} on http://{host}:{port} for "
                f"{', '.join(sorted(witness_.logs))}", err=True)
     uvicorn.run(create_app(witness_, rate, burst), host=host, port=port, log_level="warning", access_log=False)
