@@ -88,7 +88,7 @@ def test_proofs_are_upgraded_with_tsa_and_evm_receipts_that_verify_offline(db, c
     archived = run_all(pipe)
     first = directory.fetch_proof(pipe.store, "agency-a", "rec-7")
     assert [a.type for a in first.anchors] == ["tlog"]
-    bundle_before = pipe.store.get(pipe.state.batch(first.batch.id)["bundle"])
+    bundle_before = pipe.store.get(pipe.state.batch(first.batch.id).bundle)
 
     assert pipe.external_tick() == []  # opens the round: the TSA answers at once, the transaction is sent
     rnd = pipe.state.rounds()[0]
@@ -110,10 +110,10 @@ def test_proofs_are_upgraded_with_tsa_and_evm_receipts_that_verify_offline(db, c
     verify_proof(first, policy(roots))
     # The bundle is as it was written; the upgrade is one object beside it, which the state points at too.
     info = pipe.state.batch(first.batch.id)
-    assert info["anchors_key"] == f"proofs/agency-a/{first.batch.id}.u{rnd.size}.json"
-    assert pipe.store.get(info["bundle"]) == bundle_before
+    assert info.anchors_key == f"proofs/agency-a/{first.batch.id}.u{rnd.size}.json"
+    assert pipe.store.get(info.bundle) == bundle_before
     location = pipe.state.proof_location("agency-a", "rec-7")
-    assert directory.read_proof(pipe.store, location, "agency-a", "rec-7", info["anchors_key"]) == upgraded
+    assert directory.read_proof(pipe.store, location, "agency-a", "rec-7", info.anchors_key) == upgraded
     # Without the block pinned (or a node to ask), the EVM anchor proves nothing yet: the policy says no.
     with pytest.raises(NotAnchored, match="remains to be checked"):
         verify_proof(upgraded, policy(roots, require=["evm"]))
@@ -393,7 +393,7 @@ def test_an_upgrade_that_crashes_is_redone_and_loses_nothing(db, clean_redis, ts
     pipe.store.fail("proofs/*.u*.json", mode, skip=1)  # the second batch's anchors object
     with pytest.raises(Crash):
         pipe.upgrade(due)
-    assert pipe.state.batch(archived[1]).get("ext_kinds") is None  # not recorded: nothing points at half a job
+    assert pipe.state.batch(archived[1]).ext_kinds == ()  # not recorded: nothing points at half a job
     for rid in ids:  # every record still has a valid proof meanwhile
         assert directory.fetch_proof(pipe.store, "agency-a", rid).record.id == rid
     assert pipe.state.upgradable() == archived[1:]  # what the reconciler sends again
@@ -402,4 +402,4 @@ def test_an_upgrade_that_crashes_is_redone_and_loses_nothing(db, clean_redis, ts
         proof = directory.fetch_proof(pipe.store, "agency-a", rid)
         assert [a.type for a in proof.anchors] == ["tlog", "tsa"]
         verify_proof(proof, policy(roots, require=["tsa"]))
-    assert pipe.state.batch(archived[1])["ext_kinds"] == "tsa"
+    assert pipe.state.batch(archived[1]).ext_kinds == ("tsa",)

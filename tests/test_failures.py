@@ -26,7 +26,7 @@ def test_a_batch_whose_bundle_conflicts_fails_alone(pipe):  # noqa: F811
     pipe.store.put_immutable(bundle.bundle_key(agency, bad), b"someone else's bytes\n")
     done = pipe.archive(batches)
     assert sorted(done) == sorted(b for b in batches if b != bad)
-    assert pipe.state.batch(bad)["state"] == "failed"
+    assert pipe.state.batch(bad).state == "failed"
     assert [d["args"] for d in pipe.state.dead_letters()] == [[bad]]
     # The failed batch left its stage: the reconciler will not send it again, and re-runs change nothing.
     assert bad not in pipe.state.in_stage("anchored")
@@ -45,7 +45,7 @@ def test_a_batch_the_log_refuses_fails_alone_and_the_rest_is_anchored(pipe):  # 
     pipe.ledger.append([(bad, batch_entry(bad, b"\x07" * 32, 1, "2026-01-01T00:00:00Z"))])
     anchored = pipe.anchor(sealed)
     assert sorted(anchored) == sorted(sealed[:2])
-    assert pipe.state.batch(bad)["state"] == "failed"
+    assert pipe.state.batch(bad).state == "failed"
     assert [d["args"] for d in pipe.state.dead_letters()] == [[bad]]
     assert pipe.anchor([]) == [] and len(pipe.state.dead_letters()) == 1
     assert sorted(pipe.archive(anchored)) == sorted(anchored)
@@ -66,7 +66,7 @@ def test_a_fault_of_the_deployment_fails_no_batch(pipe):  # noqa: F811
     pipe.ledger = no_key
     with pytest.raises(ConfigError):
         pipe.anchor(sealed)
-    assert [pipe.state.batch(b)["state"] for b in sealed] == ["sealed", "sealed"]
+    assert [pipe.state.batch(b).state for b in sealed] == ["sealed", "sealed"]
     assert pipe.state.dead_letters() == []
 
 

@@ -129,7 +129,7 @@ def test_archive_crashes_are_redriven_without_duplicates(pipe, key, mode):
     pipe.store.fail(key, mode)
     with pytest.raises(Crash):
         pipe.archive(sealed)
-    assert pipe.state.batch(sealed[0])["state"] == "anchored"
+    assert pipe.state.batch(sealed[0]).state == "anchored"
     assert pipe.archive(sealed) == sealed
     assert pipe.state.archived_records() == 40
     for i in range(40):
@@ -166,7 +166,7 @@ def test_a_damaged_batch_is_dead_lettered_and_does_not_block_others(pipe):
     sql(pipe.state.url, "INSERT INTO batches (id, agency, state, sealed_at, size, created_ms, updated_ms, root) "
         "VALUES ('damaged', 'agency-a', 'sealed', '2026-11-28T12:00:00Z', 1, 1, 1, 'not-hex')")
     assert pipe.anchor(good) == good
-    assert pipe.state.batch("damaged")["state"] == "failed"
+    assert pipe.state.batch("damaged").state == "failed"
     assert pipe.state.dead_letters()[0]["args"] == ["damaged"]
     assert "damaged" not in sum(pipe.stuck().values(), [])  # the reconciler leaves it to people
     assert pipe.archive(good) == good and pipe.state.archived_records() == 10
@@ -195,7 +195,7 @@ def test_the_log_refuses_one_batch_id_with_two_entries(pipe):
 
 
 def test_a_batch_whose_worker_died_is_stuck_at_once_and_a_working_one_is_not(pipe, monkeypatch):
-    from pipelines import stages
+    from pipelines.stages import batches as stages
     from pipelines.state import postgres
 
     accept(pipe, "agency-a", 5)

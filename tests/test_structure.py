@@ -90,7 +90,7 @@ def test_a_batch_is_claimed_oldest_first_and_only_when_ripe(db):
     state = PostgresState.connect(db)
     state.accept("agency-a", [(f"r{i}", content_sha256(i), secrets.token_bytes(32)) for i in range(3)])
     assert state.claim("b0", "agency-a", 10, 60.0, "2026-11-29T00:00:00Z") == (0, [])  # not full, not old
-    assert state.pending_agencies() == ["agency-a"] and state.batch("b0") == {}
+    assert state.pending_agencies() == ["agency-a"] and state.batch("b0") is None
     assert state.claim("b1", "agency-a", 2, 60.0, "2026-11-29T00:00:00Z") == (2, [])  # full
     assert [c.record_id for c in state.load_batch("b1").commitments] == ["r0", "r1"]
     assert state.claim("b2", "agency-a", 2, 0.0, "2026-11-29T00:00:00Z") == (1, [])  # old enough

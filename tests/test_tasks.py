@@ -41,7 +41,7 @@ def test_a_transient_failure_is_retried_until_it_succeeds(tasks):
     pipe.ledger.store.fail("checkpoint", "lost")  # S3 hiccup on the first try
     result = module.anchor.apply(args=[sealed])
     assert result.successful(), result.traceback
-    assert pipe.state.batch(sealed[0])["state"] == "anchored"
+    assert pipe.state.batch(sealed[0]).state == "anchored"
     assert sent == [("archive", sealed)]
 
 
@@ -66,7 +66,7 @@ def test_an_outage_longer_than_the_retries_is_left_to_the_reconciler_not_dead_le
         pipe.ledger.store.fail("checkpoint", "lost")
     result = module.anchor.apply(args=[sealed])
     assert result.successful() and pipe.state.dead_letters() == []
-    assert pipe.state.batch(sealed[0])["state"] == "sealed" and sent == []
+    assert pipe.state.batch(sealed[0]).state == "sealed" and sent == []
     pipe.cfg = pipe.cfg.model_copy(update={"stuck_after": 0.001})  # ... until the reconciler sends it again
     import time
 

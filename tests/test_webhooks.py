@@ -84,7 +84,7 @@ def test_archived_batches_reach_the_receiver_signed_and_batched(db, clean_redis,
     events = receiver.events(secret)
     assert {e["type"] for e in events} == {"records.archived"}
     assert sorted(e["data"]["batch"] for e in events) == sorted(b for b in archived
-                                                                 if pipe.state.batch(b)["agency"] == "agency-a")
+                                                                 if pipe.state.batch(b).agency == "agency-a")
     ids = [i for e in events for i in e["data"]["ids"]]
     assert sorted(ids) == sorted(f"rec-{i}" for i in range(1500))
     assert deliveries.deliver_due() == 0  # delivered once

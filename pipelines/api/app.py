@@ -433,17 +433,17 @@ def _record_status(rt: Runtime, agency: str, record_id: str) -> dict[str, Any]:
     found = rt.state.record(agency, record_id)
     if found is None:
         raise HTTPException(404, "no such record")
-    batch = rt.state.batch(found.batch_id) if found.batch_id else {}
-    stage = batch.get("state")
+    batch = rt.state.batch(found.batch_id) if found.batch_id else None
+    stage = batch.state if batch else None
     status = {None: "pending", "claimed": "sealing"}.get(stage, stage)
     location = rt.state.proof_location(agency, record_id) if status == "archived" else None
     # Which anchors the record's newest proof carries, and which the operator seeks that are still to come.
     order = ("tlog", "witness", "tsa", "evm")
-    have = (["tlog"] + [k for k in order[1:] if k in batch.get("ext_kinds", "").split(",")]
-            if stage in ("anchored", "archived") else [])
+    have = (["tlog"] + [k for k in order[1:] if k in batch.ext_kinds]
+            if batch and stage in ("anchored", "archived") else [])
     wanted = ["tlog", *sorted(rt.cfg.upgrade_kinds, key=order.index)]
     return {"agency": agency, "id": record_id, "status": status, "batch": found.batch_id, "location": location,
-            "upgrade": batch.get("anchors_key"),
+            "upgrade": batch.anchors_key if batch else None,
             "anchors": {"confirmed": have, "pending": [k for k in wanted if k not in have]}}
 
 

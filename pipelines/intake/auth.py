@@ -19,7 +19,7 @@ from pipelines.errors import InputError
 from pipelines.state import now_ms
 
 if TYPE_CHECKING:
-    from pipelines.state import State
+    from pipelines.state import KeyState
 
 KEY_PREFIX = "ap_"
 KEY_ID_DIGITS = 12
@@ -59,7 +59,7 @@ def _info(digest: str, doc: dict[str, Any]) -> KeyInfo:
                    int(doc.get("created", 0)), doc.get("expires"))
 
 
-def _create(state: State, principal: Principal, expires_in_s: float | None) -> str:
+def _create(state: KeyState, principal: Principal, expires_in_s: float | None) -> str:
     token = KEY_PREFIX + secrets.token_urlsafe(32)
     now = now_ms()
     state.put_key(_digest(token), {"kind": principal.kind, "name": principal.name,
@@ -68,11 +68,11 @@ def _create(state: State, principal: Principal, expires_in_s: float | None) -> s
     return token
 
 
-def _principal_keys(state: State, kind: str, name: str) -> dict[str, dict[str, Any]]:
+def _principal_keys(state: KeyState, kind: str, name: str) -> dict[str, dict[str, Any]]:
     return {d: doc for d, doc in state.keys().items() if (doc["kind"], doc["name"]) == (kind, name)}
 
 
-def add_agency(state: State, name: str, expires_in_s: float | None = None) -> str:
+def add_agency(state: KeyState, name: str, expires_in_s: float | None = None) -> str:
     """Create agency ``name`` and its first key; return the key (shown once, never stored).
 
     An agency that exists is refused: a second key is made only on purpose, by :func:`rotate`.
@@ -84,7 +84,7 @@ def add_agency(state: State, name: str, expires_in_s: float | None = None) -> st
     return _create(state, Principal("agency", name, (name,)), expires_in_s)
 
 
-def add_auditor(state: State, name: str, agencies: list[str], expires_in_s: float | None = None) -> str:
+def add_auditor(state: KeyState, name: str, agencies: list[str], expires_in_s: float | None = None) -> str:
     """Create a read-only key for auditor ``name`` over ``agencies`` (which must exist)."""
     if not name or len(name) > 128:
         raise InputError("auditor name must be 1-128 characters")
@@ -99,7 +99,7 @@ def add_auditor(state: State, name: str, agencies: list[str], expires_in_s: floa
     return _create(state, Principal("auditor", name, tuple(agencies)), expires_in_s)
 
 
-def rotate(state: State, kind: str, name: str, grace_s: float, expires_in_s: float | None = None) -> str:
+def rotate(state: KeyState, kind: str, name: str, grace_s: float, expires_in_s: float | None = None) -> str:
     """A new key for an existing agency or auditor; its current keys expire ``grace_s`` from now."""
     current = _principal_keys(state, kind, name)
     if current:
@@ -116,12 +116,12 @@ def rotate(state: State, kind: str, name: str, grace_s: float, expires_in_s: flo
     return token
 
 
-def list_keys(state: State) -> list[KeyInfo]:
+def list_keys(state: KeyState) -> list[KeyInfo]:
     """Every stored key (expired ones too, until revoked), by principal, then age."""
     return sorted((_info(d, doc) for d, doc in state.keys().items()), key=lambda k: (k.kind, k.name, k.created_ms))
 
 
-def revoke(state: State, key_id: str) -> KeyInfo:
+def revoke(state: KeyState, key_id: str) -> KeyInfo:
     """Delete the key whose id is ``key_id`` (as listed); it stops working at once."""
     if len(key_id) < 8:
         raise InputError("give at least 8 hex digits of the key id (see 'anchorpipe key list')")
@@ -133,7 +133,7 @@ def revoke(state: State, key_id: str) -> KeyInfo:
     return _info(digest, doc)
 
 
-def authenticate(state: State, token: str) -> Principal | None:
+def authenticate(state: KeyState, token: str) -> Principal | None:
     """The principal holding ``token``, or None (unknown, revoked or expired)."""
     doc = state.get_key(_digest(token))
     if doc is None or (doc.get("expires") is not None and doc["expires"] <= now_ms()):

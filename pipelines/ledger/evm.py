@@ -15,7 +15,6 @@ so a verifier needs no node but one block hash it trusts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,6 +37,7 @@ sys.setrecursionlimit(_RECURSION_LIMIT)
 from pipelines.core.anchors import EvmAnchor
 from pipelines.core.evm import anchor_payload, verify_evm_receipt
 from pipelines.errors import ConfigError, StorageError
+from pipelines.ledger import Signed
 
 #: Header fields in RLP order; those after ``nonce`` exist from a fork on (London, Shanghai, Cancun, Prague) and
 #: are present in the node's JSON exactly when the block has them.
@@ -46,17 +46,6 @@ _HEADER = ("parentHash", "sha3Uncles", "miner", "stateRoot", "transactionsRoot",
            "baseFeePerGas", "withdrawalsRoot", "blobGasUsed", "excessBlobGas", "parentBeaconBlockRoot",
            "requestsHash")
 _INTS = {"difficulty", "number", "gasLimit", "gasUsed", "timestamp", "baseFeePerGas", "blobGasUsed", "excessBlobGas"}
-
-
-@dataclass(frozen=True)
-class Signed:
-    """A signed anchoring transaction, kept (in the state) before it is sent."""
-
-    raw: bytes
-    tx_hash: str
-    nonce: int
-    max_fee: int
-    tip: int
 
 
 class EvmChain:

@@ -18,24 +18,13 @@ import httpx
 from pipelines.core.cosignature import WitnessKey, add_signature_lines, verify_cosignatures
 from pipelines.core.note import SIG_PREFIX
 from pipelines.core.witness import SIZE_CONTENT_TYPE, AddCheckpoint
-from pipelines.errors import AnchorpipeError, VerificationError
-
-
-class WitnessError(AnchorpipeError):
-    def __init__(self, message: str, *, status: int | None = None, transient: bool = False) -> None:
-        super().__init__(message)
-        self.status, self.transient = status, transient
-
-
-class WitnessConflict(WitnessError):
-    """The witness holds another size for the log (``size``) than the request's old size."""
-
-    def __init__(self, witness: str, size: int) -> None:
-        super().__init__(f"witness {witness} holds size {size}", status=409)
-        self.size = size
+from pipelines.errors import VerificationError
+from pipelines.ledger import WitnessConflict, WitnessError
 
 
 class WitnessClient:
+    """The :class:`~pipelines.ledger.Witness` port over C2SP tlog-witness HTTP."""
+
     def __init__(self, url: str, key: WitnessKey, timeout: float = 5.0) -> None:
         self.url, self.key = url.rstrip("/"), key
         self.name = key.name

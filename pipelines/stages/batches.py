@@ -35,7 +35,7 @@ from pipelines.storage import ObjectStore
 if TYPE_CHECKING:
     from pipelines.config import Settings
     from pipelines.stages.external import ExternalAnchoring
-    from pipelines.state import State
+    from pipelines.state import PipelineState
 
 #: Errors a batch's own data can cause: they fail that batch alone. (ConflictError is not transient.)
 _BATCH_FAULTS = (ConflictError, InputError, ValueError)
@@ -60,7 +60,7 @@ def _batch_id(item: BatchHead | _Anchored) -> str:
 @dataclass
 class Pipeline:
     cfg: Settings
-    state: State
+    state: PipelineState
     store: ObjectStore
     ledger: Ledger | Callable[[], Ledger]  # a ledger, or how to open it (only the sequencer needs one)
     log_store: ObjectStore | None = None  # the log's tiles, read to re-issue receipts under a later checkpoint
@@ -115,7 +115,8 @@ class Pipeline:
 
     def seal(self, batch_id: str) -> None:
         """Compute a claimed batch's root and mark it sealed (a no-op once it is past that)."""
-        if self.state.batch(batch_id).get("state") != "claimed":
+        info = self.state.batch(batch_id)
+        if info is None or info.state != "claimed":
             return
         t = time.perf_counter()
         batch = self.state.load_batch(batch_id)
@@ -132,10 +133,10 @@ class Pipeline:
         heads = []
         for b in dict.fromkeys(batch_ids + self.state.in_stage("sealed")):
             info = self.state.batch(b)
-            if info.get("state") != "sealed":
+            if info is None or info.state != "sealed":
                 continue
             try:
-                head = BatchHead(b, bytes.fromhex(info["root"]), int(info["size"]), info["sealed_at"])
+                head = BatchHead(b, bytes.fromhex(info.root or ""), info.size, info.sealed_at)
                 head.entry()  # checks the head's fields
             except (KeyError, ValueError) as exc:  # a damaged batch must not hold the others back
                 self._fail(b, "anchor", exc)
@@ -163,11 +164,11 @@ class Pipeline:
         ready = []
         for b in dict.fromkeys(batch_ids):
             info = self.state.batch(b)
-            if info.get("state") != "anchored":
+            if info is None or info.state != "anchored":
                 continue
             try:
                 batch, times = self.state.load_batch_with_times(b)
-                ready.append(_Anchored(batch, [parse_anchor(info["anchor"])], times))
+                ready.append(_Anchored(batch, [parse_anchor(info.anchor or "")], times))
             except (KeyError, ValueError) as exc:
                 self._fail(b, "archive", exc)
         due: set[str] = set()
@@ -238,18 +239,18 @@ class Pipeline:
             cp = parse_checkpoint_text(split_note(rnd.note)[0])
             tlog = paths[b]
             # Never archive a receipt that does not verify: the batch's entry is at its index under the root.
-            head = BatchHead(b, bytes.fromhex(info["root"]), info["size"], info["sealed_at"])
+            head = BatchHead(b, bytes.fromhex(info.root or ""), info.size, info.sealed_at)
             merkle.verify_inclusion(tlog.index, cp.size, merkle.leaf_hash(head.entry()),
                                     [bytes.fromhex(h) for h in tlog.path], cp.root)
-            key = bundle.anchors_key(info["agency"], b, rnd.size)
+            key = bundle.anchors_key(info.agency, b, rnd.size)
             self.store.put_immutable(key, bundle.anchors_document(b, [tlog, *receipts]))
             faultpoints.reached("upgrade.written")
             kinds = sorted(set(rnd.kinds))  # the confirmed external kinds, and "witness" if it had the quorum
             # Commit point: the batch's proofs are upgraded; readers that go by the state now use the object.
             if self.state.mark_upgraded(b, rnd.size, kinds, set(kinds) >= self.cfg.upgrade_kinds, key):
-                metrics.UPGRADED.inc(info["size"])
+                metrics.UPGRADED.inc(info.size)
                 done.append(b)
-                event("upgraded", f"upgraded batch {b} with {', '.join(kinds)}", batch=b, records=info["size"],
+                event("upgraded", f"upgraded batch {b} with {', '.join(kinds)}", batch=b, records=info.size,
                       log_size=rnd.size, kinds=kinds, seconds=round(time.perf_counter() - t, 3))
         metrics.STAGE_SECONDS.labels("upgrade").observe(time.perf_counter() - t)
         return done

@@ -37,14 +37,13 @@ from pipelines.ops import metrics
 from pipelines.ops.logs import event
 from pipelines.ops.monitoring import report_exception
 from pipelines.ops.redact import redact
+from pipelines.ledger import Chain, Signed, TimestampAuthority
 from pipelines.state import Round, Target, now_ms
 
 if TYPE_CHECKING:
     from pipelines.config import Settings
-    from pipelines.ledger.evm import EvmChain, Signed
     from pipelines.ledger.tlog import Head
-    from pipelines.ledger.tsa import TsaClient
-    from pipelines.state import State
+    from pipelines.state import AnchoringState
 
 #: Once every kind has a confirmation, other targets (a second TSA) get this long before the round closes.
 GRACE_MS = 60_000
@@ -57,10 +56,10 @@ def kind_of(target: str) -> str:
 @dataclass
 class ExternalAnchoring:
     cfg: Settings
-    state: State
+    state: AnchoringState
     head: Callable[[], Head | None]  # the checkpoint to anchor: the log's head, or its newest cosigned one
-    tsas: list[TsaClient]
-    evm: EvmChain | None
+    tsas: list[TimestampAuthority]
+    evm: Chain | None
     witnessed: Callable[[str], bool] = lambda note: False  # whether a checkpoint note has the witness quorum
 
     def targets(self) -> list[str]:
@@ -141,7 +140,7 @@ class ExternalAnchoring:
         if attempts == 1 or attempts % 20 == 0 or not exc.transient:
             report_exception(exc)
 
-    def _work_evm(self, rnd: Round, t: Target, evm: EvmChain) -> None:
+    def _work_evm(self, rnd: Round, t: Target, evm: Chain) -> None:
         text = split_note(rnd.note)[0]
         if t.state == "pending":
             signed = evm.sign(text, evm.next_nonce())
@@ -172,7 +171,7 @@ class ExternalAnchoring:
         else:
             evm.send(bytes.fromhex(newest["raw"]))  # harmless when the node has it; back in the pool if not
 
-    def _resign(self, rnd: Round, t: Target, evm: EvmChain, signed: Signed, why: str) -> None:
+    def _resign(self, rnd: Round, t: Target, evm: Chain, signed: Signed, why: str) -> None:
         if self.state.update_target(rnd.size, t.target, "submitted", txs=[*t.txs, _doc(signed)], error=why):
             evm.send(signed.raw)
             metrics.EXTERNAL_ANCHORS.labels("evm", "replaced").inc()
@@ -186,8 +185,6 @@ def _doc(s: Signed) -> dict[str, Any]:
 
 
 def _signed(doc: dict[str, Any]) -> Signed:
-    from pipelines.ledger.evm import Signed
-
     return Signed(bytes.fromhex(doc["raw"]), doc["hash"], doc["nonce"], doc["max_fee"], doc["tip"])
 
 

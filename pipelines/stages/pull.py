@@ -32,7 +32,7 @@ from pipelines.sources.config import SourceConfig
 from pipelines.state import now_ms
 
 if TYPE_CHECKING:
-    from pipelines.state import State
+    from pipelines.state import PullState
 
 BACKOFF_BASE_S = 5.0
 BACKOFF_MAX_S = 3600.0
@@ -54,7 +54,7 @@ class RunResult:
 class SourceRunner:
     """Runs one configured source (its connector built by the runtime) into the pipeline's state."""
 
-    def __init__(self, cfg: SourceConfig, state: State, source: Source, *,
+    def __init__(self, cfg: SourceConfig, state: PullState, source: Source, *,
                  max_pending: int = 1_000_000, lock_ttl: float = 300.0) -> None:
         self.cfg, self.state = cfg, state
         self.source = source

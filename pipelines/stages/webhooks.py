@@ -39,8 +39,7 @@ from standardwebhooks import Webhook as Signer
 
 from pipelines.ops import metrics
 from pipelines.ops.logs import event
-from pipelines.state import now_ms
-from pipelines.state.postgres_webhooks import Delivery, WebhooksInPostgres
+from pipelines.state import Delivery, WebhookOutbox, now_ms
 
 
 def new_secret() -> str:
@@ -160,7 +159,7 @@ AGENCY_SLOTS = 16
 
 @dataclass
 class Deliveries:
-    state: WebhooksInPostgres
+    state: WebhookOutbox
     attempts: int = 10
     timeout: float = 10.0
     transport: httpx.AsyncBaseTransport | None = None  # (tests: a receiver that fails on cue)

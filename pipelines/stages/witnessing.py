@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pipelines.core.cosignature import WitnessKey, add_signature_lines, verify_cosignatures
 from pipelines.errors import AnchorpipeError
 from pipelines.ledger.tlog import Head, LogReader
-from pipelines.ledger.witness import WitnessClient, WitnessConflict, WitnessError
+from pipelines.ledger import Witness, WitnessConflict, WitnessError
 from pipelines.ops import metrics
 from pipelines.ops.logs import event
 from pipelines.ops.monitoring import report_exception, report_message
@@ -41,7 +41,7 @@ def quorum_met(note: str, witnesses: Sequence[WitnessKey], quorum: int) -> bool:
 @dataclass
 class Witnessing:
     log: LogReader  # the log, read with its own verifier keys
-    witnesses: list[WitnessClient]
+    witnesses: list[Witness]
     quorum: int
     known: dict[str, int] = field(default_factory=dict)  # the size each witness holds, as last heard
     backoff: dict[str, tuple[int, float]] = field(default_factory=dict)  # failures in a row, next try (monotonic)
@@ -73,7 +73,7 @@ class Witnessing:
               level="info" if reached else "warning")
         return Head(head.checkpoint, note, "")
 
-    def _ask(self, w: WitnessClient, head: Head, proofs: dict[int, list[bytes]]) -> str | None:
+    def _ask(self, w: Witness, head: Head, proofs: dict[int, list[bytes]]) -> str | None:
         size = head.checkpoint.size
         for _ in range(3):
             old = self.known.get(w.name, 0)
@@ -105,7 +105,7 @@ class Witnessing:
         self._failed(w, WitnessError(f"witness {w.name} kept changing the size it holds"))
         return None
 
-    def _failed(self, w: WitnessClient, exc: WitnessError) -> None:
+    def _failed(self, w: Witness, exc: WitnessError) -> None:
         attempts = self.backoff.get(w.name, (0, 0.0))[0] + 1
         delay = min(2.0 ** attempts, 60.0) * random.uniform(0.5, 1.0)
         self.backoff[w.name] = (attempts, time.monotonic() + delay)

@@ -45,6 +45,27 @@ class StoredRecord:
 
 
 @dataclass(frozen=True)
+class BatchInfo:
+    """A batch as stored: its stage and what each stage fixed (``root`` once sealed, ``anchor`` and
+    ``log_index`` once anchored, ``bundle`` once archived, ``ext_kinds`` and ``anchors_key`` once upgraded)."""
+
+    id: str
+    state: str  # claimed, sealed, anchored, archived, failed
+    agency: str
+    sealed_at: str
+    size: int
+    created_ms: int
+    updated_ms: int
+    root: str | None = None
+    anchor: str | None = None
+    log_index: int | None = None
+    bundle: str | None = None
+    error: str | None = None
+    ext_kinds: tuple[str, ...] = ()
+    anchors_key: str | None = None
+
+
+@dataclass(frozen=True)
 class Accepted:
     """One record's stored state after an accept: digest, salt, accept time, and whether it is new."""
 
@@ -79,6 +100,24 @@ class Round:
     targets: list[Target]
 
 
+@dataclass(frozen=True)
+class Webhook:
+    id: int
+    agency: str
+    url: str
+    events: list[str]
+    secret: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A webhook's due events, claimed for one delivery until ``lease`` (their next_try_ms: the claim's token)."""
+
+    webhook: Webhook
+    events: list[dict[str, Any]]  # {"id", "type", "payload", "created_ms", "attempts"}
+    lease: int
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -110,7 +149,9 @@ class BatchState(Protocol):
         """Fix a ripe batch's members, salts and seal time, all or nothing; return its size and orphans."""
         ...
 
-    def batch(self, batch_id: str) -> dict[str, str]: ...
+    def batch(self, batch_id: str) -> BatchInfo | None:
+        """The batch as stored; None if there is no such batch."""
+        ...
     def load_batch(self, batch_id: str) -> SealedBatch: ...
     def load_batch_with_times(self, batch_id: str) -> tuple[SealedBatch, list[int]]: ...
 
@@ -179,7 +220,9 @@ class AnchoringState(Protocol):
     def update_target(self, size: int, target: str, expect: str, **fields: Any) -> bool: ...
     def close_round(self, size: int, kinds: list[str]) -> bool: ...
     def upgradable(self, limit: int = 1000, closed_before_ms: int | None = None) -> list[str]: ...
-    def upgrade_for(self, batch_id: str) -> tuple[dict[str, Any], Round] | None: ...
+    def upgrade_for(self, batch_id: str) -> tuple[BatchInfo, Round] | None:
+        """An archived batch and the newest closed round that gives it more anchors; None if none does."""
+        ...
 
     def mark_upgraded(self, batch_id: str, size: int, kinds: list[str], done: bool, anchors_key: str) -> bool: ...
 
@@ -187,8 +230,39 @@ class AnchoringState(Protocol):
     def round_coverage(self) -> list[dict[str, Any]]: ...
 
 
+class WebhookOutbox(Protocol):
+    """Webhook events waiting for delivery (written in the transaction of what they report). A claim leases
+    events to one deliverer; every later call acts only on events still held under that lease."""
+
+    def claim_deliveries(self, now: int, lease_ms: int, per_delivery: int = 100, limit: int = 1000) -> list[Delivery]:
+        """Due pending events, grouped by webhook (at most ``per_delivery`` each), leased for ``lease_ms``."""
+        ...
+
+    def renew(self, event_ids: list[int], lease: int, until: int) -> list[int]:
+        """Extend a claim still held to ``until``; the ids still held."""
+        ...
+
+    def delivered(self, event_ids: list[int], lease: int) -> None:
+        """Mark the events still held under ``lease`` delivered."""
+        ...
+
+    def delivery_failed(self, event_ids: list[int], lease: int, error: str, next_try_ms: int,
+                        dead_after: int) -> int:
+        """Count a failed attempt: retry at ``next_try_ms``, or dead-letter those past ``dead_after`` attempts;
+        how many went to the dead letters."""
+        ...
+
+
+class PipelineState(RecordState, BatchState, AnchoringState, Protocol):
+    """What the batch stages use: the pending pool, the batches, and the rounds that upgrade them."""
+
+
+class PullState(RecordState, SourceState, Protocol):
+    """What the pull stage uses: the sources' progress, and the records they bring."""
+
+
 @runtime_checkable
-class State(RecordState, BatchState, KeyState, SourceState, AnchoringState, Protocol):
+class State(RecordState, BatchState, KeyState, SourceState, AnchoringState, WebhookOutbox, Protocol):
     """The whole state port, with health checks."""
 
     def ping(self) -> None: ...

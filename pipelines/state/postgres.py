@@ -32,8 +32,9 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pipelines.core.batch import Commitment, SealedBatch
 from pipelines.errors import ConflictRecord, InputError, PersistenceError, StateError
-from pipelines.state import LEASE_MS, STAGES, Accepted, StoredRecord, now_ms
+from pipelines.state import LEASE_MS, STAGES, Accepted, BatchInfo, StoredRecord, now_ms
 from pipelines.state.postgres_anchorings import AnchoringsInPostgres
+from pipelines.state.postgres_batches import BATCH_COLUMNS, batch_info
 from pipelines.state.postgres_keys import KeysInPostgres
 from pipelines.state.postgres_sources import DB_NOW, SourcesInPostgres
 from pipelines.state.postgres_webhooks import WebhooksInPostgres
@@ -245,17 +246,11 @@ class PostgresState(KeysInPostgres, SourcesInPostgres, AnchoringsInPostgres, Web
                          (batch_id, agency, sealed_at, len(ids), now, now, LEASE_MS))
         return len(ids), []
 
-    def batch(self, batch_id: str) -> dict[str, str]:
-        """A batch's fields as text (state, agency, sealed_at, size, created, updated, root, anchor, error,
-        bundle, log_index, ext_kinds: its proofs' external anchor kinds, comma-separated, anchors_key: the object
-        holding them); empty if there is no such batch."""
+    def batch(self, batch_id: str) -> BatchInfo | None:
+        """The batch as stored; None if there is no such batch."""
         with self.tx() as conn:
-            cur = conn.execute("SELECT state, agency, sealed_at, size, created_ms AS created, updated_ms AS updated, "
-                               "root, anchor, error, bundle, log_index, array_to_string(ext_kinds, ',') AS ext_kinds, anchors_key "
-                               "FROM batches WHERE id = %s", (batch_id,))
-            row = cur.fetchone()
-            names = [c.name for c in cur.description or ()]
-        return {} if row is None else {k: str(v) for k, v in zip(names, row, strict=True) if v is not None}
+            row = conn.execute(f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = %s", (batch_id,)).fetchone()
+        return None if row is None else batch_info(row)
 
     def load_batch(self, batch_id: str) -> SealedBatch:
         """Rebuild the sealed tree of a claimed batch from its records and their stored salts."""

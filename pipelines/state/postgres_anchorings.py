@@ -16,7 +16,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from pipelines.state import Round, Target, now_ms
+from pipelines.state import BatchInfo, Round, Target, now_ms
+from pipelines.state.postgres_batches import BATCH_COLUMNS, batch_info
 
 
 _UPGRADABLE = """
@@ -102,23 +103,22 @@ class AnchoringsInPostgres:
                                 "ORDER BY b.log_index LIMIT %s", (r[0], limit)).fetchall()
         return [row[0] for row in rows]
 
-    def upgrade_for(self, batch_id: str) -> tuple[dict[str, Any], Round] | None:
-        """A batch to upgrade (agency, log_index, root, size, sealed_at) and the newest closed round that gives
-        it more anchors, with its confirmed receipts; None if there is nothing to do."""
+    def upgrade_for(self, batch_id: str) -> tuple[BatchInfo, Round] | None:
+        """An archived batch and the newest closed round that gives it more anchors, with its confirmed
+        receipts; None if there is nothing to do."""
+        columns = ", ".join(f"b.{c.strip()}" for c in BATCH_COLUMNS.split(","))
         with self.tx() as conn:
             row = conn.execute(
-                "SELECT r.size, r.note, r.opened_ms, r.closed_ms, r.kinds, b.agency, b.log_index, b.root, b.size, "
-                "b.sealed_at "
+                f"SELECT r.size, r.note, r.opened_ms, r.closed_ms, r.kinds, {columns} "
                 f"FROM batches b, anchorings r WHERE b.id = %s AND r.closed_ms IS NOT NULL AND {_UPGRADABLE} "
                 "ORDER BY r.size DESC LIMIT 1", (batch_id,)).fetchone()
             if row is None:
                 return None
-            size, note, opened, closed, kinds, agency, log_index, root, batch_size, sealed_at = row
+            size, note, opened, closed, kinds = row[:5]
             ts = conn.execute("SELECT size, target, state, receipt, txs, attempts, next_try_ms, error "
                               "FROM anchor_receipts WHERE size = %s AND state = 'confirmed' ORDER BY target",
                               (size,)).fetchall()
-        return ({"agency": agency, "log_index": log_index, "root": root, "size": batch_size, "sealed_at": sealed_at},
-                Round(size, note, opened, closed, list(kinds), [Target(*t) for t in ts]))
+        return batch_info(row[5:]), Round(size, note, opened, closed, list(kinds), [Target(*t) for t in ts])
 
     def mark_upgraded(self, batch_id: str, size: int, kinds: list[str], done: bool, anchors_key: str) -> bool:
         """The commit point of an upgrade: the batch's proofs carry the anchors in ``anchors_key`` (round

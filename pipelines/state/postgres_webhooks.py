@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any
 
-from pipelines.state import now_ms
+from pipelines.state import Delivery, Webhook, now_ms
 
 #: The events an agency can subscribe to.
 EVENTS = ("records.archived", "anchors.confirmed", "records.quarantined")
@@ -23,26 +22,8 @@ EMIT = ("INSERT INTO webhook_events (webhook_id, type, payload, created_ms) "
         "SELECT w.id, %(type)s, {payload}, %(now)s FROM webhooks w WHERE w.agency = %(agency)s AND %(type)s = ANY(w.events)")
 
 
-@dataclass(frozen=True)
-class Webhook:
-    id: int
-    agency: str
-    url: str
-    events: list[str]
-    secret: str
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """A webhook's due events, claimed for one delivery until ``lease`` (their next_try_ms: the claim's token)."""
-
-    webhook: Webhook
-    events: list[dict[str, Any]]  # {"id", "type", "payload", "created_ms", "attempts"}
-    lease: int
-
-
 class WebhooksInPostgres:
-    """Mixed into PostgresState, whose ``tx`` (one transaction) it uses."""
+    """The webhook outbox (:class:`~pipelines.state.WebhookOutbox`) and its administration; mixed into PostgresState, whose ``tx`` (one transaction) it uses."""
 
     tx: Callable[[], AbstractContextManager[Any]]
 
