@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pipelines.core.anchors import Anchor
 from pipelines.core.batch import SealedBatch
 from pipelines.core.proof import ANCHORS_MEMBER
+from pipelines.errors import StorageError
 from pipelines.storage import ObjectStore
 
 #: Where one record's proof is: (batch id, byte offset in the bundle, byte length).
@@ -69,27 +70,29 @@ def anchors_document(batch_id: str, anchors: Sequence[Anchor]) -> bytes:
                          "anchors": [a.model_dump(mode="json") for a in anchors]})
 
 
+class MissingObject(StorageError):
+    """An object the archive's own records point at (a bundle, an anchors object) is not in it."""
+
+
+def read_anchors(store: ObjectStore, key: str) -> bytes:
+    """An upgrade's anchors object, read to at most :data:`MAX_ANCHORS_BYTES`; MissingObject if it is gone."""
+    document = store.get(key, MAX_ANCHORS_BYTES)
+    if document is None:
+        raise MissingObject(f"{key} is missing from {store.describe()}")
+    return document
+
+
 def with_anchors(line: bytes, document: bytes) -> bytes:
-    """A bundle's proof line with its anchors replaced by an upgrade's (``anchors_document``).
-
-    A proof's last member is its batch's anchors, so the line keeps its bytes up to that member and the
-    result is the self-contained upgraded proof. ValueError if ``line`` does not end so."""
-    import orjson
-
-    doc = orjson.loads(document)
-    proof = orjson.loads(line)
-    if doc.get("format") != ANCHORS_FORMAT or proof.get("batch", {}).get("id") != doc.get("batch"):
-        raise ValueError("the anchors object is not this proof's batch's")
-    old = b'"anchors":' + orjson.dumps(proof["anchors"]) + b"}"
-    if list(proof)[-1] != "anchors" or not line.endswith(old):
-        raise ValueError("the proof does not end with its anchors")
-    return line[: len(line) - len(old)] + b'"anchors":' + orjson.dumps(doc["anchors"]) + b"}"
+    """One proof line with its anchors replaced by an upgrade's (:func:`upgraded_bundle` of one line)."""
+    return upgraded_bundle(line, document).rstrip(b"\n")
 
 
 def upgraded_bundle(data: bytes, document: bytes) -> bytes:
-    """A whole bundle's proofs with their anchors replaced by an upgrade's (``anchors_document``), each line
-    cut at its last member; ValueError if the object is not this batch's or a line does not end so. The
-    standard library's JSON only: auditors run this too."""
+    """A bundle's proofs (or one proof line) with their anchors replaced by an upgrade's
+    (``anchors_document``): a proof's last member is its batch's anchors, so each line keeps its bytes up to
+    that member and the result is the self-contained upgraded proof. ValueError if the object is not this
+    batch's or a line does not end so. The one reader of upgrades (the API, ``proof get``, ``audit`` and the
+    demo use it); the standard library's JSON only: auditors run this too."""
     import json
 
     doc = json.loads(document)

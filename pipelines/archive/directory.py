@@ -18,8 +18,8 @@ import hashlib
 import json
 
 from pipelines.archive import index
-from pipelines.archive.bundle import (MAX_ANCHORS_BYTES, MAX_LINE_BYTES, Location, bundle_key, legacy_bundle_key,
-                                      newest_anchors_key, with_anchors)
+from pipelines.archive.bundle import (MAX_LINE_BYTES, Location, MissingObject, bundle_key, legacy_bundle_key,
+                                      newest_anchors_key, read_anchors, with_anchors)
 from pipelines.core.proof import Proof, parse_proof
 from pipelines.errors import InputError, StorageError, UnusableObject
 from pipelines.storage import ObjectStore
@@ -52,12 +52,8 @@ def fetch_proof(store: ObjectStore, agency: str, record_id: str) -> Proof:
     upgrade = newest_anchors_key(store, agency, batch_id)
     try:
         return read_proof(store, (bundle_key(agency, batch_id), offset, length), agency, record_id, upgrade)
-    except MissingBundle:  # an archive written before bundles were per agency
+    except MissingObject:  # an archive written before bundles were per agency
         return read_proof(store, (legacy_bundle_key(batch_id), offset, length), agency, record_id)
-
-
-class MissingBundle(StorageError):
-    """A bundle an index or the database points at is not in the archive."""
 
 
 def read_proof(store: ObjectStore, location: tuple[str, int, int], agency: str, record_id: str,
@@ -70,11 +66,9 @@ def read_proof(store: ObjectStore, location: tuple[str, int, int], agency: str, 
                              f"1 to {MAX_LINE_BYTES:,} bytes")
     raw = store.get_range(key, offset, length)
     if raw is None:
-        raise MissingBundle(f"{key} is missing from {store.describe()}")
+        raise MissingObject(f"{key} is missing from {store.describe()}")
     if upgrade is not None:
-        document = store.get(upgrade, MAX_ANCHORS_BYTES)
-        if document is None:
-            raise MissingBundle(f"{upgrade} is missing from {store.describe()}")
+        document = read_anchors(store, upgrade)
         try:
             raw = with_anchors(raw, document)
         except ValueError as exc:

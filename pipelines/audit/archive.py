@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.archive.bundle import MAX_ANCHORS_BYTES, MAX_LINE_BYTES, bundle_keys, max_bundle_bytes, upgraded_bundle
-from pipelines.core.checkpoint import open_checkpoint
+from pipelines.archive.bundle import MAX_LINE_BYTES, bundle_keys, max_bundle_bytes, read_anchors, upgraded_bundle
+from pipelines.audit.forks import check_saved
 from pipelines.core.cosignature import WitnessKey, verify_cosignatures
 from pipelines.core.logentry import parse_batch_entry
 from pipelines.core.note import Verifier
@@ -136,16 +136,15 @@ def audit_log(reader: LogReader, pins: Pins, saved: Sequence[tuple[str, str]]) -
             entries[batch_id] = (index, root.hex(), size)
     except (AnchorpipeError, ValueError) as exc:
         failures.append({"what": "log entries", "where": reader.store.describe(), "evidence": str(exc)})
-    facts["consistency"] = []
-    for name, note in saved:
-        try:
-            old = open_checkpoint(note, reader.verifiers)
-            proof = reader.consistency(old, head)
-            facts["consistency"].append({"saved": name, "size": old.size, "proof_hashes": len(proof)})
-        except VerificationError as exc:
-            failures.append({"what": "fork: the log does not extend a checkpoint you saved", "where": name,
-                             "evidence": f"{exc}\n--- saved checkpoint ({name})\n{note}--- the log's checkpoint\n"
-                                         f"{head.note}"})
+    try:
+        consistent, forks = check_saved(reader, head, saved)
+    except VerificationError as exc:  # a saved checkpoint the log's key never signed
+        consistent, forks = [], []
+        failures.append({"what": "a checkpoint you saved is not signed by the pinned log key", "where": "--checkpoint",
+                         "evidence": str(exc)})
+    facts["consistency"] = [{"saved": c.saved, "size": c.size, "proof_hashes": len(c.proof)} for c in consistent]
+    failures += [{"what": "fork: the log does not extend a checkpoint you saved", "where": fork.first[0],
+                  "evidence": f"{fork.what}\n{fork.evidence()}"} for fork in forks]
     if pins.witness_vkeys:
         cosigned = reader.cosigned()
         names = [c.witness for c in verify_cosignatures(cosigned.note, pins.witness_keys())] if cosigned else []
@@ -173,10 +172,7 @@ def _audit_bundle(task: tuple[str, str, str, str | None, list[int] | None, str |
         if data is None:
             raise VerificationError(f"{key} vanished during the audit")
         if upgrade is not None:
-            document = store.get(upgrade, MAX_ANCHORS_BYTES)
-            if document is None:
-                raise VerificationError(f"{upgrade} vanished during the audit")
-            data = upgraded_bundle(data, document)
+            data = upgraded_bundle(data, read_anchors(store, upgrade))
         lines = [line for line in data.splitlines() if line.strip()]
         result.records = len(lines)
         if picks is None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.audit.forks import Fork, check_saved
 from pipelines.core.checkpoint import Checkpoint, open_checkpoint
 from pipelines.core.cosignature import WitnessKey, verify_cosignatures
 from pipelines.core.note import Verifier
@@ -83,13 +84,15 @@ class Monitor:
         cp, alerts = head.checkpoint, []
         last = doc.get("last")
         if last is not None:
-            old = open_checkpoint(last, self.reader.verifiers)
             try:
-                self.reader.consistency(old, head)
-            except (VerificationError, LogStateError, ValueError) as exc:
-                return cp, [Alert("fork", f"the log's checkpoint (size {cp.size}) does not extend the one kept at "
-                                          f"size {old.size}: {exc}",
-                                  f"--- kept earlier\n{last}--- served now\n{head.note}")]
+                forks = check_saved(self.reader, head, [("kept earlier", last)])[1]
+            except (LogStateError, ValueError) as exc:  # the log's tiles cannot show it extends the kept one
+                forks = [Fork(f"the log's checkpoint (size {cp.size}) does not extend it: {exc}",
+                              ("kept earlier", last), ("served now", head.note))]
+            if forks:
+                return cp, [Alert("fork", f"{forks[0].what} (the one kept at size "
+                                          f"{open_checkpoint(last, self.reader.verifiers).size})",
+                                  forks[0].evidence())]
         self.keep(cp, head.note)
         grew = last is None or cp.size != open_checkpoint(last, self.reader.verifiers).size
         if grew:

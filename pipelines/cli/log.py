@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from pipelines.cli.common import endpoint_opt, read_bytes, vkey_opt, write_key_file, echo
-from pipelines.errors import VerificationError
 from pipelines.ledger.keys import log_reader, open_log
 
 DEFAULT_ORIGIN = "anchorpipe.local/log"
@@ -104,46 +103,25 @@ def consistency(location: str, saved: tuple[Path, ...], log_vkeys: tuple[str, ..
     different roots, are a fork (a split view): both checkpoints, each signed by the log's key, are printed
     as the evidence (with the pinned witnesses that cosigned each), and the exit status is 1.
     """
-    from itertools import combinations
-
+    from pipelines.audit.forks import check_saved
     from pipelines.cli.trust import load_witness_keys
-    from pipelines.core.checkpoint import open_checkpoint
     from pipelines.core.cosignature import verify_cosignatures
 
     keys = load_witness_keys(witnesses)
     reader = log_reader(location, log_vkeys, s3_endpoint)
-    notes = {str(p): read_bytes(p).decode("utf-8", "replace") for p in saved}
-    olds = {}
-    for path, note in notes.items():
-        try:
-            olds[path] = open_checkpoint(note, reader.verifiers)
-        except VerificationError as exc:
-            raise VerificationError(f"{path}: {exc}") from None
     head = reader.head()
-    forks: list[tuple[str, str, str, str, str]] = []  # what, where a, note a, where b, note b
-    for (pa, a), (pb, b) in combinations(olds.items(), 2):
-        if a.origin == b.origin and a.size == b.size and a.root != b.root:
-            forks.append((f"two checkpoints of size {a.size} with different roots", pa, notes[pa], pb, notes[pb]))
-    proofs = {}
-    for path, old in olds.items():
-        try:
-            proofs[path] = reader.consistency(old, head)
-        except VerificationError as exc:
-            forks.append((f"the log's checkpoint (size {head.checkpoint.size}) does not extend it: {exc}", path,
-                          notes[path], "the log's current checkpoint", head.note))
-    for *_, note_a, _, note_b in forks:  # evidence is checked evidence: both verify under the log's key
-        open_checkpoint(note_a, reader.verifiers), open_checkpoint(note_b, reader.verifiers)
+    consistent, forks = check_saved(reader, head, [(str(p), read_bytes(p).decode("utf-8", "replace")) for p in saved])
     if forks:
         echo(f"FORK: {len(forks)} pair(s) of checkpoints signed by the log's key are not consistent")
-        for what, pa, note_a, pb, note_b in forks:
-            echo(f"\n{what}")
-            for where, note in ((pa, note_a), (pb, note_b)):
+        for fork in forks:
+            echo(f"\n{fork.what}")
+            for where, note in (fork.first, fork.second):
                 cosigners = [c.witness for c in verify_cosignatures(note, keys)] if keys else []
                 by = f" (cosigned by {', '.join(cosigners)})" if cosigners else " (cosigned by no pinned witness)" \
                     if keys else ""
                 echo(f"--- {where}{by}\n{note}", nl=False)
         raise SystemExit(1)
-    for path, proof in proofs.items():
-        echo(f"consistent: {path} size {olds[path].size} -> {head.checkpoint.size} ({len(proof)} proof hashes)")
-        for h in proof:
+    for c in consistent:
+        echo(f"consistent: {c.saved} size {c.size} -> {head.checkpoint.size} ({len(c.proof)} proof hashes)")
+        for h in c.proof:
             echo(base64.b64encode(h).decode())

@@ -33,7 +33,7 @@ from pipelines.core.cosignature import WitnessKey
 from pipelines.core.note import Signer
 from pipelines.core.proof import parse_proof
 from pipelines.core.verify import Policy, verify_proof
-from pipelines.archive.bundle import bundle_keys, upgraded_bundle
+from pipelines.archive.bundle import bundle_keys, read_anchors, upgraded_bundle
 from pipelines.demo.localstack import DEFAULT_WORKERS, EXTERNAL_WORKERS, local_stack
 from pipelines.demo.services import anvil_node, fund, tsa_server, witness_server
 from pipelines.demo.offline import sample_record
@@ -272,7 +272,7 @@ def _upgraded_bundles(store, agency: str) -> dict[str, tuple[list[bytes], str | 
     for (_, key, up), raw in zip(found, get_all(store, [k for _, k, _ in found]), strict=True):
         data = raw or b""
         if up is not None:
-            data = upgraded_bundle(data, store.get(up))
+            data = upgraded_bundle(data, read_anchors(store, up))
         out[key] = ([line for line in data.splitlines() if line.strip()], up)
     return out
 
