@@ -363,7 +363,8 @@ def verify(proof: dict[str, Any] | str | bytes, record: Any = None, *, log_vkeys
     from pipelines.core.cosignature import WitnessKey
     from pipelines.core.note import Verifier
     from pipelines.core.proof import parse_proof
-    from pipelines.core.verify import Policy, verify_proof
+    from pipelines.core.policy import Policy
+    from pipelines.core.verify import verify_proof
 
     raw = json.dumps(proof) if isinstance(proof, dict) else proof
     policy = Policy.of([Verifier.parse(v) for v in log_vkeys], require,

@@ -36,7 +36,8 @@ from e2e import push
 
 from pipelines.core.proof import parse_proof
 from pipelines.core.tsa import load_roots
-from pipelines.core.verify import Policy, verify_proof
+from pipelines.core.policy import Policy
+from pipelines.core.verify import verify_proof
 from pipelines.demo import online
 from pipelines.demo.localstack import DEFAULT_WORKERS, EXTERNAL_WORKERS, local_stack
 from pipelines.intake.auth import add_agency

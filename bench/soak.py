@@ -29,7 +29,8 @@ from e2e import push  # the same load generator as bench/e2e.py
 from pipelines.archive.bundle import bundle_key
 from pipelines.core.commitment import content_sha256
 from pipelines.core.proof import parse_proof
-from pipelines.core.verify import Policy, verify_proof
+from pipelines.core.policy import Policy
+from pipelines.core.verify import verify_proof
 from pipelines.demo.localstack import local_stack
 from pipelines.intake.auth import add_agency
 from pipelines.stages import QUEUES

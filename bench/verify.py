@@ -22,7 +22,7 @@ from pipelines.archive.bundle import build_bundle
 from pipelines.core.batch import seal_records
 from pipelines.core.commitment import RecordInput, content_sha256
 from pipelines.core.note import Signer
-from pipelines.core.verify import Policy
+from pipelines.core.policy import Policy
 from pipelines.demo.offline import sample_record
 from pipelines.ledger.tlog import TransparencyLog
 from pipelines.storage.local import LocalStore

@@ -11,7 +11,8 @@ from pathlib import Path
 from pipelines.core.checkpoint import open_checkpoint
 from pipelines.core.note import Signer, Verifier
 from pipelines.core.proof import parse_proof
-from pipelines.core.verify import Policy, verify_bundle, verify_proof
+from pipelines.core.policy import Policy
+from pipelines.core.verify import verify_bundle, verify_proof
 from pipelines.core.witness import open_request, parse_request
 from pipelines.errors import AnchorpipeError
 from pipelines.intake.records import parse_body

@@ -176,7 +176,8 @@ def test_the_bundle_verifier_agrees_with_verifying_each_proof_alone(tmp_path: Pa
     from pipelines.core.commitment import RecordInput
     from pipelines.core.note import Signer
     from pipelines.core.proof import parse_proof
-    from pipelines.core.verify import Policy, verify_bundle, verify_proof
+    from pipelines.core.policy import Policy
+    from pipelines.core.verify import verify_bundle, verify_proof
     from pipelines.errors import VerificationError
     from pipelines.ledger.tlog import TransparencyLog
     from pipelines.storage.local import LocalStore

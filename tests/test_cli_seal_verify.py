@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.core.proof import parse_proof
-from pipelines.core.verify import Policy, verify_proof
+from pipelines.core.policy import Policy
+from pipelines.core.verify import verify_proof
 from pipelines.ledger.keys import load_verifiers
 from pipelines.archive.files import proof_filename
 

@@ -24,7 +24,8 @@ from pipelines.intake.auth import add_agency
 from pipelines.core.commitment import content_sha256
 from pipelines.core.logentry import parse_batch_entry
 from pipelines.core.proof import parse_proof
-from pipelines.core.verify import Policy, verify_proof
+from pipelines.core.policy import Policy
+from pipelines.core.verify import verify_proof
 from pipelines.demo.localstack import local_stack
 from pipelines.state.postgres import PostgresState as State
 from pipelines.storage import open_store

@@ -18,7 +18,8 @@ import pytest
 
 from pipelines.archive import directory
 from pipelines.config import Settings
-from pipelines.core.verify import NotAnchored, Policy, verify_proof
+from pipelines.core.policy import Policy
+from pipelines.core.verify import NotAnchored, verify_proof
 from pipelines.demo.services import fund
 from pipelines.stages.external import ExternalAnchoring
 from pipelines.ledger.evm import EvmChain

@@ -21,7 +21,8 @@ from pipelines.core.commitment import RecordInput, content_sha256
 from pipelines.core.evm import Block
 from pipelines.core.proof import parse_proof
 from pipelines.core.tsa import load_roots
-from pipelines.core.verify import NotAnchored, Policy, verify_proof
+from pipelines.core.policy import Policy
+from pipelines.core.verify import NotAnchored, verify_proof
 from pipelines.demo.tsa import make_tsa
 from pipelines.errors import InputError, VerificationError
 

@@ -22,7 +22,8 @@ def test_a_tsa_token_that_is_not_base64_is_a_tsa_failure():
     import json
 
     from pipelines.core.proof import parse_proof
-    from pipelines.core.verify import Policy, verify_proof
+    from pipelines.core.policy import Policy
+    from pipelines.core.verify import verify_proof
     from pipelines.errors import VerificationError
     from fuzz.targets import CORPUS, LOG_KEY
 

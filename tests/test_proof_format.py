@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from pipelines.core.batch import Commitment, SealedBatch
 from pipelines.core.commitment import content_sha256
 from pipelines.core.proof import parse_proof
-from pipelines.core.verify import NotAnchored, Policy, verify_inclusion, verify_proof
+from pipelines.core.policy import Policy
+from pipelines.core.verify import NotAnchored, verify_inclusion, verify_proof
 from pipelines.errors import ProofFormatError, VerificationError
 
 

@@ -10,7 +10,8 @@ from pipelines.archive import directory
 from pipelines.config import Settings
 from pipelines.core.commitment import content_sha256
 from pipelines.core.logentry import parse_batch_entry
-from pipelines.core.verify import Policy, verify_proof
+from pipelines.core.policy import Policy
+from pipelines.core.verify import verify_proof
 from pipelines.stages.batches import Pipeline
 from pipelines.state.postgres import PostgresState as State
 from pipelines.ledger.tlog import TransparencyLog

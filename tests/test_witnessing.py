@@ -14,7 +14,8 @@ import pytest
 from pipelines.archive import directory
 from pipelines.config import Settings
 from pipelines.core.cosignature import WitnessKey, verify_cosignatures
-from pipelines.core.verify import NotAnchored, Policy, verify_proof
+from pipelines.core.policy import Policy
+from pipelines.core.verify import NotAnchored, verify_proof
 from pipelines.core.cosignature import Cosigner
 from pipelines.demo.services import child, free_port, witness_command, witness_server
 from pipelines.errors import InputError

@@ -34,7 +34,8 @@ from pipelines.core.cosignature import WitnessKey, verify_cosignatures
 from pipelines.core.logentry import parse_batch_entry
 from pipelines.core.note import Verifier
 from pipelines.core.proof import parse_proof
-from pipelines.core.verify import NotAnchored, Policy, verify_bundle, verify_proof
+from pipelines.core.policy import Policy
+from pipelines.core.verify import NotAnchored, verify_bundle, verify_proof
 from pipelines.errors import AnchorpipeError, VerificationError
 from pipelines.ledger.tlog import LogReader
 from pipelines.storage import ObjectStore, open_store

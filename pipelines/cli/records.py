@@ -23,7 +23,8 @@ from pipelines.cli.common import (
 )
 from pipelines.core.commitment import check_agency, content_sha256
 from pipelines.core.proof import MAX_PROOF_BYTES, parse_proof
-from pipelines.core.verify import POLICY_KINDS, NotAnchored, Policy, Report, verify_bundle, verify_proof
+from pipelines.core.policy import POLICY_KINDS, Policy
+from pipelines.core.verify import NotAnchored, Report, verify_bundle, verify_proof
 from pipelines.errors import AnchorpipeError, InputError, ProofFormatError, VerificationError
 from pipelines.ledger.keys import load_verifiers
 

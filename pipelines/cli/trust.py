@@ -9,7 +9,7 @@ from typing import Any
 from pipelines.cli.common import load_json, read_bytes
 from pipelines.core.cosignature import WitnessKey
 from pipelines.core.evm import Block
-from pipelines.core.verify import CanonicalCheck
+from pipelines.core.policy import CanonicalCheck
 from pipelines.errors import InputError, VerificationError
 
 

@@ -26,7 +26,8 @@ from pipelines.core.commitment import RecordInput, content_sha256
 from pipelines.core.cosignature import WitnessKey, verify_cosignatures
 from pipelines.core.note import Signer
 from pipelines.core.proof import parse_proof
-from pipelines.core.verify import Policy, verify_batch
+from pipelines.core.policy import Policy
+from pipelines.core.verify import verify_batch
 from pipelines.demo.offline import sample_record
 from pipelines.demo.services import LocalWitness, witness_server
 from pipelines.errors import VerificationError

@@ -19,7 +19,8 @@ from pipelines.core.batch import seal_records
 from pipelines.core.commitment import RecordInput, content_sha256
 from pipelines.core.note import Signer
 from pipelines.core.proof import parse_proof
-from pipelines.core.verify import Policy, verify_proof
+from pipelines.core.policy import Policy
+from pipelines.core.verify import verify_proof
 from pipelines.ledger.tlog import LogReader, TransparencyLog
 from pipelines.storage.local import LocalStore
 

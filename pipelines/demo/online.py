@@ -32,7 +32,8 @@ from pipelines.core.commitment import content_sha256
 from pipelines.core.cosignature import WitnessKey
 from pipelines.core.note import Signer
 from pipelines.core.proof import parse_proof
-from pipelines.core.verify import Policy, verify_proof
+from pipelines.core.policy import Policy
+from pipelines.core.verify import verify_proof
 from pipelines.archive.bundle import bundle_keys, read_anchors, upgraded_bundle
 from pipelines.demo.localstack import DEFAULT_WORKERS, EXTERNAL_WORKERS, local_stack
 from pipelines.demo.services import anvil_node, fund, tsa_server, witness_server
