@@ -80,7 +80,7 @@ def main() -> None:
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
         os.environ["FEED_TOKEN"] = "s3cret"
         results = {"push (intake API)": push_rate(url, tmp, recs)}
-        from tests.feed_server import Feed
+        from tests.support.feed_server import Feed
 
         feed = Feed(recs)
         results["http feed"] = pull_rate(url, f'[[source]]\nname = "h"\nagency = "a-http"\nkind = "http"\n'

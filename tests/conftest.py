@@ -8,13 +8,17 @@ unit test fails it, naming the tier to move it to.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import socket
 import uuid
 
 import pytest
 
+from pipelines.config import Settings
 from pipelines.errors import ConfigError
+from pipelines.ops.logs import configure as configure_logs
 
 from pipelines.demo.services import moto_s3
 
@@ -203,3 +207,22 @@ def reset_state(state) -> None:
     """Empty every table of the state (as a fresh install)."""
     sql(state.url, "TRUNCATE records, batches, sources, source_units, quarantine, dead_letters, agencies, api_keys")
     sql(state.url, "UPDATE counters SET value = 0")
+
+
+@pytest.fixture
+def json_lines(capsys, tmp_path):
+    """JSON logging to the captured stderr; yields a reader of the lines logged so far. (Logging is set up
+    when the test starts: capsys replaces sys.stderr only then.)"""
+    started = []
+
+    def read() -> list[dict]:
+        return [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+
+    def start() -> None:
+        configure_logs(Settings(database_url="postgresql://x/y", redis_url="redis://x", archive=str(tmp_path)))
+        started.append(True)
+
+    read.start = start  # type: ignore[attr-defined]
+    yield read
+    for h in [h for h in logging.getLogger().handlers if h.get_name() == "anchorpipe"]:
+        logging.getLogger().removeHandler(h)

@@ -1,0 +1,90 @@
+"""Deployment files keep their security promises: the internet-facing parts cannot reach the signing key."""
+
+from __future__ import annotations
+
+import configparser
+import re
+
+import pytest
+
+from tests.support.paths import ROOT
+
+UNITS = ROOT / "infra" / "systemd"
+KEY = "/etc/anchorpipe/log.key"
+
+
+def unit(name: str) -> configparser.SectionProxy:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # systemd keys are case-sensitive
+    parser.read(UNITS / name)
+    return parser["Service"]
+
+
+def test_only_the_sequencer_is_handed_the_log_key():
+    units = sorted(p.name for p in UNITS.glob("*.service"))
+    assert "anchorpipe-sequencer.service" in units and "anchorpipe-api.service" in units
+    for name in units:
+        service = unit(name)
+        if name == "anchorpipe-sequencer.service":
+            assert service["LoadCredential"] == f"log.key:{KEY}"
+            assert "ANCHORPIPE_LOG_KEY_FILE=%d/log.key" in service["Environment"].split()
+        else:
+            assert "LoadCredential" not in service, name
+            assert service["UnsetEnvironment"] == "ANCHORPIPE_LOG_KEY_FILE", name
+            assert service["InaccessiblePaths"].lstrip("-") == KEY, name
+
+
+def test_the_api_runs_as_its_own_user():
+    api, sequencer = unit("anchorpipe-api.service"), unit("anchorpipe-sequencer.service")
+    assert api["User"] not in (sequencer["User"], "root")
+    assert api["NoNewPrivileges"] == "yes" and api["ProtectSystem"] == "strict"
+
+
+def test_the_procfile_binds_to_loopback_and_flower_needs_a_password():
+    procs = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ": " in line)
+    assert "--host ${HOST:-127.0.0.1}" in procs["web"]
+    assert "--address=127.0.0.1" in procs["flower"]
+    assert re.search(r"--basic-auth=\$\{FLOWER_BASIC_AUTH:\?", procs["flower"])
+
+
+def test_the_kubernetes_manifests_validate_against_the_kubernetes_schemas():
+    import copy
+
+    import kubernetes_validate
+    import yaml
+
+    from pipelines.stages import QUEUES
+
+    docs = list(yaml.safe_load_all((ROOT / "infra/kubernetes/anchorpipe.yaml").read_text()))
+    for doc in docs:  # strict: an unknown or misspelt field fails too
+        kubernetes_validate.validate(doc, "1.30.0", strict=True)
+    broken = copy.deepcopy(docs[1])
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}  # misspelt
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.30.0", strict=True)
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    for name, d in deployments.items():
+        (container,) = d["spec"]["template"]["spec"]["containers"]
+        assert container["resources"]["requests"] and container["resources"]["limits"]["memory"], name
+        if name != "anchorpipe-beat":
+            assert "livenessProbe" in container, name
+    consumed = {q for d in deployments.values() for c in d["spec"]["template"]["spec"]["containers"]
+                if "worker" in c["command"] for q in c["command"][c["command"].index("-Q") + 1].split(",")}
+    assert consumed == set(QUEUES)  # every queue has workers
+    scalers = list(yaml.safe_load_all((ROOT / "infra/kubernetes/autoscaling.yaml").read_text()))  # KEDA: no schema
+    for s in scalers:
+        assert s["kind"] == "ScaledObject" and s["spec"]["scaleTargetRef"]["name"] in deployments
+        assert s["spec"]["triggers"][0]["metadata"]["listName"] in QUEUES
+    assert {s["spec"]["scaleTargetRef"]["name"] for s in scalers} == {"anchorpipe-seal", "anchorpipe-archive",
+                                                                       "anchorpipe-pull"}
+
+
+def test_the_dashboard_and_the_alerts_use_metrics_that_exist():
+    source = "".join((ROOT / "pipelines" / p / "metrics.py").read_text() for p in ("ops", "api"))
+    defined = set(re.findall(r'"(anchorpipe_[a-z_]+)"', source))
+    used = set()
+    for path in ("infra/grafana/anchorpipe.json", "infra/prometheus/alerts.yml"):
+        used |= set(re.findall(r"anchorpipe_[a-z_]+", (ROOT / path).read_text()))
+    used -= {"anchorpipe_metrics_token"}
+    bases = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in used}
+    assert bases and bases <= defined, sorted(bases - defined)
