@@ -10,11 +10,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
 from pipelines.cli.common import EXIT_INVALID, fail, echo
+
+if TYPE_CHECKING:
+    from anchorpipe.client import Client
 
 KEY_ENV = "ANCHORPIPE_API_KEY"
 
@@ -113,13 +116,9 @@ def push(source: str, api_url: str, key_file: Path | None, fmt: str | None, chun
     and run again sends only what the API had not acknowledged (duplicates are harmless: the API answers
     them with the first receipt). Prints accepted, duplicates, conflicts and rejected lines at the end.
     """
-    from urllib.parse import quote
+    from anchorpipe.client import Client, ClientError
 
-    from anchorpipe.client import Client, ClientError, Conflict, ValidationError
-
-    key = (key_file.read_text().strip() if key_file else os.environ.get(KEY_ENV, "")).strip()
-    if not key:
-        fail(f"no API key: give --key-file FILE or set {KEY_ENV} (never on the command line)")
+    key = _api_key(key_file)
     stdin = source == "-"
     fmt = fmt or ("csv" if source.endswith(".csv") else "jsonl")
     state_file = None if stdin else Path(source + ".push-state.json")
@@ -128,7 +127,7 @@ def push(source: str, api_url: str, key_file: Path | None, fmt: str | None, chun
     state = PushState(state_file, None if stdin else Path(source))
     stream: BinaryIO = sys.stdin.buffer if stdin else open(source, "rb")
     size = 0 if stdin else os.fstat(stream.fileno()).st_size
-    ids: list[str] = []
+    ids: list[str] | None = [] if wait_for or proofs_dir else None
     started = time.monotonic()
 
     def rate(_: object) -> str:
@@ -139,36 +138,14 @@ def push(source: str, api_url: str, key_file: Path | None, fmt: str | None, chun
                                                            show_eta=True, show_percent=True,
                                                            item_show_func=rate) as bar:
         bar.update(state.doc["offset"] if fmt == "jsonl" else 0)
-        items = read_records(stream, fmt, state.doc["offset"])
         batch: list[tuple[int, int, bytes]] = []
 
         def flush() -> None:
-            good = list(batch)
-            while good:
-                try:
-                    receipts = client.send_chunk(0, [line for _, _, line in good])
-                except ValidationError as exc:  # drop the bad records, send the rest
-                    bad = {p.index for p in exc.problems}
-                    state.doc["rejected"] += [{"line": good[p.index][0], "error": f"{p.field}: {p.message}"}
-                                              for p in exc.problems]
-                    good = [g for i, g in enumerate(good) if i not in bad]
-                    continue
-                except Conflict as exc:
-                    line = next(g for g in good if _id(g[2]) == exc.record_id)
-                    state.doc["conflicts"].append({"line": line[0], "id": exc.record_id})
-                    good = [g for g in good if g is not line]
-                    continue
-                for r in receipts:
-                    state.doc["accepted" if r.status == "accepted" else "duplicates"] += 1
-                    if wait_for or proofs_dir:
-                        ids.append(r.id)
-                break
-            state.doc["offset"] = batch[-1][1]
-            state.save()
+            _send(client, state, batch, ids)
             bar.update(batch[-1][1] - bar.pos if fmt == "jsonl" and size else 0)
 
         try:
-            for item in items:
+            for item in read_records(stream, fmt, state.doc["offset"]):
                 batch.append(item)
                 if len(batch) >= chunk:
                     flush()
@@ -180,23 +157,70 @@ def push(source: str, api_url: str, key_file: Path | None, fmt: str | None, chun
             fail(f"{exc} (what was acknowledged is recorded: run the same command again to resume)")
     doc = state.doc
     state.done()
+    _report(doc)
+    if ids is not None:
+        _wait_for_proofs(api_url, key, ids, [a.strip() for a in anchors.split(",") if a.strip()], proofs_dir)
+    if doc["conflicts"] or doc["rejected"]:
+        raise SystemExit(EXIT_INVALID)
+
+
+def _api_key(key_file: Path | None) -> str:
+    key = (key_file.read_text().strip() if key_file else os.environ.get(KEY_ENV, "")).strip()
+    if not key:
+        fail(f"no API key: give --key-file FILE or set {KEY_ENV} (never on the command line)")
+    return key
+
+
+def _send(client: Client, state: PushState, batch: list[tuple[int, int, bytes]], ids: list[str] | None) -> None:
+    """Send one chunk of (line number, end offset, line): records the API refuses one by one (invalid, or a
+    conflict) are noted and the rest sent again; then the chunk's end is saved as the resume point."""
+    from anchorpipe.client import Conflict, ValidationError
+
+    good = list(batch)
+    while good:
+        try:
+            receipts = client.send_chunk(0, [line for _, _, line in good])
+        except ValidationError as exc:  # drop the bad records, send the rest
+            bad = {p.index for p in exc.problems}
+            state.doc["rejected"] += [{"line": good[p.index][0], "error": f"{p.field}: {p.message}"}
+                                      for p in exc.problems]
+            good = [g for i, g in enumerate(good) if i not in bad]
+            continue
+        except Conflict as exc:
+            line = next(g for g in good if _id(g[2]) == exc.record_id)
+            state.doc["conflicts"].append({"line": line[0], "id": exc.record_id})
+            good = [g for g in good if g is not line]
+            continue
+        for r in receipts:
+            state.doc["accepted" if r.status == "accepted" else "duplicates"] += 1
+            if ids is not None:
+                ids.append(r.id)
+        break
+    state.doc["offset"] = batch[-1][1]
+    state.save()
+
+
+def _report(doc: dict[str, Any]) -> None:
     echo(f"accepted {doc['accepted']:,}, duplicates {doc['duplicates']:,}, conflicts {len(doc['conflicts']):,}, "
-               f"rejected {len(doc['rejected']):,}")
+         f"rejected {len(doc['rejected']):,}")
     for c in doc["conflicts"][:50]:
         echo(f"  conflict: line {c['line']}: id {c['id']!r} was accepted before with other content")
     for r in doc["rejected"][:50]:
         echo(f"  rejected: line {r['line']}: {r['error']}")
-    if wait_for or proofs_dir:
-        with Client(api_url, key) as client:
-            wanted = [a.strip() for a in anchors.split(",") if a.strip()]
-            echo(f"waiting for {len(ids):,} proofs ({', '.join(wanted)}) ...", err=True)
-            done = client.wait(ids, anchors=wanted)
-            if proofs_dir:
-                proofs_dir.mkdir(parents=True, exist_ok=True)
-                for record_id, status in done.items():
-                    (proofs_dir / f"{quote(record_id, safe='')}.json").write_text(json.dumps(status.proof) + "\n")
-                echo(f"saved {len(done):,} proofs to {proofs_dir}")
-            else:
-                echo(f"all {len(done):,} proofs archived with {', '.join(wanted)}")
-    if doc["conflicts"] or doc["rejected"]:
-        raise SystemExit(EXIT_INVALID)
+
+
+def _wait_for_proofs(api_url: str, key: str, ids: list[str], wanted: list[str], proofs_dir: Path | None) -> None:
+    from urllib.parse import quote
+
+    from anchorpipe.client import Client
+
+    with Client(api_url, key) as client:
+        echo(f"waiting for {len(ids):,} proofs ({', '.join(wanted)}) ...", err=True)
+        done = client.wait(ids, anchors=wanted)
+    if proofs_dir:
+        proofs_dir.mkdir(parents=True, exist_ok=True)
+        for record_id, status in done.items():
+            (proofs_dir / f"{quote(record_id, safe='')}.json").write_text(json.dumps(status.proof) + "\n")
+        echo(f"saved {len(done):,} proofs to {proofs_dir}")
+    else:
+        echo(f"all {len(done):,} proofs archived with {', '.join(wanted)}")
