@@ -26,6 +26,11 @@ from pipelines.demo.services import moto_s3
 SERVER_FIXTURES = frozenset({"s3_endpoint", "tsa", "evm_node", "redis_url", "postgres_url"})
 
 
+#: The modules whose tests take longest (each starts a whole stack): run first, so that the two workers
+#: end together instead of one waiting on a minute-long test picked up last (longest first).
+LONGEST_FIRST = ("test_supervised", "test_stack", "test_doc_commands", "test_state_faults", "test_config_check")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         system = item.get_closest_marker("system") or SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
@@ -33,6 +38,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.system)
         elif not system:
             item.add_marker(pytest.mark.unit)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1] if item.module else "",
+                                         len(rank)))  # stable: the rest keep their order
 
 
 class UnitTierBreach(AssertionError):
