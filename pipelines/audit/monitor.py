@@ -83,18 +83,18 @@ class Monitor:
             return None, [Alert("unreachable", f"the log cannot be read: {exc}")]
         cp, alerts = head.checkpoint, []
         last = doc.get("last")
-        if last is not None:
+        kept = open_checkpoint(last, self.reader.verifiers) if last is not None else None
+        if last is not None and kept is not None:
             try:
                 forks = check_saved(self.reader, head, [("kept earlier", last)])[1]
             except (LogStateError, ValueError) as exc:  # the log's tiles cannot show it extends the kept one
                 forks = [Fork(f"the log's checkpoint (size {cp.size}) does not extend it: {exc}",
                               ("kept earlier", last), ("served now", head.note))]
             if forks:
-                return cp, [Alert("fork", f"{forks[0].what} (the one kept at size "
-                                          f"{open_checkpoint(last, self.reader.verifiers).size})",
+                return cp, [Alert("fork", f"{forks[0].what} (the one kept at size {kept.size})",
                                   forks[0].evidence())]
         self.keep(cp, head.note)
-        grew = last is None or cp.size != open_checkpoint(last, self.reader.verifiers).size
+        grew = kept is None or cp.size != kept.size
         if grew:
             doc.update(last=head.note, changed=now, stalled=False)
         elif now - doc.get("changed", now) > self.stall_after and not doc.get("stalled"):
