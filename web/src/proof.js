@@ -1,13 +1,11 @@
 // Proof format anchorpipe.proof/1 (docs/proof-format.md §4, pipelines/core/proof.py, anchors.py, fields.py):
 // the same rules as the CLI's pydantic models, every problem a ProofFormatError (check "format").
 
+import { InputError, ProofFormatError } from './errors.js';
 import { JFloat, JSONTextError, decodeUtf8, loads } from './jsontext.js';
 
 export const PROOF_FORMAT = 'anchorpipe.proof/1';
 export const MAX_PROOF_BYTES = 1 << 20;
-
-export class InputError extends Error {}
-export class ProofFormatError extends InputError {}
 
 const HEX32 = /^[0-9a-f]{64}$/;
 const BATCH_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
