@@ -139,7 +139,8 @@ def test_a_witness_killed_at_any_moment_never_cosigns_two_histories_nor_forgets(
     cosigned: list[tuple[int, bytes, float]] = []  # size, root, when the answer came
     guess = {"old": 0}
     lock = threading.Lock()
-    stop = time.monotonic() + 8
+    done = threading.Event()  # set once enough kills and cosignatures were seen (a slow machine takes longer)
+    deadline = time.monotonic() + 120
     rng = random.Random(7)
 
     errors: list[BaseException] = []
@@ -152,7 +153,7 @@ def test_a_witness_killed_at_any_moment_never_cosigns_two_histories_nor_forgets(
 
     def send() -> None:
         client = httpx.Client(timeout=2)
-        while time.monotonic() < stop:
+        while not done.is_set():
             with lock:
                 old = guess["old"]
                 history = FORK if rng.random() < 0.3 else MAIN
@@ -180,7 +181,7 @@ def test_a_witness_killed_at_any_moment_never_cosigns_two_histories_nor_forgets(
         t.start()
     kills = 0
     try:
-        while time.monotonic() < stop - 1:
+        while (kills < 4 or len(cosigned) < 25) and time.monotonic() < deadline:
             time.sleep(random.uniform(0.2, 0.6))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -193,12 +194,13 @@ def test_a_witness_killed_at_any_moment_never_cosigns_two_histories_nor_forgets(
             proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
             wait_for_port(port, proc)
     finally:
+        done.set()
         for t in threads:
             t.join()
         proc.terminate()
         proc.wait()
     assert not errors, errors
-    assert kills >= 3 and len(cosigned) > 20
+    assert kills >= 4 and len(cosigned) >= 25, (kills, len(cosigned))
     main_roots = {n: merkle.Tree(MAIN[:n]).root for n in range(1, len(MAIN) + 1)}
     fork_roots = {n: merkle.Tree(FORK[:n]).root for n in range(1, len(FORK) + 1)}
     beyond = {("main" if root == main_roots.get(size) else "fork") for size, root, _ in cosigned if size > FORK_AT}
