@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import json
 import re
 
 import pytest
@@ -88,3 +89,32 @@ def test_the_dashboard_and_the_alerts_use_metrics_that_exist():
     used -= {"anchorpipe_metrics_token"}
     bases = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in used}
     assert bases and bases <= defined, sorted(bases - defined)
+
+
+def test_prometheus_scrapes_every_queue_at_the_port_its_unit_serves():
+    """Each queue's worker is scraped, at the port the systemd units give it, labelled with its queue: an alert
+    on a stage nobody scrapes could never fire."""
+    import yaml
+
+    from pipelines.stages import QUEUES
+
+    units = "".join(p.read_text() for p in (ROOT / "infra/systemd").glob("*.service"))
+    documented = {q: int(port) for port, q in re.findall(r"\b(91\d\d)\W+(?:for\s+)?([a-z]+)", units)}
+    documented["anchor"] = int(re.search(r"ANCHORPIPE_METRICS_PORT=(\d+)", (
+        ROOT / "infra/systemd/anchorpipe-sequencer.service").read_text()).group(1))
+    config = yaml.safe_load((ROOT / "infra/prometheus/prometheus.yml").read_text())
+    workers = next(j for j in config["scrape_configs"] if j["job_name"] == "anchorpipe-workers")
+    scraped = {c["labels"]["queue"]: int(t.rsplit(":", 1)[1]) for c in workers["static_configs"] for t in c["targets"]}
+    assert set(scraped) == set(QUEUES), sorted(set(QUEUES) ^ set(scraped))
+    assert {q: documented[q] for q in QUEUES} == scraped
+
+
+def test_the_dashboard_sums_rates_over_processes_and_shows_zero_when_nothing_waits():
+    """A rate per process draws one flat line per worker that never does the work; a gauge with no sample when
+    nothing is pending shows "No data" where the operator wants 0."""
+    panels = json.loads((ROOT / "infra/grafana/anchorpipe.json").read_text())["panels"]
+    exprs = {t["expr"] for p in panels for t in p.get("targets", [])}
+    rates = [e for e in exprs if "rate(" in e]
+    assert rates and all(re.match(r"(sum|histogram_quantile)\b", e) for e in rates), rates
+    pending = [e for e in exprs if "anchorpipe_oldest_pending_seconds" in e]
+    assert pending and all(e.endswith("or vector(0)") for e in pending), pending
