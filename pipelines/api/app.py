@@ -326,27 +326,6 @@ def _records_routes(rt: Runtime) -> APIRouter:
     principal = _principal_dependency(rt)
     cfg = rt.cfg
 
-    def accept(agency: str, body: bytes, content_type: str) -> JSONResponse | dict[str, Any]:
-        try:
-            records = parse_body(body, content_type, cfg.max_records_per_request)
-            if rt.rate_limiter is not None:
-                rt.rate_limiter.take(agency, len(records), time.time())
-            return _receipts(agency, store_records(rt.state, agency, records))
-        except RecordError as exc:
-            problems = [{"index": p.position, "field": p.field, "message": p.message} for p in exc.problems[:100]]
-            return problem(422, f"{len(exc.problems)} problem(s) in the request's records; nothing was stored",
-                           type_="/problems/invalid-records", title="Invalid records", errors=len(exc.problems),
-                           problems=problems)
-        except ConflictRecord as exc:
-            return problem(409, str(exc), type_="/problems/conflicting-record", title="Conflicting record",
-                           id=exc.record_id)
-        except RateLimited as exc:
-            if exc.whole:  # this request alone is over the limit: waiting will not help, smaller ones will
-                return problem(429, str(exc), type_="/problems/request-over-rate-limit",
-                               title="Request over the rate limit", headers={"Retry-After": str(exc.retry_after)})
-            return problem(429, f"{exc}; retry after {exc.retry_after} s", type_="/problems/rate-limited",
-                           headers={"Retry-After": str(exc.retry_after)})
-
     @router.post("/v1/records", status_code=202, response_model=Submitted, responses=SUBMIT_RESPONSES,
                  openapi_extra=SUBMIT_BODY)
     async def submit(request: Request, who: Principal = Depends(principal)) -> Any:
@@ -354,7 +333,7 @@ def _records_routes(rt: Runtime) -> APIRouter:
         if who.kind != "agency":
             raise HTTPException(403, "auditor keys cannot submit records")
         body = await _read_body(request, cfg.max_body_bytes)
-        return await run_in_threadpool(accept, who.name, body, request.headers.get("content-type", ""))
+        return await run_in_threadpool(_accept, rt, who.name, body, request.headers.get("content-type", ""))
 
     archive_reads = ThreadPoolExecutor(max_workers=ARCHIVE_READERS, thread_name_prefix="archive-read")
 
@@ -363,15 +342,7 @@ def _records_routes(rt: Runtime) -> APIRouter:
                          who: Principal = Depends(principal)) -> dict[str, Any]:
         """A record's status, and its proof once archived. An auditor granted several agencies names one
         (?agency=); an auditor of one agency, and an agency itself, need not."""
-        if agency is None and who.kind == "auditor" and len(who.agencies) != 1:
-            raise HTTPException(422, f"name the agency with ?agency= (this key may read {', '.join(who.agencies)})")
-        agency = agency or (who.agencies[0] if who.kind == "auditor" else who.name)
-        try:
-            check_agency(agency)
-        except InputError as exc:
-            raise HTTPException(422, str(exc)) from None
-        if not who.can_read(agency):  # an agency not granted gets the same answer as a missing record
-            raise HTTPException(404, "no such record")
+        agency = _readable_agency(who, agency)
         doc = await run_in_threadpool(_record_status, rt, agency, record_id)
         if doc["status"] == "archived":
             # The archive is read on a pool of its own, within a budget: a slow or hung S3 answers 503
@@ -390,6 +361,45 @@ def _records_routes(rt: Runtime) -> APIRouter:
         return doc
 
     return router
+
+
+
+def _readable_agency(who: Principal, agency: str | None) -> str:
+    """The agency a read is of: the one named, the auditor's only one, or the agency itself (HTTP 422 when it
+    must be named or is malformed, 404 when this key may not read it: the same answer as a missing record)."""
+    if agency is None and who.kind == "auditor" and len(who.agencies) != 1:
+        raise HTTPException(422, f"name the agency with ?agency= (this key may read {', '.join(who.agencies)})")
+    agency = agency or (who.agencies[0] if who.kind == "auditor" else who.name)
+    try:
+        check_agency(agency)
+    except InputError as exc:
+        raise HTTPException(422, str(exc)) from None
+    if not who.can_read(agency):
+        raise HTTPException(404, "no such record")
+    return agency
+
+
+def _accept(rt: Runtime, agency: str, body: bytes, content_type: str) -> JSONResponse | dict[str, Any]:
+    """Store a request's records (all or none) and answer with their receipts, or the problem that refused them."""
+    try:
+        records = parse_body(body, content_type, rt.cfg.max_records_per_request)
+        if rt.rate_limiter is not None:
+            rt.rate_limiter.take(agency, len(records), time.time())
+        return _receipts(agency, store_records(rt.state, agency, records))
+    except RecordError as exc:
+        problems = [{"index": p.position, "field": p.field, "message": p.message} for p in exc.problems[:100]]
+        return problem(422, f"{len(exc.problems)} problem(s) in the request's records; nothing was stored",
+                       type_="/problems/invalid-records", title="Invalid records", errors=len(exc.problems),
+                       problems=problems)
+    except ConflictRecord as exc:
+        return problem(409, str(exc), type_="/problems/conflicting-record", title="Conflicting record",
+                       id=exc.record_id)
+    except RateLimited as exc:
+        if exc.whole:  # this request alone is over the limit: waiting will not help, smaller ones will
+            return problem(429, str(exc), type_="/problems/request-over-rate-limit",
+                           title="Request over the rate limit", headers={"Retry-After": str(exc.retry_after)})
+        return problem(429, f"{exc}; retry after {exc.retry_after} s", type_="/problems/rate-limited",
+                       headers={"Retry-After": str(exc.retry_after)})
 
 
 def _webhook_routes(rt: Runtime) -> APIRouter:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pipelines.cli.common import EXIT_INVALID, endpoint_opt, read_bytes, echo
 from pipelines.errors import InputError
+
+if TYPE_CHECKING:
+    from pipelines.audit.archive import AuditResult
 
 
 def pins_options(fn):  # type: ignore[no-untyped-def]
@@ -84,46 +88,14 @@ def audit(archive: str, log_vkeys: tuple[str, ...], witnesses: tuple[str, ...], 
 
     pins = load_pins(log_vkeys, witnesses, witness_quorum, tsa_roots, evm_blocks, require, expression)
     notes = [(str(p), read_bytes(p).decode("utf-8", "replace")) for p in saved]
-    state = None
-    if report_dir is not None:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        state = report_dir / "audit-state.jsonl"
-        if restart and state.exists():
-            state.unlink()
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = click.progressbar(length=total, label="verifying bundles", file=sys.stderr, show_eta=True,
-                                    show_pos=True)
-            bar.__enter__()
-        bar.update(done - bar.pos)
-
+    state = _resume_file(report_dir, restart)
     if "://" not in archive:
         archive = str(Path(archive).resolve())
-    result = audit_archive(archive, log_location or archive.rstrip("/") + "/log", pins, s3_endpoint=s3_endpoint,
-                           agency=agency, sample=sample, saved=notes, workers=workers, state_file=state,
-                           progress=progress)
-    if bar is not None:
-        bar.__exit__(None, None, None)
-    log = result.log
-    echo(f"log {log['origin']} at size {log['size']:,}: checkpoint signed by a pinned key; {log.get('tiles', '')}")
-    if "witnessed" in log:
-        w = log["witnessed"]
-        echo(f"newest cosigned checkpoint: size {w['size']}, cosigned by {len(w['cosigned_by'])} pinned "
-                   f"witness(es) {', '.join(w['cosigned_by'])}")
-    for c in log.get("consistency", []):
-        echo(f"consistent with {c['saved']} (size {c['size']})")
-    for name, row in sorted(result.per_agency().items()):
-        echo(f"agency {name}: {row['batches']:,} batches, {row['records']:,} records, {row['valid']:,} valid, "
-                   f"{row['failed']:,} failed")
-    if result.sample:
-        s = result.sample
-        echo(f"sample: {s['drawn']:,} of {s['of']:,} proofs verified; with 95 % confidence fewer than "
-                   f"{s['bad_fraction_below']:.2%} of all proofs are bad")
-    for f in result.failures:
-        echo(f"FINDING: {f['what']}: {f['where']}\n  {f['evidence'].splitlines()[0] if f['evidence'] else ''}")
+    with _ProgressBar("verifying bundles") as bar:
+        result = audit_archive(archive, log_location or archive.rstrip("/") + "/log", pins, s3_endpoint=s3_endpoint,
+                               agency=agency, sample=sample, saved=notes, workers=workers, state_file=state,
+                               progress=bar.update)
+    _print_findings(result)
     if report_dir is not None:
         json_path, html_path = write_report(result, report_dir)
         echo(f"report: {html_path} and {json_path}")
@@ -134,6 +106,59 @@ def audit(archive: str, log_vkeys: tuple[str, ...], witnesses: tuple[str, ...], 
     echo("PASSED" if result.ok else f"FAILED: {len(result.failures)} finding(s)")
     if not result.ok:
         raise SystemExit(EXIT_INVALID)
+
+
+def _resume_file(report_dir: Path | None, restart: bool) -> Path | None:
+    """Where an audit with --report keeps what it finished (forgotten with --restart); None without --report."""
+    if report_dir is None:
+        return None
+    report_dir.mkdir(parents=True, exist_ok=True)
+    state = report_dir / "audit-state.jsonl"
+    if restart and state.exists():
+        state.unlink()
+    return state
+
+
+class _ProgressBar:
+    """A progress bar on stderr, drawn from the first report of progress on (a total is known only then)."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.bar = label, None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr, show_eta=True,
+                                         show_pos=True)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _print_findings(result: AuditResult) -> None:
+    """The audit's lines: the log, its witnesses and consistency, each agency, the sample, every finding."""
+    log = result.log
+    echo(f"log {log['origin']} at size {log['size']:,}: checkpoint signed by a pinned key; {log.get('tiles', '')}")
+    if "witnessed" in log:
+        w = log["witnessed"]
+        echo(f"newest cosigned checkpoint: size {w['size']}, cosigned by {len(w['cosigned_by'])} pinned "
+             f"witness(es) {', '.join(w['cosigned_by'])}")
+    for c in log.get("consistency", []):
+        echo(f"consistent with {c['saved']} (size {c['size']})")
+    for name, row in sorted(result.per_agency().items()):
+        echo(f"agency {name}: {row['batches']:,} batches, {row['records']:,} records, {row['valid']:,} valid, "
+             f"{row['failed']:,} failed")
+    if result.sample:
+        s = result.sample
+        echo(f"sample: {s['drawn']:,} of {s['of']:,} proofs verified; with 95 % confidence fewer than "
+             f"{s['bad_fraction_below']:.2%} of all proofs are bad")
+    for f in result.failures:
+        echo(f"FINDING: {f['what']}: {f['where']}\n  {f['evidence'].splitlines()[0] if f['evidence'] else ''}")
 
 
 @click.command()

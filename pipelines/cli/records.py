@@ -124,12 +124,8 @@ def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log
     report: Report | None = None
     outcome, check, message, code = "valid", None, "", EXIT_VALID
     try:
-        from pipelines.cli.trust import canonical_check, load_evm_blocks, load_tsa_roots, load_witness_keys
-
-        policy = Policy.of(load_verifiers(log_vkeys), require, tsa_roots=load_tsa_roots(tsa_roots),
-                           evm_blocks=load_evm_blocks(evm_blocks) if evm_blocks else None,
-                           evm_check=canonical_check(evm_rpc) if evm_rpc else None, expression=expression,
-                           witnesses=load_witness_keys(witnesses), witness_quorum=witness_quorum)
+        policy = _pinned_policy(log_vkeys, tsa_roots, evm_rpc, evm_blocks, witnesses, witness_quorum, require,
+                                expression)
         if proof_file.suffix == ".ndjson":
             if record or record_bytes:
                 raise InputError("--record and --record-bytes go with one proof, not a bundle")
@@ -158,15 +154,32 @@ def verify(proof_file: Path, record: Path | None, record_bytes: Path | None, log
         fail(message, code)
     assert report is not None
     if not quiet:
-        for line in report.checks:
-            echo(f"ok: {line}")
-        if proof_file.suffix != ".ndjson" and not report.content_checked:
-            echo("NOT CHECKED: the record's content (give --record or --record-bytes)")
-        for v in report.anchors:
-            if v.verdict != "verified":
-                echo(f"anchor {v.kind}: UNCHECKED: {v.detail}")
-        echo(f"anchored: {', '.join(sorted(report.anchored))} ({policy.describe()})")
-        echo("VALID")
+        _print_valid(report, policy, bundle=proof_file.suffix == ".ndjson")
+
+
+def _pinned_policy(log_vkeys: tuple[str, ...], tsa_roots: tuple[Path, ...], evm_rpc: str | None,
+                   evm_blocks: Path | None, witnesses: tuple[str, ...], witness_quorum: int | None,
+                   require: tuple[str, ...], expression: str | None) -> Policy:
+    """The auditor's policy from the pins given on the command line (InputError for one that cannot be read)."""
+    from pipelines.cli.trust import canonical_check, load_evm_blocks, load_tsa_roots, load_witness_keys
+
+    return Policy.of(load_verifiers(log_vkeys), require, tsa_roots=load_tsa_roots(tsa_roots),
+                     evm_blocks=load_evm_blocks(evm_blocks) if evm_blocks else None,
+                     evm_check=canonical_check(evm_rpc) if evm_rpc else None, expression=expression,
+                     witnesses=load_witness_keys(witnesses), witness_quorum=witness_quorum)
+
+
+def _print_valid(report: Report, policy: Policy, *, bundle: bool) -> None:
+    """A VALID verdict: every check passed, what was not checked, and what anchors it."""
+    for line in report.checks:
+        echo(f"ok: {line}")
+    if not bundle and not report.content_checked:
+        echo("NOT CHECKED: the record's content (give --record or --record-bytes)")
+    for v in report.anchors:
+        if v.verdict != "verified":
+            echo(f"anchor {v.kind}: UNCHECKED: {v.detail}")
+    echo(f"anchored: {', '.join(sorted(report.anchored))} ({policy.describe()})")
+    echo("VALID")
 
 
 def _verify_bundle(path: Path, policy: Policy) -> Report:

@@ -288,15 +288,7 @@ def verify_bundle(data: bytes, policy: Policy) -> Report:
     paths: list[list[str] | tuple[str, ...]] = [[]] * b.size
     ids: list[str] = [""] * b.size
     for n, line in enumerate(lines):  # proof n is line n + 1
-        cut = line.rfind(ANCHORS_MEMBER)
-        if cut > 0 and line[cut:] == suffix:
-            record, leaf_hex, batch = _bundle_line(n, line[:cut] + b"}", parse_proof_head)
-        else:  # laid out otherwise: parse it whole and compare its anchors as values
-            proof = _bundle_line(n, line, parse_proof)
-            if proof.anchors != first.anchors:
-                raise VerificationError(f"proof {n} (record {proof.record.id!r}) carries other anchors than proof 0",
-                                        "anchored")
-            record, leaf_hex, batch = proof.record, proof.leaf_hash, proof.batch.model_dump()
+        record, leaf, batch = _bundle_leaf(n, line, suffix, first)
         index = batch["index"]
         if {k: batch[k] for k in same} != same:
             raise VerificationError(f"proof {n} (record {record.id!r}) is of batch {batch['id']} root "
@@ -304,27 +296,50 @@ def verify_bundle(data: bytes, policy: Policy) -> Report:
         if not 0 <= index < b.size or leaves[index] is not None:
             raise VerificationError(f"proof {n} (record {record.id!r}): leaf {index} appears twice or is outside "
                                     f"the batch of {b.size}", "batch-path")
-        leaf = record_leaf_hash(record.agency, record.id, bytes.fromhex(record.content_sha256),
-                                bytes.fromhex(record.salt))
-        if leaf.hex() != leaf_hex:
-            raise VerificationError(f"proof {n} (record {record.id!r}): leaf hash {leaf_hex} does not commit to the "
-                                    f"record (computed {leaf.hex()})", "leaf")
         leaves[index], paths[index], ids[index] = leaf, batch["path"], record.id
-    if None in leaves:
-        raise VerificationError(f"the bundle has {b.size - leaves.count(None)} of the batch's {b.size} records: "
-                                "some are missing", "batch-path")
+    _check_batch_tree(leaves, paths, ids, b.root)
+    report = Report()
+    report.ok(f"all {b.size} records of batch {b.id} (root {b.root}) are included, none missing")
+    check_anchors(first.anchors, b, policy, report)
+    return report
+
+
+def _bundle_leaf(n: int, line: bytes, suffix: bytes, first: Proof) -> tuple[Any, bytes, dict[str, Any]]:
+    """Proof n of a bundle: its record, its leaf (recomputed, and checked against the leaf hash it states) and
+    its batch member; a line laid out as the first is read up to the shared anchors, any other whole."""
+    cut = line.rfind(ANCHORS_MEMBER)
+    if cut > 0 and line[cut:] == suffix:
+        record, leaf_hex, batch = _bundle_line(n, line[:cut] + b"}", parse_proof_head)
+    else:  # laid out otherwise: parse it whole and compare its anchors as values
+        proof = _bundle_line(n, line, parse_proof)
+        if proof.anchors != first.anchors:
+            raise VerificationError(f"proof {n} (record {proof.record.id!r}) carries other anchors than proof 0",
+                                    "anchored")
+        record, leaf_hex, batch = proof.record, proof.leaf_hash, proof.batch.model_dump()
+    leaf = record_leaf_hash(record.agency, record.id, bytes.fromhex(record.content_sha256),
+                            bytes.fromhex(record.salt))
+    if leaf.hex() != leaf_hex:
+        raise VerificationError(f"proof {n} (record {record.id!r}): leaf hash {leaf_hex} does not commit to the "
+                                f"record (computed {leaf.hex()})", "leaf")
+    return record, leaf, batch
+
+
+def _check_batch_tree(leaves: list[bytes | None], paths: list[list[str] | tuple[str, ...]], ids: list[str],
+                      root: str) -> None:
+    """Every leaf of the batch is there, they give its root, and each proof's path is the tree's path."""
+    missing = [i for i, leaf in enumerate(leaves) if leaf is None]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+        raise VerificationError(f"the bundle has {len(leaves) - len(missing)} of the batch's {len(leaves)} records: "
+                                f"leaf {shown} missing", "batch-path")
     tree = merkle.Tree(leaves)  # type: ignore[arg-type]
-    if tree.root.hex() != b.root:
-        raise VerificationError(f"the batch's leaves give root {tree.root.hex()}, the proofs say {b.root}",
+    if tree.root.hex() != root:
+        raise VerificationError(f"the batch's leaves give root {tree.root.hex()}, the proofs say {root}",
                                 "batch-path")
     for index, (want, got) in enumerate(zip(tree.all_paths(as_hex=True), paths, strict=True)):
         if tuple(got) != want:
             raise VerificationError(f"proof of record {ids[index]!r}: its path does not lead from leaf {index} to "
                                     f"the batch root", "batch-path")
-    report = Report()
-    report.ok(f"all {b.size} records of batch {b.id} (root {b.root}) are included, none missing")
-    check_anchors(first.anchors, b, policy, report)
-    return report
 
 
 def _bundle_line(n: int, line: bytes, parse: Callable[[bytes], _P]) -> _P:
