@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from pipelines.cli.common import EXIT_INVALID, endpoint_opt, read_bytes, echo
+from pipelines.cli.common import EXIT_INVALID, echo, endpoint_opt, progressbar, read_bytes
 from pipelines.errors import InputError
 
 if TYPE_CHECKING:
@@ -127,8 +126,7 @@ class _ProgressBar:
 
     def update(self, done: int, total: int) -> None:
         if self.bar is None:
-            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr, show_eta=True,
-                                         show_pos=True)
+            self.bar = progressbar(self.label, total, show_eta=True, show_pos=True)
             self.bar.__enter__()
         self.bar.update(done - self.bar.pos)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -135,6 +135,6 @@ def load_json(path: Path) -> object:
         raise InputError(f"{path}: {exc}") from exc
 
 
-def progressbar(label: str, length: int):  # type: ignore[no-untyped-def]
-    """A progress bar on standard error, so standard output stays clean for results."""
-    return click.progressbar(length=length, label=label, file=sys.stderr)
+def progressbar(label: str, length: int, **options: Any):  # type: ignore[no-untyped-def]
+    """A progress bar on standard error, so standard output stays clean for results (options as click's)."""
+    return click.progressbar(length=length, label=label, file=sys.stderr, **options)
