@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     #: The reconciler re-drives any batch that stayed in one stage longer than this (seconds): the budget
     #: within which the work of a dead worker, or of a lost message, is taken up again.
     stuck_after: float = Field(15.0, gt=0)
+    #: /readyz answers 503 once a stage's oldest batch has waited longer than this (seconds); 0: never (a stuck
+    #: stage then makes it "degraded" only, intake going on).
+    unready_after: float = Field(0.0, ge=0)
     #: GET /v1/records answers 503 when the archive takes longer than this (seconds) to return a proof.
     archive_read_timeout: float = Field(5.0, gt=0)
     #: The sources file (TOML) of agency systems to pull from; none by default.

@@ -152,6 +152,7 @@ def reconcile() -> None:
     if runtime().cfg.rounds and not runtime().queues.lengths(("upgrade",))["upgrade"]:
         # Upgrades a lost message or a dead worker left undone (never while upgrades still wait in the queue).
         _send_upgrades(p.state.upgradable(closed_before_ms=now_ms() - int(p.cfg.stuck_after * 750)))
+    p.warn_stuck()
 
 
 @stage("pull", tick=True)

@@ -16,7 +16,7 @@ import re
 import sys
 import time
 from http import HTTPStatus
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 from collections.abc import Callable
@@ -40,19 +40,17 @@ from pipelines.intake.records import parse_body
 from pipelines.api.schema import AUTH, GET_RESPONSES, PROBLEM_TYPE, SUBMIT_BODY, SUBMIT_RESPONSES, \
     WEBHOOK_RESPONSES, RecordStatus, Submitted, WebhookIn, WebhookOut
 from pipelines.intake.submit import store_records
-from pipelines.ledger.tlog import CHECKPOINT
 from pipelines.api.metrics import StateCollector
+from pipelines.api.readiness import Readiness
 from pipelines.ops import metrics
 from pipelines.ops.logs import configure as configure_logging
 from pipelines.ops.monitoring import report_exception
 from pipelines.runtime import Runtime, runtime
 from pipelines.stages import QUEUES
 from pipelines.core.proof import Proof
-from pipelines.state import Accepted, now_ms
+from pipelines.state import Accepted
 from pipelines.stages.webhooks import check_url, new_secret
 
-#: /readyz answers within this many seconds, whatever hangs.
-READY_BUDGET_S = 0.9
 #: Threads that read proofs from the archive for GET /v1/records (apart from those that accept records).
 ARCHIVE_READERS = 8
 #: The browser proof checker, one self-contained page built by `make web/dist/verify.html`
@@ -466,35 +464,6 @@ def _read_archived(rt: Runtime, location: tuple[str, int, int] | None, upgrade: 
     return fetch_proof(rt.archive, agency, record_id)
 
 
-def _readiness(rt: Runtime, pool: ThreadPoolExecutor) -> tuple[bool, dict[str, Any]]:
-    """Each dependency's state, within READY_BUDGET_S whatever hangs; never raises.
-
-    Ready means this process can accept and serve records: the database and the
-    archive answer. Work stuck in a stage (a dead sequencer, say) is reported
-    with its age but does not make the API unready: intake still works, and an
-    alert on ``anchorpipe_oldest_batch_seconds`` pages for it.
-    """
-    probes = {
-        "database": pool.submit(rt.state.ping),
-        "archive": pool.submit(rt.log_store.get, CHECKPOINT),
-        "stuck": pool.submit(rt.state.oldest_in_stage),
-    }
-    wait(probes.values(), timeout=READY_BUDGET_S)
-    checks: dict[str, Any] = {}
-    for name, probe in probes.items():
-        if not probe.done():
-            checks[name] = "error: no answer within the readiness budget"
-        elif probe.exception() is not None:  # the failure's name only: /readyz is not authenticated
-            checks[name] = f"error: {type(probe.exception()).__name__}"
-        elif name == "stuck":
-            now = now_ms()
-            checks[name] = {stage: round((now - ms) / 1000, 1) for stage, ms in probe.result().items()
-                            if now - ms > rt.cfg.stuck_after * 1000}
-        else:
-            checks[name] = "ok"
-    return checks["database"] == "ok" and checks["archive"] == "ok", checks
-
-
 def _health_routes(rt: Runtime) -> APIRouter:
     router = APIRouter()
     # The API's own metrics only (workers serve theirs, each on its port): intake counters, the gauges read
@@ -509,12 +478,14 @@ def _health_routes(rt: Runtime) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    probes = ThreadPoolExecutor(max_workers=6, thread_name_prefix="readiness")
+    readiness = Readiness(rt)
 
     @router.get("/readyz")
     async def readyz() -> Response:
-        ok, checks = await asyncio.get_running_loop().run_in_executor(probes, _readiness, rt, probes)
-        return JSONResponse({"ready": ok, "checks": checks, "time": time.time()}, status_code=200 if ok else 503)
+        ok, checks = await readiness.check()
+        status = checks.pop("status")
+        return JSONResponse({"ready": ok, "status": status, "checks": checks, "time": time.time()},
+                            status_code=200 if ok else 503)
 
     token = rt.cfg.metrics_token.get_secret_value().encode() if rt.cfg.metrics_token else None
 

@@ -13,7 +13,7 @@ import os
 import click
 
 from pipelines import __version__
-from pipelines.cli.common import fail, fail_with
+from pipelines.cli.common import env_file, fail, fail_with
 from pipelines.cli.api import openapi
 from pipelines.cli.audit import audit, monitor
 from pipelines.cli.config import config, init
@@ -53,7 +53,7 @@ def main() -> None:
 
 
 def _load_env_file() -> None:
-    path = os.environ.get("ANCHORPIPE_ENV_FILE") or (".env" if os.path.isfile(".env") else None)
+    path = env_file()
     if path is None:
         return
     if not os.path.isfile(path):

@@ -70,6 +70,11 @@ def fail_with(exc: AnchorpipeError) -> NoReturn:
     fail(str(exc), EXIT_INVALID if isinstance(exc, VerificationError) else EXIT_UNUSABLE)
 
 
+def env_file() -> str | None:
+    """The settings file the CLI reads: ANCHORPIPE_ENV_FILE, or ./.env when there is one."""
+    return os.environ.get("ANCHORPIPE_ENV_FILE") or (".env" if os.path.isfile(".env") else None)
+
+
 def write_key_file(keyfile: Path, text: str) -> None:
     """Write a new private key to ``keyfile`` (mode 0600; its folder created, mode 0700, if missing), never
     over an existing file; a ClickException saying why not."""

@@ -36,6 +36,12 @@ class NoQueryStrings(logging.Filter):
         return True
 
 
+def _no_color(record: logging.LogRecord) -> bool:
+    """uvicorn puts an ANSI-coloured copy of each message in ``color_message``: no line carries it."""
+    record.__dict__.pop("color_message", None)
+    return True
+
+
 def configure(cfg: Settings) -> None:
     """Send every logger's records to stderr in the configured format (JSON by default), at the
     configured level for anchorpipe's own lines. Safe to call again: it replaces its own handler."""
@@ -50,6 +56,7 @@ def configure(cfg: Settings) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.set_name("anchorpipe")
     handler.addFilter(NoQueryStrings())
+    handler.addFilter(_no_color)
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "anchorpipe"]:
         root.removeHandler(old)

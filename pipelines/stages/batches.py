@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from pipelines.archive import bundle, index
@@ -57,6 +57,12 @@ def _batch_id(item: BatchHead | _Anchored) -> str:
     return item.id if isinstance(item, BatchHead) else item.batch.id
 
 
+#: The stage each batch state waits for.
+AWAITS = {"claimed": "seal", "sealed": "anchor", "anchored": "archive"}
+#: A stuck stage is said again (WARNING) at most this often (seconds), by each process running the reconciler.
+STUCK_WARNING_EVERY_S = 60.0
+
+
 @dataclass
 class Pipeline:
     cfg: Settings
@@ -65,6 +71,7 @@ class Pipeline:
     ledger: Ledger | Callable[[], Ledger]  # a ledger, or how to open it (only the sequencer needs one)
     log_store: ObjectStore | None = None  # the log's tiles, read to re-issue receipts under a later checkpoint
     external: ExternalAnchoring | Callable[[], ExternalAnchoring] | None = None  # external rounds, if configured
+    _warned: dict[str, float] = field(default_factory=dict)  # stage -> when (monotonic) it was last said stuck
 
     def _ledger(self) -> Ledger:
         if not hasattr(self.ledger, "anchor"):
@@ -295,6 +302,20 @@ class Pipeline:
         if self.state.fail_batch(batch_id, stage, redact(f"{type(exc).__name__}: {exc}")):
             metrics.DEAD_LETTERS.labels(stage).inc()
             report_exception(exc)
+
+    def warn_stuck(self) -> None:
+        """One WARNING line a minute for each stage whose oldest batch has waited past ``stuck_after``, naming
+        the batch: re-driving did not move it (a dead archiver, say)."""
+        now, clock = now_ms(), time.monotonic()
+        for state, (batch_id, since) in self.state.oldest_batches().items():
+            waited = (now - since) / 1000
+            if waited > self.cfg.stuck_after and clock - self._warned.get(state, -STUCK_WARNING_EVERY_S) >= \
+                    STUCK_WARNING_EVERY_S:
+                self._warned[state] = clock
+                event("stuck", f"the {AWAITS[state]} stage is stuck: batch {batch_id} has waited {waited:.0f} s "
+                      f"in state {state} (budget ANCHORPIPE_STUCK_AFTER={self.cfg.stuck_after:g} s); is a "
+                      f"{AWAITS[state]} worker running?", level="warning", stage=AWAITS[state], batch=batch_id,
+                      seconds=round(waited, 1))
 
     def stuck(self, everything: bool = False) -> dict[str, list[str]]:
         """Batches to send again, by stage: those whose worker died (its lease ran out) and those that

@@ -42,7 +42,9 @@ from pipelines.state.schema import psycopg_url
 
 #: Batch columns a stage may set besides its state.
 BATCH_FIELDS = frozenset({"root", "anchor", "error", "bundle", "offsets", "log_index"})
-_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+#: Faults that heal: the server down or restarting, the pool exhausted, and a server that takes no writes (a
+#: standby after a failover, until the clients reach the new primary).
+_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, psycopg.errors.ReadOnlySqlTransaction)
 
 _ACCEPT = """
 INSERT INTO records (agency, id, content_sha256, salt, accepted_ms)
@@ -133,8 +135,11 @@ class PostgresState(KeysInPostgres, SourcesInPostgres, AnchoringsInPostgres, Web
     # -- health --------------------------------------------------------------------------
 
     def ping(self) -> None:
+        """The server answers and takes writes (a read-only standby fails, transiently)."""
         with self.tx() as conn:
-            conn.execute("SELECT 1")
+            (read_only,) = conn.execute("SELECT current_setting('transaction_read_only')").fetchone() or ("on",)
+        if read_only == "on":
+            raise StateError("PostgreSQL takes no writes (transaction_read_only is on: a standby?)", transient=True)
 
     def check_persistence(self) -> None:
         """Refuse a server that could lose a committed record in a crash (fsync or synchronous_commit off).
@@ -337,6 +342,13 @@ class PostgresState(KeysInPostgres, SourcesInPostgres, AnchoringsInPostgres, Web
             rows = conn.execute("SELECT state, min(updated_ms) FROM batches WHERE state IN ('claimed', 'sealed', "
                                 "'anchored') GROUP BY state").fetchall()
         return {state: int(ms) for state, ms in rows}
+
+    def oldest_batches(self) -> dict[str, tuple[str, int]]:
+        """The longest-waiting batch of each stage (stages with batches only): its id and when (ms) it entered."""
+        with self.tx() as conn:
+            rows = conn.execute("SELECT DISTINCT ON (state) state, id, updated_ms FROM batches WHERE state IN "
+                                "('claimed', 'sealed', 'anchored') ORDER BY state, updated_ms").fetchall()
+        return {state: (batch_id, int(ms)) for state, batch_id, ms in rows}
 
     def archived_records(self) -> int:
         return self._counter("archived_records")

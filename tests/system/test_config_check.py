@@ -8,6 +8,7 @@ import sys
 import uuid
 
 from pipelines.core.note import Signer
+from tests.conftest import sql
 from tests.system.test_schema import empty_db  # noqa: F401  (a fixture)
 
 
@@ -35,16 +36,22 @@ def test_init_then_check_from_nothing(empty_db, clean_redis, s3_endpoint, tmp_pa
     assert "pg-s3cret-pw" not in before.stdout + before.stderr
     made = cli(env, "init", "--agency", "dept-a")
     assert made.returncode == 0, made.stdout + made.stderr
-    assert f"created bucket {bucket}" in made.stdout and "size 0" in made.stdout
-    assert made.stdout.strip().splitlines()[-1].startswith("ap_")  # the agency's key, shown once
+    assert f"created bucket {bucket}" in made.stderr and "size 0" in made.stderr
+    assert made.stdout.startswith("ap_") and len(made.stdout.splitlines()) == 1  # the agency's key alone, once
+    assert "dept-a created" in made.stderr and "ap_" not in made.stderr
     env_file = tmp_path / "anchorpipe.env"  # the services' EnvironmentFile: the CLI reads it too
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items() if k.startswith(("ANCHORPIPE_", "AWS_"))))
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items() if k.startswith(("ANCHORPIPE_", "AWS_")))
+                        + "OPERATOR_NOTE=read two ways\n")  # honcho would read "readtwoways"
     bare = {k: v for k, v in os.environ.items() if not k.startswith(("ANCHORPIPE_", "AWS_"))}
     after = cli({**bare, "ANCHORPIPE_ENV_FILE": str(env_file)}, "config", "check")
     assert after.returncode == 0, after.stdout + after.stderr
+    (warning,) = [line for line in after.stderr.splitlines() if line.startswith("warn")]
+    assert f"{env_file}:{len(env_file.read_text().splitlines())}: OPERATOR_NOTE" in warning
     assert "signed by the key in ANCHORPIPE_LOG_KEY_FILE" in after.stdout
-    again = cli(env, "init")  # safe to repeat
-    assert again.returncode == 0 and f"bucket {bucket} exists" in again.stdout
+    again = cli(env, "init", "--agency", "dept-a")  # safe to repeat, the agency too: no second key
+    assert again.returncode == 0 and f"bucket {bucket} exists" in again.stderr, again.stdout + again.stderr
+    assert again.stdout == "" and "dept-a exists" in again.stderr
+    assert len(sql(empty_db, "SELECT 1 FROM api_keys")) == 1
     key_file.write_text(Signer.generate("records.example.gov/log").text() + "\n")  # the wrong key
     wrong = cli(env, "config", "check")
     assert wrong.returncode == 2

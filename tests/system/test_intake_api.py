@@ -174,14 +174,21 @@ def test_settings_errors_name_the_variable(monkeypatch):
     assert "mysql://db/x" not in str(err.value)  # a URL may hold a password
 
 
-def test_readiness_names_stuck_work_but_stays_ready(env):
-    """A dead sequencer leaves batches waiting: reported with their age, while intake stays ready."""
+def test_readiness_names_stuck_work_degraded_and_unready_past_its_budget(env, clean_redis, tmp_path):
+    """A dead sequencer leaves batches waiting: reported with their age, the answer degraded while intake stays
+    ready; with ANCHORPIPE_UNREADY_AFTER set, not ready once a stage waits longer."""
     client, keys, state = env
-    assert client.get("/readyz").json()["checks"]["stuck"] == {}
+    assert client.get("/readyz").json()["checks"]["stuck"] == {} and client.get("/readyz").json()["status"] == "ok"
     sql(state.url, "INSERT INTO batches (id, agency, state, sealed_at, size, created_ms, updated_ms) "
         "VALUES ('waiting-batch', 'agency-a', 'sealed', '2026-01-01T00:00:00Z', 1, 1, 1)")
     resp = client.get("/readyz")
     assert resp.status_code == 200 and resp.json()["checks"]["stuck"]["sealed"] > 1e9
+    assert resp.json()["status"] == "degraded" and resp.json()["ready"] is True
+    strict = TestClient(create_app(Settings(database_url=state.url, redis_url=clean_redis,
+                                            archive=str(tmp_path / "archive"), unready_after=60)))
+    resp = strict.get("/readyz")
+    assert resp.status_code == 503 and resp.json()["status"] == "not ready"
+    assert resp.json()["checks"]["database"] == "ok" and resp.json()["checks"]["stuck"]["sealed"] > 60
     metrics = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
     assert 'anchorpipe_oldest_batch_seconds{stage="sealed"} 1.7' in metrics  # seconds since 1970, about
 
@@ -197,6 +204,28 @@ def test_readiness_reports_a_database_that_went_away_instead_of_failing(clean_re
     resp = client.get("/readyz")  # the server is gone: every state call fails
     assert resp.status_code == 503
     assert resp.json()["ready"] is False and resp.json()["checks"]["database"].startswith("error")
+
+
+def test_a_read_only_database_is_an_outage_503_with_retry_after_and_not_ready(env, clean_redis, tmp_path):
+    """What a standby gives after a failover: writes refused. Intake answers 503 with Retry-After (the client
+    retries), readiness fails on the database, and nothing was stored."""
+    client, keys, state = env
+    assert post(client, keys["a"], [{"id": "before", "content": 1}]).status_code == 202
+    name = state.url.rsplit("/", 1)[1]
+    sql(state.url, f"ALTER DATABASE {name} SET default_transaction_read_only = on")  # new sessions only
+    try:  # an API process started now (its connections all new) meets a read-only server
+        standby = TestClient(create_app(Settings(database_url=state.url, redis_url=clean_redis,
+                                                 archive=str(tmp_path / "archive"))))
+        refused = [post(standby, keys["a"], [{"id": "during", "content": 2}]) for _ in range(3)]
+        assert all(r.status_code == 503 and r.headers["Retry-After"] for r in refused), [r.text for r in refused]
+        assert refused[-1].headers["Content-Type"].startswith("application/problem+json")
+        ready = standby.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["database"] == "error: StateError"
+    finally:
+        writable = state.url + ("&" if "?" in state.url else "?") + "options=-c%20default_transaction_read_only%3Doff"
+        sql(writable, f"ALTER DATABASE {name} SET default_transaction_read_only = off")
+    assert sorted(stored(state, "agency-a")) == ["before"]
+    assert post(client, keys["a"], [{"id": "after", "content": 3}]).status_code == 202
 
 
 def test_health_answers_while_a_large_submission_is_parsed(db, clean_redis, tmp_path):

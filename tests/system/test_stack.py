@@ -167,12 +167,12 @@ def test_the_procfile_runs_under_honcho(tmp_path: Path):
 
         key_file = tmp_path / "log.key"
         key_file.write_text(Signer.generate("procfile.test/log").text())
-        port = free_port()
+        port, base = free_port(), _free_ten_ports()
         (tmp_path / ".env").write_text(
             f"ANCHORPIPE_DATABASE_URL={database_url}\nANCHORPIPE_REDIS_URL={redis_url}\nANCHORPIPE_ARCHIVE=s3://procfile/a\nANCHORPIPE_S3_ENDPOINT={endpoint}\n"
             f"ANCHORPIPE_LOG_KEY_FILE={key_file}\nANCHORPIPE_BATCH_INTERVAL=0.3\nAWS_ACCESS_KEY_ID=k\n"
-            f"AWS_SECRET_ACCESS_KEY=s\nAWS_DEFAULT_REGION=us-east-1\nPORT={port}\n"
-            f"ANCHORPIPE_BEAT_SCHEDULE={tmp_path / 'beat'}\n")
+            f"AWS_SECRET_ACCESS_KEY=s\nAWS_DEFAULT_REGION=us-east-1\nANCHORPIPE_API_PORT={port}\n"
+            f"ANCHORPIPE_METRICS_BASE={base}\nANCHORPIPE_STATE_DIR={tmp_path / 'state'}\n")
         procfile = ROOT / "Procfile"
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
         honcho = subprocess.Popen([sys.executable, "-m", "honcho", "-f", str(procfile), "-d", str(procfile.parent),
@@ -186,18 +186,41 @@ def test_the_procfile_runs_under_honcho(tmp_path: Path):
 
             push(f"http://127.0.0.1:{port}", add_agency(state, "agency-a"), 0, 40)
             wait_for(lambda: state.archived_records() >= 40, 90, "40 proofs archived by the Procfile's processes")
-            # Each worker serves its own metrics on its own port (honcho's $PORT for it): all three stages'
-            # counters move, each on one port.
+            # Each worker serves its own metrics on its own port (ANCHORPIPE_METRICS_BASE + its queue's number, as
+            # in the systemd units): all three stages' counters move, each on one port. The files stay in the
+            # deployment's state folder.
             moving: dict[str, int] = {}
-            for offset in range(100, 700, 100):
-                text = _scrape(f"http://127.0.0.1:{port + offset}/metrics")
+            for offset in range(1, 10):
+                text = _scrape(f"http://127.0.0.1:{base + offset}/metrics")
                 for counter in ("records_sealed_total", "batches_anchored_total", "records_archived_total"):
                     if re.search(rf"^anchorpipe_{counter} [1-9]", text, re.M):
-                        moving[counter] = port + offset
-            assert len(set(moving.values())) == 3, moving
+                        moving[counter] = base + offset
+            assert moving == {"records_sealed_total": base + 1, "batches_anchored_total": base + 2,
+                              "records_archived_total": base + 3}, moving
+            assert (tmp_path / "state" / "beat-schedule").exists() or list((tmp_path / "state").glob("beat-schedule*"))
+            assert {p.name for p in (tmp_path / "state" / "metrics").iterdir()} == {"sealer", "sequencer", "archiver"}
         finally:
             os.killpg(honcho.pid, signal.SIGTERM)
             honcho.wait(timeout=30)
+
+
+def _free_ten_ports() -> int:
+    """A base port with base+1..base+9 all free (the Procfile's metrics ports), below the ephemeral range that
+    free_port draws from."""
+    import random
+    import socket
+    from contextlib import ExitStack
+
+    for _ in range(50):
+        base = random.randrange(20000, 30000, 10)
+        try:
+            with ExitStack() as held:
+                for n in range(1, 10):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", base + n))
+            return base
+        except OSError:
+            continue
+    raise AssertionError("no nine free ports in a row")
 
 
 def _scrape(url: str) -> str:

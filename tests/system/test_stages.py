@@ -215,3 +215,29 @@ def test_a_batch_whose_worker_died_is_stuck_at_once_and_a_working_one_is_not(pip
     assert pipe.state.expired_leases("claimed") == ["leased"]
     pipe.seal("leased")  # a stage change releases the lease
     assert pipe.state.expired_leases("sealed") == [] and "leased" not in pipe.stuck()["sealed"]
+
+
+def test_a_stuck_stage_is_said_once_a_minute_naming_its_oldest_batch(pipe, caplog, monkeypatch):
+    """The archiver dead: its oldest batch waits past the budget; the reconciler's pass says so in one WARNING,
+    and not again until a minute has passed."""
+    import logging
+
+    from pipelines.stages import batches
+
+    accept(pipe, "agency-a", 3)
+    pipe.seal_ripe()
+    pipe.anchor(pipe.state.in_stage("sealed"))  # anchored, never archived
+    (batch_id,) = pipe.state.in_stage("anchored")
+    pipe.warn_stuck()  # not yet past the budget: nothing
+    sql(pipe.state.url, "UPDATE batches SET updated_ms = updated_ms - 60000 WHERE id = %s", (batch_id,))
+    clock = [1000.0]
+    monkeypatch.setattr(batches.time, "monotonic", lambda: clock[0])
+    with caplog.at_level(logging.WARNING, logger="anchorpipe"):
+        pipe.warn_stuck()
+        pipe.warn_stuck()
+        clock[0] += 61
+        pipe.warn_stuck()
+    lines = [r for r in caplog.records if getattr(r, "event", None) == "stuck"]
+    assert len(lines) == 2 and all(r.levelname == "WARNING" for r in lines)
+    assert lines[0].stage == "archive" and lines[0].batch == batch_id and lines[0].seconds >= 60
+    assert f"batch {batch_id}" in lines[0].getMessage() and "archive stage is stuck" in lines[0].getMessage()

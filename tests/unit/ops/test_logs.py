@@ -40,3 +40,13 @@ def test_access_lines_never_show_a_query_string(json_lines):
     (line,) = [x for x in json_lines() if x["logger"] == "uvicorn.access"]
     assert key not in json.dumps(line) and "agency=a" not in line["message"]
     assert line["message"] == '127.0.0.1:5000 - "GET /v1/records/r1?[redacted] HTTP/1.1" 401'
+
+
+def test_uvicorns_coloured_copy_of_a_line_is_left_out(json_lines):
+    """uvicorn logs each line twice over: plain, and with ANSI colours in ``color_message``; only the plain one."""
+    json_lines.start()
+    logging.getLogger("uvicorn.error").warning("Started server process [%d]", 42,
+                                               extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]"})
+    (line,) = [x for x in json_lines() if x["logger"] == "uvicorn.error"]
+    assert line["message"] == "Started server process [42]" and "color_message" not in line
+    assert "\x1b" not in json.dumps(line) and "\\u001b" not in json.dumps(line)
