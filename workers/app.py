@@ -83,6 +83,7 @@ def create_app() -> Celery:
             # Webhook events wait in PostgreSQL; one indexed query a second when none is due.
             "webhooks": _tick("anchorpipe.webhooks", 1.0),
         },
+        beat_scheduler="workers.beat:TickScheduler",  # no tick piles up in a queue nobody consumes
         worker_hijack_root_logger=False,
         worker_send_task_events=True,  # Flower (and `celery events`) see every task
         # A pool process that grew past this (KiB; an index compaction's merge, say) is replaced after its task.

@@ -90,7 +90,9 @@ class SourceRunner:
             self.state.source_succeeded(self.name)
         finally:
             self.state.release_source_lock(self.name, token)
-        event("pulled", f"pulled source {self.name}: {result.status}", source=self.name, agency=self.cfg.agency,
+        idle = result.status == "ok" and not (result.accepted or result.duplicates or result.quarantined)
+        event("pulled", f"pulled source {self.name}: {result.status}" + (", nothing new" if idle else ""),
+              level="debug" if idle else "info", source=self.name, agency=self.cfg.agency,  # quiet when idle
               status=result.status, accepted=result.accepted, duplicates=result.duplicates,
               quarantined=result.quarantined, pages=result.pages, error=result.error,
               seconds=round(time.perf_counter() - t, 3))

@@ -26,6 +26,7 @@ import random
 import re
 import secrets
 import socket
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -204,13 +205,19 @@ class Deliveries:
         if not d.events:
             return 0
         ids = [e["id"] for e in d.events]
+        started = time.monotonic()
         try:
             error = await self._attempt(client, d)
         except Exception as exc:  # one webhook's fault (a URL stored before a rule, say) is its own failed attempt
             error = f"{type(exc).__name__}: the notifier could not send to this URL"
+        took = round(time.monotonic() - started, 3)
         if error is None:
             await self._call(self.state.delivered, ids, d.lease)
             metrics.WEBHOOKS.labels("delivered").inc(len(ids))
+            # The receiver's host only: a URL's path or query may hold the receiver's own secret.
+            event("webhook_delivered", f"webhook {d.webhook.id} of {d.webhook.agency}: {len(ids)} events delivered "
+                  f"to {where(d.webhook.url)} in {took:.2f} s", webhook=d.webhook.id, agency=d.webhook.agency,
+                  events=len(ids), status="delivered", seconds=took)
             return len(ids)
         attempt = max(e["attempts"] for e in d.events) + 1
         delay = min(5.0 * 2 ** attempt, 3600.0) * random.uniform(0.5, 1.0)
@@ -219,7 +226,8 @@ class Deliveries:
         metrics.WEBHOOKS.labels("failed").inc(len(ids) - dead)
         metrics.WEBHOOKS.labels("dead").inc(dead)
         event("webhook_failed", f"webhook {d.webhook.id} at {where(d.webhook.url)}: {error}", level="warning",
-              webhook=d.webhook.id, agency=d.webhook.agency, events=len(ids), attempt=attempt, dead=dead)
+              webhook=d.webhook.id, agency=d.webhook.agency, events=len(ids), attempt=attempt, dead=dead,
+              status="dead" if dead else "failed", seconds=took)
         return 0
 
     async def _attempt(self, client: httpx.AsyncClient, d: Delivery) -> str | None:

@@ -37,5 +37,8 @@ def test_a_pull_run_logs_one_line(db, tmp_path, json_lines):
     pull_runner(drop_folder(tmp_path, inbox), PostgresState.connect(db)).run()
     (line,) = [line for line in json_lines() if line.get("event") == "pulled"]
     assert (line["source"], line["status"], line["accepted"], line["quarantined"]) == ("drop", "ok", 1, 1)
+    runner = pull_runner(drop_folder(tmp_path, inbox), PostgresState.connect(db))
+    assert runner.run().status == "ok"  # nothing new: no line at INFO (the puller's every tick)
+    assert [line for line in json_lines() if line.get("event") == "pulled"] == []
 
 

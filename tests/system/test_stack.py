@@ -343,3 +343,21 @@ def test_the_federation_demo_verifies_every_proof_with_a_witness_quorum(tmp_path
         assert show.returncode == 0 and "tiles agree" in show.stdout
         audit = cli(env, "audit", str(fed / agency), *pins, "--witness-quorum", "2", "--require", "witness")
         assert audit.returncode == 0 and audit.stdout.rstrip().endswith("PASSED"), audit.stdout + audit.stderr
+
+
+def test_ticks_never_pile_up_in_a_queue_nobody_consumes(tmp_path: Path):
+    """Beat with no worker at all (as with the notifier left out): each tick queue holds one tick, not one per
+    second since beat started; once a worker runs, the ticks move on and records flow."""
+    from pipelines.state.redis import BrokerQueues
+
+    with local_stack(tmp_path, workers={}, **FAST) as stack:
+        queues = BrokerQueues(stack.redis_url)
+        ticked = ("seal", "reconcile", "webhooks")
+        wait_for(lambda: all(queues.lengths(ticked).values()), 30, "beat's first ticks")
+        time.sleep(4)  # four webhooks periods, about fifty seal periods
+        assert queues.lengths(ticked) == {q: 1 for q in ticked}
+        for name, (queues_, concurrency) in QUEUES.items():
+            stack.start_worker(name, queues_, concurrency)
+        state = State.connect(stack.database_url)
+        push(stack.api_url, add_agency(state, "agency-a"), 0, 50)
+        wait_for(lambda: state.archived_records() >= 50, 60, "50 records archived once workers run")

@@ -72,15 +72,20 @@ def make_pipe(db, redis) -> Pipeline:
                     log_store=log_store)
 
 
-def test_archived_batches_reach_the_receiver_signed_and_batched(db, clean_redis, receiver):
+def test_archived_batches_reach_the_receiver_signed_and_batched(db, clean_redis, receiver, json_lines):
     pipe = make_pipe(db, clean_redis)
     secret = new_secret()
-    pipe.state.add_webhook("agency-a", receiver.url, ["records.archived", "anchors.confirmed"], secret)
+    pipe.state.add_webhook("agency-a", receiver.url + "/hook?token=receiver-own-secret",
+                           ["records.archived", "anchors.confirmed"], secret)
     accept(pipe, "agency-a", 1500)
     accept(pipe, "agency-b", 10)  # another agency's batches: not this webhook's business
     archived = run_all(pipe)
     deliveries = Deliveries(pipe.state, allow_private=True)
+    json_lines.start()
     assert deliveries.deliver_due() == 2 and len(receiver.got) == 1  # two batches' events, one POST
+    (line,) = [x for x in json_lines() if x.get("event") == "webhook_delivered"]  # one INFO line per delivery
+    assert (line["agency"], line["events"], line["status"], line["level"]) == ("agency-a", 2, "delivered", "INFO")
+    assert line["seconds"] >= 0 and "receiver-own-secret" not in json.dumps(line) and secret not in json.dumps(line)
     events = receiver.events(secret)
     assert {e["type"] for e in events} == {"records.archived"}
     assert sorted(e["data"]["batch"] for e in events) == sorted(b for b in archived
