@@ -29,6 +29,14 @@ browser-deps:
 proxy-deps:
 	@test -x /usr/sbin/nginx || (apt-get update -qq && apt-get install -y -qq nginx-light)
 
+# promtool (Prometheus's checker: `promtool check config`, `promtool test rules`), from Debian's prometheus
+# package, unpacked into .tools/ (installing the package would also start a Prometheus server).
+PROMTOOL := .tools/prometheus/usr/bin/promtool
+$(PROMTOOL): | system-deps
+	mkdir -p .tools && cd .tools && (apt-get download prometheus >/dev/null 2>&1 || \
+	  (apt-get update -qq && apt-get download prometheus)) && dpkg-deb -x prometheus_*.deb prometheus && rm prometheus_*.deb
+	touch $@
+
 # A local EVM node (anvil, Foundry's) for the demo and the tests: from npm, into .tools/ (not the system).
 ANVIL := .tools/node_modules/.bin/anvil
 $(ANVIL): | system-deps
@@ -82,7 +90,7 @@ check: lock-check $(BIN)/.installed
 # `system` starts PostgreSQL, Redis, moto, workers, nodes and browsers, two tests at a time (each takes free
 # ports and folders of its own). Most of a system test is waiting for its processes, so the unit tier fits
 # in beside it. Each tier's output is printed whole when it ends.
-test: check system-deps browser-deps proxy-deps $(ANVIL) $(CHECKER)
+test: check system-deps browser-deps proxy-deps $(ANVIL) $(PROMTOOL) $(CHECKER)
 	$(BYTECODE)
 	$(MAKE) --no-print-directory -j2 --output-sync=target unit-tier system-tier
 
@@ -95,7 +103,7 @@ system-tier:
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -m unit -n 2 -q
 
-test-system: $(BIN)/.installed system-deps browser-deps proxy-deps $(ANVIL) $(CHECKER)
+test-system: $(BIN)/.installed system-deps browser-deps proxy-deps $(ANVIL) $(PROMTOOL) $(CHECKER)
 	$(BIN)/python -m pytest -m system -n 2 --dist worksteal --durations=30
 
 # Drift seen on purpose: the newest releases pyproject.toml allows (the lock ignored), in a venv of their own,

@@ -118,3 +118,35 @@ def test_the_dashboard_sums_rates_over_processes_and_shows_zero_when_nothing_wai
     assert rates and all(re.match(r"(sum|histogram_quantile)\b", e) for e in rates), rates
     pending = [e for e in exprs if "anchorpipe_oldest_pending_seconds" in e]
     assert pending and all(e.endswith("or vector(0)") for e in pending), pending
+
+
+def test_every_worker_of_the_procfile_and_the_manifests_is_scraped():
+    """The process lists as shipped: each Procfile worker serves its metrics at the port Prometheus scrapes for
+    its queues, and each Kubernetes worker pod carries the scrape annotations for the port it serves on."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "infra/prometheus/prometheus.yml").read_text())
+    workers = next(j for j in config["scrape_configs"] if j["job_name"] == "anchorpipe-workers")
+    scraped = {c["labels"]["queue"]: int(t.rsplit(":", 1)[1]) for c in workers["static_configs"] for t in c["targets"]}
+    procs = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines()
+                 if ": " in line and not line.startswith("#"))
+    seen = set()
+    for name, command in procs.items():
+        if " worker " not in command:
+            continue
+        queues = re.search(r"-Q (\S+)", command).group(1).split(",")
+        port = 9100 + int(re.search(r"ANCHORPIPE_METRICS_BASE:-9100\} \+ (\d+)\)\)", command).group(1))
+        assert scraped[queues[0]] == port, (name, queues, port)
+        seen.update(queues)
+    assert seen == set(scraped), sorted(set(scraped) ^ seen)  # every queue has a Procfile worker
+    for doc in yaml.safe_load_all((ROOT / "infra/kubernetes/anchorpipe.yaml").read_text()):
+        if doc["kind"] != "Deployment":
+            continue
+        pod = doc["spec"]["template"]
+        (container,) = pod["spec"]["containers"]
+        if "worker" not in container["command"]:
+            continue
+        notes = pod["metadata"].get("annotations", {})
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert notes.get("prometheus.io/scrape") == "true", doc["metadata"]["name"]
+        assert notes.get("prometheus.io/port") == env.get("ANCHORPIPE_METRICS_PORT"), doc["metadata"]["name"]
