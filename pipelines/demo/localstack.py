@@ -79,12 +79,24 @@ class Stack:
             proc.wait()
 
     def stop(self) -> None:
-        for name in list(self.procs):
-            if name not in ("postgres", "redis"):
-                self.kill(name, signal.SIGTERM)
-        for name in ("redis", "postgres"):  # the servers last: workers may still be finishing with them
-            if name in self.procs:
-                self.kill(name, signal.SIGTERM)
+        """SIGTERM to every process at once (each finishes its task meanwhile), then the servers last: workers
+        may still be finishing with them."""
+        self._stop_together([n for n in self.procs if n not in ("postgres", "redis")])
+        self._stop_together([n for n in ("redis", "postgres") if n in self.procs])
+
+    def _stop_together(self, names: list[str]) -> None:
+        for name in names:
+            try:
+                os.killpg(self.procs[name].pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for name in names:
+            proc = self.procs.pop(name)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
     def start_redis(self, *, empty: bool = False) -> None:
         """(Re)start the stack's Redis on its port; ``empty`` deletes its data first (a new, blank server)."""

@@ -25,6 +25,8 @@ NOT_RUN_HERE = {
     ("README.md", "cp .env.example .env"): "tests/system/test_stack.py runs the Procfile under honcho; init and config "
                                            "check run in tests/system/test_config_check.py",
     ("README.md", "apt-get install -y postgresql"): "installs system packages and creates system users",
+    ("README.md", "apt-get install -y redis-server"): "installs system packages and writes system folders; "
+                                                      "tests/system/test_shipped_redis.py runs the shipped redis.conf",
     ("README.md", "make test-latest"): "the upgrade routine re-resolves against PyPI (its result changes with every "
                                        "release): `make test` runs `make lock-check` and the suite; `make "
                                        "test-latest` is run on purpose and its result reported",
