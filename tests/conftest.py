@@ -33,6 +33,8 @@ LONGEST_FIRST = ("test_supervised", "test_stack", "test_doc_commands", "test_sta
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if item.get_closest_marker("hosts"):  # its own tier (`make test-hosts`), in neither of make test's
+            continue
         system = item.get_closest_marker("system") or SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
         if system and not item.get_closest_marker("system"):
             item.add_marker(pytest.mark.system)

@@ -52,8 +52,10 @@ def child(args: list[str], port: int, log_file: Path) -> Iterator[subprocess.Pop
                 proc.wait()
 
 
-def redis_command(port: int, data: Path, *, appendonly: bool = True) -> list[str]:
-    """redis-server in the foreground on ``port`` with its files in ``data`` (AOF, fsync on every write)."""
+def redis_command(port: int, data: Path, *, appendonly: bool = True, host: str = "127.0.0.1",
+                  password: str | None = None) -> list[str]:
+    """redis-server in the foreground on ``port`` with its files in ``data`` (AOF, fsync on every write); on an
+    address other than loopback it needs a ``password`` (Redis's protected mode refuses other hosts without)."""
     import shutil
 
     from pipelines.errors import ConfigError
@@ -61,8 +63,9 @@ def redis_command(port: int, data: Path, *, appendonly: bool = True) -> list[str
     if shutil.which("redis-server") is None:
         raise ConfigError("redis-server is not installed (Debian: apt-get install -y redis-server)")
     data.mkdir(parents=True, exist_ok=True)
-    return ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data), "--save", "",
-            "--appendonly", "yes" if appendonly else "no", "--appendfsync", "always", "--daemonize", "no"]
+    return ["redis-server", "--bind", host, "--port", str(port), "--dir", str(data), "--save", "",
+            "--appendonly", "yes" if appendonly else "no", "--appendfsync", "always", "--daemonize", "no",
+            *(["--requirepass", password] if password else [])]
 
 
 @contextmanager
@@ -210,17 +213,17 @@ class PostgresCluster:
         subprocess.run([*self.as_user, f"{self.bin}/initdb", "-D", str(self.data / "db"), "-A", "trust", "-U",
                         "postgres", "-E", "UTF8", "--no-locale"], check=True, capture_output=True)
 
-    def command(self, port: int) -> list[str]:
+    def command(self, port: int, host: str = "127.0.0.1") -> list[str]:
         return [*self.as_user, f"{self.bin}/postgres", "-D", str(self.data / "db"), "-p", str(port), "-k",
-                str(self.data), "-h", "127.0.0.1", "-c", "fsync=on", "-c", "synchronous_commit=on",
+                str(self.data), "-h", host, "-c", "fsync=on", "-c", "synchronous_commit=on",
                 "-c", "max_connections=200", "-c", "shared_buffers=512MB"]
 
-    def wait_ready(self, port: int, timeout: float = 60.0) -> None:
+    def wait_ready(self, port: int, timeout: float = 60.0, host: str = "127.0.0.1") -> None:
         """Wait until the server on ``port`` accepts connections: it listens a moment before it does, and
         answers "the database system is starting up" meanwhile (and during crash recovery)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if subprocess.run([f"{self.bin}/pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode == 0:
+            if subprocess.run([f"{self.bin}/pg_isready", "-q", "-h", host, "-p", str(port)]).returncode == 0:
                 return
             time.sleep(0.05)
         raise RuntimeError(f"PostgreSQL on port {port} did not accept connections within {timeout:.0f} s")
