@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-#: Service addresses on host D.
-POSTGRES, REDIS, S3 = "10.77.0.10", "10.77.0.11", "10.77.0.12"
+#: Service addresses on host D (and the log's witness, run there too).
+POSTGRES, REDIS, S3, WITNESS = "10.77.0.10", "10.77.0.11", "10.77.0.12", "10.77.0.13"
 #: Each host's address on its link to D (D's end of the link is .1 of the same /24).
 HOSTS = {"a": "10.77.1.2", "b": "10.77.2.2", "test": "10.77.9.2"}
 
@@ -75,7 +75,7 @@ def three_hosts() -> Iterator[Net]:
             ip("netns", "add", net.ns(host))
             made.append(net.ns(host))
             ip("link", "set", "lo", "up", ns=net.ns(host))
-        for address in (POSTGRES, REDIS, S3):
+        for address in (POSTGRES, REDIS, S3, WITNESS):
             ip("addr", "add", f"{address}/32", "dev", "lo", ns=net.ns("d"))
         subprocess.run(["ip", "netns", "exec", net.ns("d"), "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
         for host, address in HOSTS.items():

@@ -1,9 +1,9 @@
 """Three hosts and the network failing between them (`make test-hosts`, as root; docs/operations.md, "More than
 one host", has the runbook this follows and the table of the last run).
 
-Host D runs PostgreSQL, Redis and the S3 server; hosts A and B each run an API, a stage worker and a sequencer
-(two consumers of the anchor queue: the standby takes over when the other's host is cut off), B also beat; all
-from the same settings. Both APIs take 10,000 records each while a fault hits one host; then every accepted
+Host D runs PostgreSQL, Redis, the S3 server and a witness of the log; hosts A and B each run an API, a stage
+worker and a sequencer (two consumers of the anchor queue: the standby takes over when the other's host is cut
+off), B also the witnesser and beat; all from the same settings. After the heal the witness cosigns the whole log. Both APIs take 10,000 records each while a fault hits one host; then every accepted
 record must have exactly one verifying proof, each batch once in one linear log.
 """
 
@@ -31,12 +31,12 @@ from pipelines.core.note import Signer
 from pipelines.core.policy import Policy
 from pipelines.core.proof import parse_proof
 from pipelines.core.verify import verify_proof
-from pipelines.demo.services import PostgresCluster, redis_command
+from pipelines.demo.services import PostgresCluster, redis_command, witness_command
 from pipelines.intake.auth import add_agency
 from pipelines.ledger.tlog import LogReader
 from pipelines.state.postgres import PostgresState
 from pipelines.storage import open_store
-from tests.hosts.network import HOSTS, POSTGRES, REDIS, S3, Net, three_hosts
+from tests.hosts.network import HOSTS, POSTGRES, REDIS, S3, WITNESS, Net, three_hosts
 from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.hosts
@@ -58,6 +58,8 @@ PROCESSES = {
     **{f"sequencer-{h}": (h, ["celery", "-A", "workers.app", "worker", "-Q", "anchor", "-c", "1", "-n",
                               f"sequencer-{h}@%h", "--loglevel", "WARNING", "--without-gossip", "--without-mingle"])
        for h in ("a", "b")},
+    "witnesser": ("b", ["celery", "-A", "workers.app", "worker", "-Q", "witness", "-c", "1", "-n", "witnesser@%h",
+                        "--loglevel", "WARNING", "--without-gossip", "--without-mingle"]),
     "beat": ("b", ["celery", "-A", "workers.app", "beat", "--loglevel", "WARNING"]),
 }
 
@@ -68,6 +70,7 @@ class Deployment:
     work: Path
     env: dict[str, str]
     signer: Signer
+    witness_vkey: str
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     restarts: int = 0
 
@@ -111,13 +114,16 @@ def deployment(net: Net, work: Path) -> Iterator[Deployment]:
 
     signer = Signer.generate("hosts.test/log")
     (work / "log.key").write_text(signer.text() + "\n")
+    witness_args, witness_vkey = witness_command(work / "witness", "witness.hosts.test", [signer.verifier().text()],
+                                                 7380)
     s3 = f"http://{S3}:9000"
     env = {**os.environ, "ANCHORPIPE_DATABASE_URL": f"postgresql://postgres@{POSTGRES}:5432/postgres",
            "ANCHORPIPE_REDIS_URL": f"redis://:{REDIS_PASSWORD}@{REDIS}:6380/0", "ANCHORPIPE_ARCHIVE": "s3://anchorpipe/archive",
            "ANCHORPIPE_S3_ENDPOINT": s3, "ANCHORPIPE_LOG_KEY_FILE": str(work / "log.key"),
            "AWS_ACCESS_KEY_ID": "anchorpipe", "AWS_SECRET_ACCESS_KEY": "anchorpipe", "AWS_DEFAULT_REGION": "us-east-1",
+           "ANCHORPIPE_WITNESSES": f"http://{WITNESS}:7380 {witness_vkey}", "ANCHORPIPE_WITNESS_QUORUM": "1",
            **SETTINGS}
-    d = Deployment(net, work, env, signer)
+    d = Deployment(net, work, env, signer, witness_vkey)
     cluster = PostgresCluster(work)
     with (cluster.data / "db" / "pg_hba.conf").open("a") as hba:  # the hosts' addresses, inside the namespaces
         hba.write("host all all 10.77.0.0/16 trust\n")
@@ -125,6 +131,7 @@ def deployment(net: Net, work: Path) -> Iterator[Deployment]:
         d.spawn("postgres", "d", cluster.command(5432, host=POSTGRES))
         d.spawn("redis", "d", redis_command(6380, work / "redis", host=REDIS, password=REDIS_PASSWORD))
         d.spawn("s3", "d", [sys.executable, "-m", "moto.server", "-H", S3, "-p", "9000"])
+        d.spawn("witness", "d", [*witness_args, "--host", WITNESS])
         cluster.wait_ready(5432, host=POSTGRES)
         upgrade(env["ANCHORPIPE_DATABASE_URL"])
         _until(lambda: _answers(s3), 30, "the S3 server")
@@ -230,6 +237,7 @@ def _count(d: Deployment, state: PostgresState, total: int) -> tuple[int, int]:
     reader = LogReader(log_store, vkeys)
     head = reader.head()
     reader.check_tiles(head)  # one linear log: the signed checkpoint covers every tile
+    _witnessed(reader, head.checkpoint.size, d.witness_vkey)
     from pipelines.core import tiles
 
     entries = []
@@ -246,6 +254,18 @@ def _count(d: Deployment, state: PostgresState, total: int) -> tuple[int, int]:
     lost = sum(1 for i in range(total) if proved[f"rec-{i}"] == 0)
     doubled = sum(n - 1 for n in logged.values()) + sum(n - 1 for n in proved.values())
     return lost, doubled
+
+
+def _witnessed(reader: LogReader, size: int, vkey: str) -> None:
+    """After the heal the witness (on D) cosigns the whole log: one history, seen whole by an outsider."""
+    from pipelines.core.cosignature import WitnessKey, verify_cosignatures
+
+    def cosigned_whole() -> bool:
+        head = reader.cosigned()
+        return head is not None and head.checkpoint.size == size and \
+            len(verify_cosignatures(head.note, [WitnessKey.parse(vkey)])) == 1
+
+    _until(cosigned_whole, 60, f"the witness's cosignature on the log at size {size}")
 
 
 SCENARIOS = {
