@@ -188,6 +188,23 @@ def open_note(note: str, verifiers: list[Verifier]) -> tuple[str, list[str]]:
     return text, verified
 
 
+def claimed_signers(note: str, limit: int = 3) -> list[str]:
+    """``name+keyid`` of the first ``limit`` signature lines of ``note``, unverified: what a note says signed it,
+    for a message naming the key an auditor did not pin (names cut to 64 characters)."""
+    try:
+        _, lines = split_note(note)
+    except VerificationError:
+        return []
+    out = []
+    for line in lines[:limit]:
+        try:
+            name, sig = parse_signature_line(line)
+        except VerificationError:
+            continue
+        out.append(f"{name[:64]}+{sig[:4].hex()}")
+    return out
+
+
 def parse_signature_line(line: str) -> tuple[str, bytes]:
     if not line.startswith(SIG_PREFIX):
         raise VerificationError(f"malformed signature line {line[:40]!r}")

@@ -26,7 +26,7 @@ from pipelines.core.commitment import record_leaf_hash
 from pipelines.core.cosignature import Cosignature, WitnessKey, verify_cosignatures
 from pipelines.core.evm import Block, verify_evm_receipt
 from pipelines.core.logentry import batch_entry
-from pipelines.core.note import Verifier, split_note
+from pipelines.core.note import Verifier, claimed_signers, split_note
 from pipelines.core.policy import Policy
 from pipelines.core.proof import ANCHORS_MEMBER, BatchInclusion, Proof, parse_proof, parse_proof_head
 from pipelines.core.tsa import Stamp, stamped_message, verify_token
@@ -165,6 +165,13 @@ def _check_witnesses(logged: Sequence[tuple[int, TlogAnchor]], policy: Policy, r
             f"({names}); {policy.witness_quorum} required"))
 
 
+def _unpinned(anchor: TlogAnchor) -> str:
+    """Which key signed the checkpoint, as its note says (beside the pinned keys, a wrong pin reads as one)."""
+    claimed = claimed_signers(anchor.checkpoint)
+    return (f"log {anchor.origin}: its checkpoint is signed by no pinned key (its note says it is signed by "
+            f"{', '.join(claimed) or 'no readable key'})")
+
+
 @lru_cache(maxsize=64)
 def _cosigned(note: str, witnesses: tuple[WitnessKey, ...]) -> tuple[Cosignature, ...]:
     return tuple(verify_cosignatures(note, witnesses))
@@ -178,7 +185,7 @@ def _check_anchor(anchor: AnyAnchor, anchors: Sequence[AnyAnchor], batch: BatchI
         try:
             return AnchorVerdict("tlog", "verified", verify_tlog_anchor(anchor, batch, list(policy.log_keys)))
         except NoTrustedSignature:
-            raise NoTrustedSignature(f"log {anchor.origin}: its checkpoint is signed by no pinned key") from None
+            raise NoTrustedSignature(_unpinned(anchor)) from None
     cp = _attested(anchor.checkpoint, anchors, batch)
     if isinstance(anchor, TsaAnchor):
         stamp = _verified_token(anchor.token, anchor.checkpoint, policy.tsa_roots)

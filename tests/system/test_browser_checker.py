@@ -106,6 +106,13 @@ def test_the_browser_gives_each_corpus_case_the_clis_outcome_and_check(browser, 
         assert all(c["ok"] is not False for c in verdict["checks"])
     else:
         assert verdict["checks"][-1]["ok"] is False, verdict["checks"]
+    if case["name"] == "unpinned-log-key":  # names the key that did sign, as the CLI does (note.py's reading)
+        from pipelines.core.note import claimed_signers
+
+        doc = json.loads((CORPUS / case["proof"]).read_text())
+        signers = claimed_signers(next(a for a in doc["anchors"] if a["type"] == "tlog")["checkpoint"])
+        assert signers and f"its note says it is signed by {', '.join(signers)})" in verdict["message"], \
+            verdict["message"]
 
 
 # Inputs the corpus does not hold, each checked by the CLI and the page alike: (name, change to the valid proof's

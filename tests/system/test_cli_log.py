@@ -67,6 +67,9 @@ def test_wrong_key_or_forged_checkpoint_is_invalid(logged: Path):
     (logged / "other.vkey").write_text(other.verifier().text())
     res = run("verify", "out1/r0.json", "--log-vkey", "other.vkey", cwd=logged)
     assert res.returncode == 3 and "signed by no pinned key" in res.stderr and "VALID" not in res.stdout
+    # The message names the key that did sign and the one pinned: a wrong pin reads as one.
+    signed_by, pinned = ("+".join(v.split("+")[:2]) for v in ((logged / "log.vkey").read_text(), other.verifier().text()))
+    assert f"its note says it is signed by {signed_by})" in res.stderr and f"pinned log keys: {pinned}" in res.stderr
     # A checkpoint the attacker signs with its own key cannot replace the log's.
     doc = json.loads((logged / "out1/r0.json").read_text())
     doc["anchors"][0]["checkpoint"] = sign_note(Checkpoint("records.example.gov/log", 1, b"\x00" * 32).text(), [other])

@@ -3,7 +3,7 @@
 import { sha256 } from '@noble/hashes/sha2.js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 
-import { b64, concat, repr, u32, utf8 } from './bytes.js';
+import { b64, concat, hex, repr, u32, utf8 } from './bytes.js';
 import { BadSignature, InputError, NoTrustedSignature, VerificationError } from './errors.js';
 
 const SIG_PREFIX = '\u2014 ';
@@ -51,6 +51,27 @@ export function splitNote(note) {
   if (split < 0 || !note.endsWith('\n')) throw new VerificationError('malformed note: no blank line before the signatures');
   if (NOTE_CONTROL.test(note)) throw new VerificationError('malformed note: control characters');
   return [note.slice(0, split + 1), note.slice(split + 2, -1).split('\n')];
+}
+
+// name+keyid of the first `limit` signature lines of a note, unverified: what the note says signed it, for a
+// message naming the key an auditor did not pin (names cut to 64 characters), as claimed_signers in note.py.
+export function claimedSigners(note, limit = 3) {
+  let lines;
+  try {
+    lines = splitNote(note)[1];
+  } catch {
+    return [];
+  }
+  const out = [];
+  for (const line of lines.slice(0, limit)) {
+    try {
+      const [name, sig] = parseSignatureLine(line);
+      out.push(`${name.slice(0, 64)}+${hex(sig.slice(0, 4))}`);
+    } catch {
+      // an unreadable line names no one
+    }
+  }
+  return out;
 }
 
 export function parseSignatureLine(line) {

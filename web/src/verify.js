@@ -15,7 +15,7 @@ import { InputError, NoTrustedSignature, ProofFormatError, VerificationError } f
 import { verifyEvmReceipt } from './evm.js';
 import { batchEntry } from './logentry.js';
 import { leafHash, verifyInclusion } from './merkle.js';
-import { openNote, splitNote } from './note.js';
+import { claimedSigners, openNote, splitNote } from './note.js';
 import { describe, makePolicy } from './policy.js';
 import { parseProof } from './proof.js';
 import { verifyToken } from './tsa.js';
@@ -69,7 +69,10 @@ async function checkAnchor(anchor, anchors, batch, policy) {
     try {
       return { kind: 'tlog', verdict: 'verified', detail: verifyTlogAnchor(anchor, batch, policy.logKeys), time: null };
     } catch (exc) {
-      if (exc instanceof NoTrustedSignature) throw new NoTrustedSignature(`log ${anchor.origin}: its checkpoint is signed by no pinned key`);
+      if (exc instanceof NoTrustedSignature) {
+        const claimed = claimedSigners(anchor.checkpoint).join(', ') || 'no readable key';
+        throw new NoTrustedSignature(`log ${anchor.origin}: its checkpoint is signed by no pinned key (its note says it is signed by ${claimed})`);
+      }
       throw exc;
     }
   }
