@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,7 +193,7 @@ def _anchored_between(log: Path, start: float, end: float) -> int:
 def run_scenario(fault: Callable[[Net], None], heal: Callable[[Net], None], faulty: str) -> Outcome:
     healthy = "b" if faulty == "a" else "a"
     with three_hosts() as net, tempfile.TemporaryDirectory(prefix="anchorpipe-hosts-") as tmp, \
-            deployment(net, Path(tmp)) as d, ExitStack():
+            deployment(net, Path(tmp)) as d:
         key = add_agency(d.state, "agency-a")
         pushers = {}
         for n, h in enumerate(("a", "b")):
@@ -228,9 +228,7 @@ def run_scenario(fault: Callable[[Net], None], heal: Callable[[Net], None], faul
 def _count(d: Deployment, state: PostgresState, total: int) -> tuple[int, int]:
     """(records without a verifying proof, batches in the log twice + records proved twice); each proof is
     verified against the log key."""
-    import boto3  # noqa: F401  (open_store's S3 client reads the AWS_* settings)
-
-    os.environ.update({k: v for k, v in d.env.items() if k.startswith("AWS_")})
+    os.environ.update({k: v for k, v in d.env.items() if k.startswith("AWS_")})  # open_store's S3 credentials
     archive, s3 = d.env["ANCHORPIPE_ARCHIVE"], d.env["ANCHORPIPE_S3_ENDPOINT"]
     store, log_store = open_store(archive, s3_endpoint=s3), open_store(archive + "/log", s3_endpoint=s3)
     vkeys = [d.signer.verifier()]
