@@ -287,8 +287,7 @@ def verify_bundle(data: bytes, policy: Policy) -> Report:
     first = _bundle_line(0, lines[0], parse_proof)
     b = first.batch
     if b.size != len(lines):  # before anything is sized by what the bundle claims
-        raise VerificationError(f"the bundle has {len(lines)} of the batch's {b.size} records"
-                                + (": some are missing" if len(lines) < b.size else ": some are extra"), "batch-path")
+        raise VerificationError(_miscounted(lines, b.size), "batch-path")
     suffix = lines[0][lines[0].rfind(ANCHORS_MEMBER):]
     same = {"id": b.id, "size": b.size, "root": b.root, "sealed_at": b.sealed_at}
     leaves: list[bytes | None] = [None] * b.size
@@ -331,12 +330,42 @@ def _bundle_leaf(n: int, line: bytes, suffix: bytes, first: Proof) -> tuple[Any,
     return record, leaf, batch
 
 
+#: A bundle short of more leaves than this is reported by count alone (the size is the proofs' claim).
+MISSING_NAMED_UP_TO = 1_000
+
+
+def _missing(present: set[int], size: int) -> str:
+    """Which leaves of a batch of ``size`` are not in ``present``: the first ten by index."""
+    if size - len(present) > MISSING_NAMED_UP_TO:
+        return f"{size - len(present):,} are missing"
+    gone = [i for i in range(size) if i not in present]
+    shown = ", ".join(map(str, gone[:10])) + (f" and {len(gone) - 10} more" if len(gone) > 10 else "")
+    return f"missing leaf {shown}" if len(gone) == 1 else f"missing leaves {shown}"
+
+
+def _miscounted(lines: list[bytes], size: int) -> str:
+    """Why a bundle's line count is not its batch's size, naming the leaves it lacks when they are few."""
+    said = f"the bundle has {len(lines)} of the batch's {size} records"
+    if len(lines) > size:
+        return said + ": some are extra"
+    if size - len(lines) > MISSING_NAMED_UP_TO:
+        return said + f": {size - len(lines):,} are missing"
+    present = set()
+    for line in lines:
+        try:
+            present.add(parse_proof(line).batch.index)
+        except VerificationError:  # a malformed line is named later, by the check that reads it
+            continue
+    return f"{said}: {_missing(present, size)}"
+
+
 def _check_batch_tree(leaves: list[bytes | None], paths: list[list[str] | tuple[str, ...]], ids: list[str],
                       root: str) -> None:
     """Every leaf of the batch is there, they give its root, and each proof's path is the tree's path."""
     if None in leaves:
         raise VerificationError(f"the bundle has {len(leaves) - leaves.count(None)} of the batch's {len(leaves)} "
-                                "records: some are missing", "batch-path")
+                                f"records: {_missing({i for i, leaf in enumerate(leaves) if leaf is not None}, len(leaves))}",
+                                "batch-path")
     tree = merkle.Tree(leaves)  # type: ignore[arg-type]
     if tree.root.hex() != root:
         raise VerificationError(f"the batch's leaves give root {tree.root.hex()}, the proofs say {root}",
@@ -382,7 +411,7 @@ def verify_batch(proofs: Sequence[Proof], policy: Policy) -> Report:
             raise VerificationError(f"proof {n} (record {proof.record.id!r}): {exc}") from exc
     if len(seen) != first.batch.size:
         raise VerificationError(f"the bundle has {len(seen)} of the batch's {first.batch.size} records: "
-                                "some are missing")
+                                f"{_missing(seen, first.batch.size)}")
     report = Report()
     report.ok(f"all {first.batch.size} records of batch {first.batch.id} (root {first.batch.root}) are included, "
               "none missing")

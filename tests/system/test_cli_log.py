@@ -160,7 +160,9 @@ def test_a_whole_batch_bundle_is_audited(tmp_path: Path):
     lines = bundle.splitlines(keepends=True)
     (tmp_path / "dropped.ndjson").write_bytes(b"".join(lines[:4] + lines[5:]))
     res = run("verify", "dropped.ndjson", "--log-vkey", "log.vkey", cwd=tmp_path)
-    assert res.returncode == 1 and "8 of the batch's 9 records" in res.stderr
+    assert res.returncode == 1 and "8 of the batch's 9 records: missing leaf 4" in res.stderr  # which one, by index
+    (tmp_path / "two-dropped.ndjson").write_bytes(b"".join(lines[1:4] + lines[5:]))
+    assert "7 of the batch's 9 records: missing leaves 0, 4" in run("verify", "two-dropped.ndjson", cwd=tmp_path).stderr
     (tmp_path / "doubled.ndjson").write_bytes(b"".join(lines + lines[:1]))
     assert "some are extra" in run("verify", "doubled.ndjson", cwd=tmp_path).stderr
     changed = json.loads(lines[2])
