@@ -67,31 +67,23 @@ class Stack:
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the whole process group of ``name`` and reap it."""
-        proc = self.procs.pop(name)
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        self._kill_together([name], sig)
 
     def stop(self) -> None:
         """SIGTERM to every process at once (each finishes its task meanwhile), then the servers last: workers
         may still be finishing with them."""
-        self._stop_together([n for n in self.procs if n not in ("postgres", "redis")])
-        self._stop_together([n for n in ("redis", "postgres") if n in self.procs])
+        self._kill_together([n for n in self.procs if n not in ("postgres", "redis")], signal.SIGTERM)
+        self._kill_together([n for n in ("redis", "postgres") if n in self.procs], signal.SIGTERM)
 
-    def _stop_together(self, names: list[str]) -> None:
-        for name in names:
+    def _kill_together(self, names: list[str], sig: int) -> None:
+        """``sig`` to each process group of ``names``, then reap each (SIGKILL after 15 s)."""
+        procs = [self.procs.pop(name) for name in names]
+        for proc in procs:
             try:
-                os.killpg(self.procs[name].pid, signal.SIGTERM)
+                os.killpg(proc.pid, sig)
             except ProcessLookupError:
                 pass
-        for name in names:
-            proc = self.procs.pop(name)
+        for proc in procs:
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -4,8 +4,8 @@ read the same way, and the lines one of them would read differently.
 The rule (docs/operations.md, "Settings"): one ``NAME=value`` a line; a value holding a space, a ``#`` or a
 quote is written in double quotes (``NAME="a b"``). honcho drops the spaces of an unquoted value
 (``https://w.example key`` becomes ``https://w.examplekey``); systemd and python-dotenv keep them. A ``#``
-after a space starts a comment for honcho and python-dotenv, not for systemd: comments go on lines of their own. Kubernetes reads no such file: its ConfigMap
-is YAML (infra/kubernetes).
+after a space starts a comment for honcho and python-dotenv, not for systemd: comments go on lines of their
+own. Kubernetes reads no such file: its ConfigMap is YAML (infra/kubernetes).
 """
 
 from __future__ import annotations

@@ -236,12 +236,7 @@ def _count(d: Deployment, state: PostgresState, total: int) -> tuple[int, int]:
     head = reader.head()
     reader.check_tiles(head)  # one linear log: the signed checkpoint covers every tile
     _witnessed(reader, head.checkpoint.size, d.witness_vkey)
-    from pipelines.core import tiles
-
-    entries = []
-    for n in range(-(-head.checkpoint.size // 256)):
-        entries += tiles.unbundle(reader.read_bundle(n, min(256, head.checkpoint.size - n * 256)))
-    logged = Counter(parse_batch_entry(e)[0] for e in entries)
+    logged = Counter(parse_batch_entry(e)[0] for e in reader.entries(head.checkpoint.size))
     proved: Counter[str] = Counter()
     policy = Policy.of(vkeys, ["tlog"])
     for batch_id in logged:

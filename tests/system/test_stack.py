@@ -64,7 +64,7 @@ def check_everything(stack, state: State, records: int) -> None:
     reader = LogReader(log_store, vkeys)
     head = reader.head()
     reader.check_tiles(head)
-    logged = [parse_batch_entry(e)[0] for e in _log_entries(reader, head.checkpoint.size)]
+    logged = [parse_batch_entry(e)[0] for e in reader.entries(head.checkpoint.size)]
     batches = sorted(r[0] for r in sql(state.url, "SELECT id FROM batches"))
     assert sorted(logged) == batches, "every batch exactly once in the log"
     seen: dict[str, str] = {}
@@ -78,15 +78,6 @@ def check_everything(stack, state: State, records: int) -> None:
     assert len(seen) == records
     for i in range(0, records, 97):
         assert directory.fetch_proof(store, "agency-a", f"rec-{i}").batch.id == seen[f"rec-{i}"]
-
-
-def _log_entries(reader: LogReader, size: int) -> list[bytes]:
-    from pipelines.core import tiles
-
-    entries = []
-    for n in range(-(-size // 256)):
-        entries += tiles.unbundle(reader.read_bundle(n, min(256, size - n * 256)))
-    return entries
 
 
 def test_pushed_records_become_verifiable_proofs(tmp_path: Path):
